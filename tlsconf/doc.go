@@ -1,0 +1,27 @@
+// Package tlsconf decides which certificate a workload presents upstream and
+// which roots procmesh trusts when it verifies the other side.
+//
+// It provides:
+//
+//   - CA, the builtin issuer: an ECDSA P-256 root generated once under a
+//     state directory, or an operator-supplied intermediate under an
+//     organisation root, that mints short-lived X509-SVIDs;
+//   - Store, a per-SPIFFE-ID cache of SVIDs over an Issuer that issues at most
+//     once per identity at a time, renews at half-life in the background and
+//     keeps serving still-valid SVIDs with exponential backoff while the
+//     issuer is down;
+//   - LoadBundles, the trust bundles per trust domain read from PEM files;
+//   - ClientConfig and AuthorizerFor, the upstream mTLS client configuration
+//     built with go-spiffe's tlsconfig, one TLS session cache per config.
+//
+// What it leaves out: it never verifies X.509 chains itself (go-spiffe's
+// x509svid and tlsconfig do), it does not attest processes (package attest
+// does) and it does not decide which SPIFFE ID a process gets (package
+// registry does). It has no SPIFFE Workload API or SPIRE client: the Source
+// interface is the seam for a later SPIRE Delegated Identity source, which
+// will subscribe to SVIDs by PID and selectors (hence Workload.PID and
+// Workload.Selectors, which the builtin Store ignores).
+//
+// Keys never leave the process except the CA key, which is written once to
+// StateDir/ca.key with mode 0600; no key is ever logged.
+package tlsconf
