@@ -1,0 +1,156 @@
+//go:build linux
+
+package attest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Attest reads /proc for peer and returns the full process description.
+// PID-reuse protection (I2): with a pidfd, liveness is checked after all /proc
+// reads; without, start time is read before and after and must not change;
+// either way the Fingerprint is recomputed at the end and must equal fp —
+// otherwise ErrPeerGone (wrapped). The exe is hashed through the opened
+// /proc/PID/exe (what runs, not a path re-read later; "(deleted)" suffix on the
+// readlink handled and reported as the path without suffix plus Deleted=true).
+func (a *Attestor) Attest(p *Peer, fp Fingerprint) (*Process, error) {
+	if p == nil || p.PID <= 0 {
+		return nil, errors.New("attest: no peer PID")
+	}
+	if fp.PID != p.PID {
+		return nil, fmt.Errorf("attest: pid %d: fingerprint is for pid %d", p.PID, fp.PID)
+	}
+	if a.beforeRead != nil {
+		a.beforeRead()
+	}
+	proc, err := a.read(p.PID, a.peerPIDFD(p), fp)
+	if err != nil {
+		return nil, a.explain(p, fp, err)
+	}
+	if a.beforeVerify != nil {
+		a.beforeVerify()
+	}
+	now, err := a.Fingerprint(p)
+	if err != nil {
+		return nil, err
+	}
+	if now != fp {
+		return nil, gone(p.PID, "process changed since it was fingerprinted: "+fp.changes(now), nil)
+	}
+	proc.Fingerprint = fp
+	proc.Selectors = selectors(proc)
+	a.log.Debug().Int32("pid", p.PID).Str("exe", proc.ExePath).Strs("selectors", proc.Selectors).Msg("attest: attested")
+	return proc, nil
+}
+
+// explain turns a failed /proc read into ErrPeerGone when the peer has gone
+// or changed meanwhile (the read failed because of that), else returns err.
+func (a *Attestor) explain(p *Peer, fp Fingerprint, err error) error {
+	if errors.Is(err, ErrPeerGone) {
+		return err
+	}
+	now, ferr := a.Fingerprint(p)
+	if errors.Is(ferr, ErrPeerGone) || (ferr == nil && now != fp) {
+		return gone(p.PID, "changed while /proc was read", err)
+	}
+	return err
+}
+
+// read gathers everything but the selectors. With pidfd < 0 it first checks
+// the start time is still fp's (the "before" read of the fallback).
+func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, error) {
+	if pidfd < 0 {
+		st, err := a.readStat(pid)
+		if err != nil {
+			return nil, err
+		}
+		if st.StartTime != fp.StartTime {
+			return nil, gone(pid, fmt.Sprintf("PID reused: start time %d -> %d", fp.StartTime, st.StartTime), nil)
+		}
+	}
+	status, err := a.readStatus(pid)
+	if err != nil {
+		return nil, err
+	}
+	if status.UID[1] != fp.UID || status.GID[1] != fp.GID {
+		return nil, gone(pid, fmt.Sprintf("credentials changed: uid:gid %d:%d -> %d:%d",
+			fp.UID, fp.GID, status.UID[1], status.GID[1]), nil)
+	}
+	cg, err := a.readCgroup(pid)
+	if err != nil {
+		return nil, err
+	}
+	proc := &Process{
+		SupplementaryGIDs: status.Groups,
+		Cgroup:            cg.Path,
+		ContainerID:       cg.ContainerID,
+		PodUID:            cg.PodUID,
+		SystemdUnit:       cg.SystemdUnit,
+	}
+	if err := a.readExe(pid, fp, proc); err != nil {
+		return nil, err
+	}
+	proc.User = a.names.user(fp.UID)
+	proc.Group = a.names.group(fp.GID)
+	return proc, nil
+}
+
+// readExe fills proc's Exe fields. It opens /proc/PID/exe, checks the
+// opened file is fp's exe, and takes both the path (readlink of the open
+// descriptor) and the hash from that descriptor, so they describe the same
+// file even if the process execs meanwhile.
+func (a *Attestor) readExe(pid int32, fp Fingerprint, proc *Process) error {
+	link := a.procPath(pid, "exe")
+	f, err := os.Open(link)
+	if err != nil {
+		if isGoneErrno(err) {
+			return gone(pid, "open "+link, err)
+		}
+		return fmt.Errorf("attest: open %s: %w", link, err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("attest: fstat %s: %w", link, err)
+	}
+	if uint64(st.Dev) != fp.ExeDev || st.Ino != fp.ExeIno {
+		return gone(pid, fmt.Sprintf("exe changed: dev:inode %d:%d -> %d:%d",
+			fp.ExeDev, fp.ExeIno, uint64(st.Dev), st.Ino), nil)
+	}
+	fdLink := a.procRoot + "/self/fd/" + strconv.Itoa(int(f.Fd()))
+	target, err := os.Readlink(fdLink)
+	if err != nil {
+		return fmt.Errorf("attest: readlink %s (%s): %w", fdLink, link, err)
+	}
+	proc.ExePath, proc.ExeDeleted = exePath(target, &st)
+	if a.overHashLimit(st.Size) {
+		if a.hashLimit >= 0 {
+			a.log.Warn().Int32("pid", pid).Str("exe", proc.ExePath).Int64("size", st.Size).
+				Int64("limit", a.hashLimit).Msg("attest: executable over the hash size limit, no unix:sha256 selector")
+		}
+		return nil
+	}
+	proc.ExeSHA256, err = a.exeHash(f, &st)
+	return err
+}
+
+// exePath interprets the readlink of /proc/PID/exe for the file st: the
+// kernel appends " (deleted)" once the file is unlinked. A file whose name
+// really ends in " (deleted)" is told apart by looking it up.
+func exePath(target string, st *unix.Stat_t) (path string, deleted bool) {
+	trimmed, ok := strings.CutSuffix(target, " (deleted)")
+	if !ok {
+		return target, false
+	}
+	var named unix.Stat_t
+	if unix.Lstat(target, &named) == nil && named.Dev == st.Dev && named.Ino == st.Ino {
+		return target, false
+	}
+	return trimmed, true
+}

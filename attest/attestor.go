@@ -1,0 +1,96 @@
+package attest
+
+import (
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/rs/zerolog"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultProcRoot      = "/proc"
+	DefaultHashSizeLimit = 256 << 20
+	DefaultHashCacheSize = 1024
+
+	// nameCacheSize bounds the uid/gid → name cache.
+	nameCacheSize = 512
+)
+
+// Options configure an Attestor. The zero value is ready to use.
+type Options struct {
+	// ProcRoot is where procfs is mounted. Default "/proc".
+	ProcRoot string
+	// DisablePIDFD ignores Peer.PIDFD and forces the start-time fallback.
+	DisablePIDFD bool
+	// HashSizeLimit caps the size of the executables hashed. Default 256 MiB
+	// (when 0); negative disables hashing. A larger executable gets no
+	// unix:sha256 selector, which is logged, not an error.
+	HashSizeLimit int64
+	// HashCacheSize bounds the executable hash cache, keyed by device, inode,
+	// mtime, ctime and size. Default 1024 entries (when 0 or negative).
+	HashCacheSize int
+	// Logger receives debug lines and oversize-executable warnings. The zero
+	// value discards.
+	Logger zerolog.Logger
+}
+
+// Attestor reads /proc to describe the processes behind Unix socket peers.
+// It is safe for concurrent use.
+type Attestor struct {
+	procRoot  string
+	usePIDFD  bool
+	hashLimit int64
+	log       zerolog.Logger
+	hashes    *lru.Cache[hashKey, string]
+	names     *nameCache
+
+	// Test hooks (I2): beforeRead runs when Attest starts, after the peer
+	// was read and fingerprinted and before any /proc read; beforeVerify
+	// runs after the /proc reads and before the final checks.
+	beforeRead   func()
+	beforeVerify func()
+}
+
+// hashKey identifies the content of an executable file.
+type hashKey struct {
+	dev, ino     uint64
+	mtime, ctime int64 // nanoseconds since the epoch
+	size         int64
+}
+
+// New returns an Attestor for opts.
+func New(opts Options) *Attestor {
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = DefaultProcRoot
+	}
+	if opts.HashSizeLimit == 0 {
+		opts.HashSizeLimit = DefaultHashSizeLimit
+	}
+	if opts.HashCacheSize <= 0 {
+		opts.HashCacheSize = DefaultHashCacheSize
+	}
+	// lru.New fails only for a size below 1, excluded above.
+	hashes, _ := lru.New[hashKey, string](opts.HashCacheSize)
+	return &Attestor{
+		procRoot:  opts.ProcRoot,
+		usePIDFD:  !opts.DisablePIDFD,
+		hashLimit: opts.HashSizeLimit,
+		log:       opts.Logger,
+		hashes:    hashes,
+		names:     newNameCache(nameCacheSize),
+	}
+}
+
+// Process is the full description of an attested process.
+type Process struct {
+	Fingerprint
+	SupplementaryGIDs []uint32
+	User, Group       string // names, "" when unknown (os/user lookup)
+	ExePath           string // without a " (deleted)" suffix
+	ExeDeleted        bool
+	ExeSHA256         string // lowercase hex, "" when over the size cap
+	Cgroup            string // the v2 path (or the first v1 path)
+	ContainerID       string
+	PodUID            string
+	SystemdUnit       string
+	Selectors         []string // sorted, deduplicated
+}
