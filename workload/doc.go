@@ -1,0 +1,15 @@
+// Package workload turns a connected Unix-socket peer into a workload
+// identity: it attests the process (package attest), matches the selectors
+// against the registration entries (package registry) and makes sure an SVID
+// can be had for the matched SPIFFE ID (package tlsconf).
+//
+// Results are cached per process in a bounded LRU keyed by
+// attest.Fingerprint, so a new connection from a known process costs a few
+// syscalls instead of /proc reads and a hash. A fingerprint changes when the
+// PID is reused or the process execs another file, so a cached attestation is
+// never handed to a different process image. Entries expire after a TTL and
+// are swept when their process exits.
+//
+// The package leaves out what happens with the identity: connection
+// handling, upstream TLS and policy live in package proxy.
+package workload

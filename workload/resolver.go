@@ -1,0 +1,173 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/registry"
+	"github.com/procmesh/procmesh/tlsconf"
+)
+
+// Options tune a Resolver. The zero value of every field is usable.
+type Options struct {
+	// MaxProcesses bounds the process cache. Default 10000.
+	MaxProcesses int
+	// TTL is how long an attestation is trusted before /proc is read again.
+	// Default 5m.
+	TTL time.Duration
+	// SweepInterval is how often exited processes are dropped from the
+	// cache. Default TTL/4, at most 30s.
+	SweepInterval time.Duration
+	// DisablePIDFD makes the resolver ignore SO_PEERPIDFD even where the
+	// kernel has it (the start-time fallback is then used).
+	DisablePIDFD bool
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives cache events at debug level. Default: no logging.
+	Logger zerolog.Logger
+}
+
+// Resolver maps Unix-socket peers to workload identities. It is safe for
+// concurrent use. Close stops its background sweeper.
+type Resolver struct {
+	att    *attest.Attestor
+	src    tlsconf.Source
+	reg    atomic.Pointer[registry.Registry]
+	cache  *lru.Cache[attest.Fingerprint, *cached]
+	flight flight[attest.Fingerprint, *cached]
+	opts   Options
+	hits   atomic.Uint64
+	misses atomic.Uint64
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// cached is one attested process and its match against one registry
+// generation. It is immutable once stored; a re-match stores a new value.
+type cached struct {
+	proc    *attest.Process
+	reg     *registry.Registry
+	entry   registry.Entry
+	matched bool
+	expires time.Time
+}
+
+// New returns a Resolver over the given attestor, registration entries and
+// SVID source, and starts its sweeper.
+func New(att *attest.Attestor, reg *registry.Registry, src tlsconf.Source, opts Options) (*Resolver, error) {
+	if opts.MaxProcesses <= 0 {
+		opts.MaxProcesses = 10000
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = 5 * time.Minute
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = min(opts.TTL/4, 30*time.Second)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c, err := lru.New[attest.Fingerprint, *cached](opts.MaxProcesses)
+	if err != nil {
+		return nil, fmt.Errorf("workload: process cache: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Resolver{att: att, src: src, cache: c, opts: opts, cancel: cancel, done: make(chan struct{})}
+	r.reg.Store(reg)
+	go r.sweepLoop(ctx)
+	return r, nil
+}
+
+// SetRegistry swaps the registration entries. Cached attestations are kept
+// and re-matched against the new entries on their next use, so a removed
+// identity stops resolving at once.
+func (r *Resolver) SetRegistry(reg *registry.Registry) { r.reg.Store(reg) }
+
+// Resolve attests the peer of conn and returns its identity. A process that
+// matches no entry gets a *NoMatchError; a process that exited before it
+// could be attested gets an error wrapping attest.ErrPeerGone.
+func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, error) {
+	peer, err := attest.ReadPeer(conn, !r.opts.DisablePIDFD)
+	if err != nil {
+		return nil, fmt.Errorf("workload: %w", err)
+	}
+	defer peer.Close()
+	fp, err := r.att.Fingerprint(peer)
+	if err != nil {
+		return nil, fmt.Errorf("workload: %w", err)
+	}
+	c, err := r.lookup(peer, fp)
+	if err != nil {
+		return nil, err
+	}
+	if !c.matched {
+		return nil, &NoMatchError{Process: c.proc}
+	}
+	w := tlsconf.Workload{ID: c.entry.ID, PID: c.proc.PID, Selectors: c.proc.Selectors}
+	if _, err := r.src.SVID(ctx, w); err != nil {
+		return nil, fmt.Errorf("workload: no SVID for %s: %w", c.entry.ID, err)
+	}
+	return &Identity{Process: c.proc, Entry: c.entry}, nil
+}
+
+// lookup returns the cached attestation for fp, matched against the current
+// registry, attesting the process on a miss. Concurrent misses for one
+// process share one attestation.
+func (r *Resolver) lookup(peer *attest.Peer, fp attest.Fingerprint) (*cached, error) {
+	now := r.opts.Now()
+	reg := r.reg.Load()
+	if c, ok := r.cache.Get(fp); ok && now.Before(c.expires) {
+		r.hits.Add(1)
+		if c.reg == reg {
+			return c, nil
+		}
+		return r.store(fp, c.proc, reg, c.expires), nil
+	}
+	return r.flight.do(fp, func() (*cached, error) {
+		r.misses.Add(1)
+		proc, err := r.att.Attest(peer, fp)
+		if err != nil {
+			return nil, fmt.Errorf("workload: %w", err)
+		}
+		r.opts.Logger.Debug().Int32("pid", proc.PID).Strs("selectors", proc.Selectors).Msg("attested process")
+		return r.store(fp, proc, r.reg.Load(), r.opts.Now().Add(r.opts.TTL)), nil
+	})
+}
+
+func (r *Resolver) store(fp attest.Fingerprint, proc *attest.Process, reg *registry.Registry, expires time.Time) *cached {
+	c := &cached{proc: proc, reg: reg, expires: expires}
+	c.entry, c.matched = reg.Match(proc.Selectors)
+	r.cache.Add(fp, c)
+	return c
+}
+
+// Stats counts the cache's work since New.
+type Stats struct {
+	Cached int    // processes in the cache now
+	Hits   uint64 // connections resolved from the cache
+	Misses uint64 // attestations made (one per process per TTL, F4)
+}
+
+// Stats reports cache counters.
+func (r *Resolver) Stats() Stats {
+	return Stats{Cached: r.cache.Len(), Hits: r.hits.Load(), Misses: r.misses.Load()}
+}
+
+// Close stops the sweeper and waits for it. It is idempotent.
+func (r *Resolver) Close() error {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.done
+	})
+	return nil
+}
