@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/workload"
+)
+
+// auditEvent is one audit line: a request (HTTP) or a connection (CONNECT
+// tunnel or raw socket). It names the workload by process and SPIFFE ID,
+// never by a source address.
+type auditEvent struct {
+	kind     string // "request" or "connection"
+	start    time.Time
+	id       *workload.Identity
+	refusal  error // why the caller got no identity, if it did not
+	route    *Route
+	method   string
+	target   string
+	decision *policy.Decision
+	status   int
+	up, down int64 // bytes client→upstream and upstream→client
+	err      error
+}
+
+// write emits e to log.
+func (e *auditEvent) write(log *zerolog.Logger) {
+	ev := log.Log().Str("event", e.kind)
+	if e.id != nil {
+		p := e.id.Process
+		ev = ev.Int32("pid", p.PID).Uint32("uid", p.UID).Uint32("gid", p.GID).
+			Str("exe", p.ExePath).Str("sha256", shortHash(p.ExeSHA256)).
+			Str("spiffe_id", e.id.ID().String())
+	}
+	if e.refusal != nil {
+		ev = ev.Str("refused", e.refusal.Error())
+		var nm *workload.NoMatchError
+		if asNoMatch(e.refusal, &nm) {
+			p := nm.Process
+			ev = ev.Int32("pid", p.PID).Uint32("uid", p.UID).Uint32("gid", p.GID).
+				Str("exe", p.ExePath).Str("sha256", shortHash(p.ExeSHA256)).Strs("selectors", p.Selectors)
+		}
+	}
+	if e.route != nil {
+		ev = ev.Str("route", e.route.Name).Str("upstream", e.route.Upstream)
+	}
+	if e.method != "" {
+		ev = ev.Str("method", e.method)
+	}
+	if e.target != "" {
+		ev = ev.Str("target", e.target)
+	}
+	decision := "deny"
+	if e.decision != nil {
+		if e.decision.Allow {
+			decision = "allow"
+		}
+		ev = ev.Str("rule", e.decision.Rule)
+	}
+	ev = ev.Str("decision", decision)
+	if e.status != 0 {
+		ev = ev.Int("status", e.status)
+	}
+	ev = ev.Int64("bytes_up", e.up).Int64("bytes_down", e.down).
+		Float64("duration_ms", float64(time.Since(e.start).Microseconds())/1000)
+	if e.err != nil {
+		ev = ev.Str("error", e.err.Error())
+	}
+	ev.Send()
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

@@ -1,0 +1,56 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/procmesh/procmesh/workload"
+)
+
+// tunnel answers CONNECT: it dials the route over mTLS with the workload's
+// SVID first, and only when that works tells the client 200 and splices the
+// client's plaintext into the TLS connection.
+func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Identity, route *Route, ev *auditEvent) {
+	up, err := s.pools.get(id, route).dialTLS(r.Context())
+	if err != nil {
+		ev.err, ev.status = err, http.StatusBadGateway
+		writeError(w, ev.status, fmt.Sprintf("procmesh: route %q: %v\n", route.Name, err))
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		up.Close()
+		ev.err, ev.status = fmt.Errorf("hijack client connection: %w", err), http.StatusInternalServerError
+		writeError(w, ev.status, "procmesh: cannot take over this connection for CONNECT\n")
+		return
+	}
+	uc, ok := conn.(*net.UnixConn)
+	if !ok || !s.conns.add(uc) {
+		conn.Close()
+		up.Close()
+		ev.err = fmt.Errorf("proxy is shutting down")
+		return
+	}
+	defer s.conns.done(uc)
+	ev.status = http.StatusOK
+	if _, err := brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n"); err == nil {
+		err = brw.Flush()
+	}
+	// Bytes the client pipelined behind the CONNECT request are already in
+	// the server's buffer: send them first.
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		if _, err := up.Write(b); err != nil {
+			uc.Close()
+			up.Close()
+			ev.err = fmt.Errorf("client to upstream: %w", err)
+			return
+		}
+		ev.up += int64(n)
+	}
+	u, d, err := splice(uc, up)
+	ev.up += u
+	ev.down += d
+	ev.err = err
+}

@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/procmesh/procmesh/workload"
+)
+
+// connIdentity is the attestation of one client connection. It starts when
+// the connection is accepted, so the window between connect() and reading
+// /proc is as short as the accept loop allows, and it is fixed for the
+// connection's life: every request on it acts as the same workload.
+type connIdentity struct {
+	done chan struct{}
+	id   *workload.Identity
+	err  error
+}
+
+type connIdentityKey struct{}
+
+// attestOnAccept is net/http's ConnContext hook: it starts attesting the
+// peer of c in the background and stores the pending result in the
+// connection's context.
+func (s *Server) attestOnAccept(ctx context.Context, c net.Conn) context.Context {
+	ci := &connIdentity{done: make(chan struct{})}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		ci.err = errors.New("proxy: not a Unix socket connection; procmesh serves applications over Unix sockets only")
+		close(ci.done)
+		return context.WithValue(ctx, connIdentityKey{}, ci)
+	}
+	go func() {
+		defer close(ci.done)
+		ci.id, ci.err = s.opts.Resolver.Resolve(ctx, uc)
+	}()
+	return context.WithValue(ctx, connIdentityKey{}, ci)
+}
+
+// identityOf waits for the attestation of the request's connection.
+func identityOf(ctx context.Context) (*workload.Identity, error) {
+	ci, ok := ctx.Value(connIdentityKey{}).(*connIdentity)
+	if !ok {
+		return nil, errors.New("proxy: connection was not attested")
+	}
+	select {
+	case <-ci.done:
+		return ci.id, ci.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

@@ -1,0 +1,271 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/echo"
+	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/proxy"
+	"github.com/procmesh/procmesh/registry"
+	"github.com/procmesh/procmesh/tlsconf"
+	"github.com/procmesh/procmesh/workload"
+)
+
+var (
+	nodeTD     = spiffeid.RequireTrustDomainFromString("example.org")
+	upstreamTD = spiffeid.RequireTrustDomainFromString("upstream.test")
+	echoID     = spiffeid.RequireFromString("spiffe://upstream.test/echo")
+)
+
+// env is one procmesh data plane in a test: a built-in CA, a real mTLS
+// upstream with its own CA, the real attestor and resolver, and a Server
+// listening on a Unix socket in a directory every uid can reach.
+type env struct {
+	t        *testing.T
+	dir      string
+	sock     string
+	rawSock  string
+	ca       *tlsconf.CA
+	upCA     *tlsconf.CA
+	store    *tlsconf.Store
+	resolver *workload.Resolver
+	srv      *proxy.Server
+	echo     *echo.Server
+	raw      *echo.Server
+	audit    *syncBuffer
+	done     chan struct{}
+}
+
+type envOptions struct {
+	entries      []registry.Entry
+	rules        []policy.Rule
+	defaultAllow bool
+	// echoID is the SPIFFE ID the upstream presents; default echoID.
+	echoID spiffeid.ID
+	// routeServerID is what the routes demand of the upstream; default echoID.
+	routeServerID spiffeid.ID
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	if o.echoID.IsZero() {
+		o.echoID = echoID
+	}
+	if o.routeServerID.IsZero() {
+		o.routeServerID = echoID
+	}
+	dir, err := os.MkdirTemp("", "procmesh-proxy-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "egress.sock"), rawSock: filepath.Join(dir, "raw.sock"), audit: &syncBuffer{}, done: make(chan struct{})}
+
+	e.ca = mustCA(t, nodeTD, filepath.Join(dir, "state"))
+	e.upCA = mustCA(t, upstreamTD, filepath.Join(dir, "upstate"))
+	nodeBundles := x509bundle.NewSet(e.ca.Bundle())
+	upStore := tlsconf.NewStore(e.upCA, x509bundle.NewSet(e.upCA.Bundle()), tlsconf.StoreOptions{})
+	t.Cleanup(func() { upStore.Close() })
+	e.echo = startEcho(t, "http", upStore.SVIDSource(o.echoID), nodeBundles)
+	e.raw = startEcho(t, "tcp", upStore.SVIDSource(o.echoID), nodeBundles)
+
+	bundles, err := tlsconf.LoadBundles(e.ca.Bundle(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundles.Add(e.upCA.Bundle())
+	e.store = tlsconf.NewStore(e.ca, bundles, tlsconf.StoreOptions{})
+	t.Cleanup(func() { e.store.Close() })
+
+	reg, err := registry.New(o.entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.resolver, err = workload.New(attest.New(attest.Options{}), reg, e.store, workload.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.resolver.Close() })
+
+	st := e.state(o.rules, o.defaultAllow, o.routeServerID)
+	e.srv, err = proxy.New(proxy.Options{
+		Resolver:   e.resolver,
+		Identities: e.store,
+		Audit:      zerolog.New(e.audit),
+	}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := proxy.Listen(proxy.ListenOptions{Path: e.sock, Mode: 0o666, GID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := proxy.Listen(proxy.ListenOptions{Path: e.rawSock, Mode: 0o666, GID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); e.srv.Serve(main) }()
+	go func() { defer wg.Done(); e.srv.ServeRaw(raw, "echo-raw") }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.srv.Shutdown(ctx)
+		wg.Wait()
+		main.Close()
+		raw.Close()
+	})
+	return e
+}
+
+// setEntries replaces the registration entries (the client binaries live
+// in the env's directory, so entries naming them come after newEnv).
+func (e *env) setEntries(entries ...registry.Entry) {
+	e.t.Helper()
+	for i := range entries {
+		entries[i].Index = i
+	}
+	reg, err := registry.New(entries)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.resolver.SetRegistry(reg)
+}
+
+// state builds the routes every test uses: echo (HTTP/1.1) and echo-raw
+// (TCP), both to the test's upstreams.
+func (e *env) state(rules []policy.Rule, defaultAllow bool, serverID spiffeid.ID) *proxy.State {
+	e.t.Helper()
+	pol, err := policy.New(defaultAllow, rules)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := proxy.NewState([]proxy.Route{
+		{Name: "echo", Host: "echo.test", Upstream: e.echo.Addr(), ServerID: serverID, Protocol: proxy.ProtocolHTTP1},
+		{Name: "echo-raw", Host: "echo-raw.test", Upstream: e.raw.Addr(), ServerID: serverID, Protocol: proxy.ProtocolTCP},
+	}, pol)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+func mustCA(t *testing.T, td spiffeid.TrustDomain, dir string) *tlsconf.CA {
+	t.Helper()
+	ca, err := tlsconf.LoadOrCreateCA(tlsconf.CAOptions{TrustDomain: td, StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func startEcho(t *testing.T, mode string, svid x509svid.Source, bundles x509bundle.Source) *echo.Server {
+	t.Helper()
+	s := echo.New(echo.Options{Mode: echo.Mode(mode), SVID: svid, Bundles: bundles})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// client is a copy of the test binary at its own path: a distinct
+// executable as far as attestation is concerned. salt changes its sha256.
+func (e *env) client(name string, salt string) string {
+	e.t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d := filepath.Join(e.dir, "bin", name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	p := filepath.Join(d, "client")
+	if err := os.WriteFile(p, append(b, salt...), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// run executes a client binary as uid (or as the test's own uid when uid
+// is -1) and returns its parsed results.
+func (e *env) run(bin string, uid int, mode string, env ...string) ([]clientResult, error) {
+	cmd := e.command(bin, uid, mode, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, errors.New(err.Error() + ": " + stderr.String())
+	}
+	return parseResults(e.t, stdout.String()), nil
+}
+
+func (e *env) command(bin string, uid int, mode string, env ...string) *exec.Cmd {
+	cmd := exec.Command(bin, "-test.run=^$")
+	// A race-enabled child would otherwise sleep 1s at exit.
+	cmd.Env = append([]string{"GORACE=atexit_sleep_ms=0", "PROCMESH_TEST_CLIENT=" + mode, "PM_SOCK=" + e.sock}, env...)
+	if uid >= 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	}
+	return cmd
+}
+
+// path selector of a client binary.
+func pathSel(p string) string { return "unix:path:" + p }
+
+// syncBuffer collects audit lines from concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// lines returns the audit lines that contain every one of subs.
+func (s *syncBuffer) lines(subs ...string) []string {
+	var out []string
+	for _, l := range strings.Split(s.String(), "\n") {
+		ok := l != ""
+		for _, sub := range subs {
+			ok = ok && strings.Contains(l, sub)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,46 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/workload"
+)
+
+func asNoMatch(err error, nm **workload.NoMatchError) bool { return errors.As(err, nm) }
+
+// refusalStatus maps why a caller has no identity to an HTTP status and a
+// message that tells the caller what to do.
+func refusalStatus(err error) (int, string) {
+	var nm *workload.NoMatchError
+	switch {
+	case errors.As(err, &nm):
+		p := nm.Process
+		var b strings.Builder
+		fmt.Fprintf(&b, "procmesh: refused: process %d (%s) matches no registration entry.\n", p.PID, p.ExePath)
+		b.WriteString("Its selectors are:\n")
+		for _, sel := range p.Selectors {
+			fmt.Fprintf(&b, "  %s\n", sel)
+		}
+		b.WriteString("Ask the node operator for a workloads entry whose selectors are all among these.\n")
+		return http.StatusForbidden, b.String()
+	case errors.Is(err, attest.ErrPeerGone):
+		return http.StatusForbidden, "procmesh: refused: the connecting process exited or changed before it could be attested\n"
+	default:
+		return http.StatusServiceUnavailable, fmt.Sprintf("procmesh: no identity for this process: %v\n", err)
+	}
+}
+
+// writeError answers with a plain-text error and closes the connection
+// after the response.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Proxy-Status", "procmesh")
+	w.WriteHeader(status)
+	fmt.Fprint(w, msg)
+}
