@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 // clientResult is one response as the client saw it.
 type clientResult struct {
 	Status int    `json:"status"`
+	Proto  string `json:"proto,omitempty"` // the client leg's protocol
 	Body   string `json:"body"`
 	Err    string `json:"err,omitempty"`
 }
@@ -47,7 +48,7 @@ func runClient(mode string) error {
 	target := os.Getenv("PM_URL")
 	out := json.NewEncoder(os.Stdout)
 	switch mode {
-	case "origin", "absolute":
+	case "origin", "absolute", "h2c":
 		// One keep-alive connection to procmesh carries every request.
 		tr := &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -58,6 +59,11 @@ func runClient(mode string) error {
 		if mode == "absolute" {
 			tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: "procmesh"})
 		}
+		if mode == "h2c" {
+			// Prior-knowledge HTTP/2 over the Unix socket, as gRPC does.
+			tr.Protocols = new(http.Protocols)
+			tr.Protocols.SetUnencryptedHTTP2(true)
+		}
 		c := &http.Client{Transport: tr}
 		for i := 0; i < n; i++ {
 			resp, err := c.Get(target)
@@ -67,7 +73,7 @@ func runClient(mode string) error {
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			out.Encode(clientResult{Status: resp.StatusCode, Body: string(b)})
+			out.Encode(clientResult{Status: resp.StatusCode, Proto: resp.Proto, Body: string(b)})
 		}
 		return nil
 	case "connect":

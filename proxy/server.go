@@ -82,7 +82,14 @@ func New(opts Options, st *State) (*Server, error) {
 	s.state.Store(st)
 	s.pools = newPools(opts.Identities, opts.Upstream)
 	s.rp = s.newReverseProxy()
+	// HTTP/1.1 and prior-knowledge HTTP/2 cleartext share the main socket,
+	// so gRPC clients with a unix: target work; the socket is local and
+	// the identity comes from the kernel, so there is no TLS to negotiate.
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
+		Protocols:         protocols,
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		IdleTimeout:       opts.IdleTimeout,
