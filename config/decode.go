@@ -1,0 +1,242 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/procmesh/procmesh/registry"
+)
+
+// sections names every mapping of the schema; "" is the top level and "[]"
+// marks the items of a list.
+func sections() []string {
+	return []string{"", "listen", "identity", "identity.ca", "cache", "trust_bundles[]",
+		"workloads[]", "routes[]", "policy", "policy.rules[]", "log"}
+}
+
+// keys lists the keys a section accepts, in the order messages show them.
+func keys(section string) []string {
+	switch section {
+	case "":
+		return []string{"trust_domain", "listen", "identity", "cache", "trust_bundles",
+			"workloads", "routes", "policy", "log"}
+	case "listen":
+		return []string{"socket", "mode", "group"}
+	case "identity":
+		return []string{"provider", "state_dir", "ca", "svid_ttl"}
+	case "identity.ca":
+		return []string{"cert", "key"}
+	case "cache":
+		return []string{"max_processes", "ttl"}
+	case "trust_bundles[]":
+		return []string{"trust_domain", "file"}
+	case "workloads[]":
+		return []string{"spiffe_id", "selectors"}
+	case "routes[]":
+		return []string{"name", "host", "upstream", "server_id", "server_trust_domain",
+			"protocol", "socket", "socket_mode"}
+	case "policy":
+		return []string{"default", "rules"}
+	case "policy.rules[]":
+		return []string{"name", "from", "to"}
+	case "log":
+		return []string{"level", "file"}
+	}
+	return nil
+}
+
+// decode walks the document's root mapping against the schema and builds a
+// Config from the values that are well-formed. Absent keys stay zero, except
+// Log.Level, whose zero value (debug) is not the default.
+func (w *walker) decode(root *yaml.Node) *Config {
+	c := &Config{Log: Log{Level: DefaultLogLevel}}
+	top, ok := w.mapping(root, "", keys("")...)
+	if !ok {
+		return c
+	}
+	if n := w.require(top, "trust_domain", "the trust domain of this node's workloads, like example.org"); n != nil {
+		c.TrustDomain, _ = w.trustDomain(n, "trust_domain")
+	}
+	if f, ok := w.mapping(top.get("listen"), "listen", keys("listen")...); ok {
+		c.Listen.Socket, _ = w.socketPath(f.get("socket"), f.key("socket"))
+		c.Listen.Mode, _ = w.mode(f.get("mode"), f.key("mode"))
+		c.Listen.Group, _ = w.str(f.get("group"), f.key("group"))
+	}
+	if f, ok := w.mapping(top.get("identity"), "identity", keys("identity")...); ok {
+		c.Identity.Provider, _ = w.oneOf(f.get("provider"), f.key("provider"), []string{"builtin"}, []string{"spire"})
+		c.Identity.StateDir, _ = w.absPath(f.get("state_dir"), f.key("state_dir"), DefaultStateDir)
+		c.Identity.SVIDTTL, _ = w.duration(f.get("svid_ttl"), f.key("svid_ttl"), MinSVIDTTL, MaxSVIDTTL)
+		if ca, ok := w.mapping(f.get("ca"), "identity.ca", keys("identity.ca")...); ok {
+			c.Identity.CA.Cert, _ = w.absPath(ca.get("cert"), ca.key("cert"), "/etc/procmesh/ca.pem")
+			c.Identity.CA.Key, _ = w.absPath(ca.get("key"), ca.key("key"), "/etc/procmesh/ca.key")
+			if (str(ca.get("cert")) == "") != (str(ca.get("key")) == "") {
+				w.add(ca.line, "identity.ca", "set both cert and key (operator CA) or neither (CA generated under state_dir)")
+			}
+		}
+	}
+	if f, ok := w.mapping(top.get("cache"), "cache", keys("cache")...); ok {
+		c.Cache.MaxProcesses, _ = w.integer(f.get("max_processes"), f.key("max_processes"), 1, MaxMaxProcesses)
+		c.Cache.TTL, _ = w.duration(f.get("ttl"), f.key("ttl"), MinCacheTTL, MaxCacheTTL)
+	}
+	items, _ := w.list(top.get("trust_bundles"), "trust_bundles")
+	for i, n := range items {
+		c.TrustBundles = append(c.TrustBundles, w.trustBundle(n, fmt.Sprintf("trust_bundles[%d]", i)))
+	}
+	items, _ = w.list(top.get("workloads"), "workloads")
+	for i, n := range items {
+		c.Workloads = append(c.Workloads, w.workload(n, fmt.Sprintf("workloads[%d]", i)))
+	}
+	items, _ = w.list(top.get("routes"), "routes")
+	for i, n := range items {
+		c.Routes = append(c.Routes, w.route(n, fmt.Sprintf("routes[%d]", i)))
+	}
+	if f, ok := w.mapping(top.get("policy"), "policy", keys("policy")...); ok {
+		c.Policy.Default, _ = w.oneOf(f.get("default"), f.key("default"), []string{"allow", "deny"}, nil)
+		items, _ = w.list(f.get("rules"), f.key("rules"))
+		for i, n := range items {
+			c.Policy.Rules = append(c.Policy.Rules, w.rule(n, fmt.Sprintf("policy.rules[%d]", i)))
+		}
+	}
+	if f, ok := w.mapping(top.get("log"), "log", keys("log")...); ok {
+		c.Log.Level, _ = w.logLevel(f.get("level"), f.key("level"))
+		c.Log.File, _ = w.absPath(f.get("file"), f.key("file"), "/var/log/procmesh.log")
+	}
+	return c
+}
+
+func (w *walker) trustBundle(n *yaml.Node, path string) TrustBundle {
+	b := TrustBundle{Line: n.Line}
+	f, ok := w.mapping(n, path, keys("trust_bundles[]")...)
+	if !ok {
+		w.notNull(n, path)
+		return b
+	}
+	if v := w.require(f, "trust_domain", "the foreign trust domain, like upstream.test"); v != nil {
+		b.TrustDomain, _ = w.trustDomain(v, f.key("trust_domain"))
+	}
+	if v := w.require(f, "file", "PEM file of its CA certificates"); v != nil {
+		b.File, _ = w.absPath(v, f.key("file"), "/etc/procmesh/upstream-ca.pem")
+	}
+	return b
+}
+
+func (w *walker) workload(n *yaml.Node, path string) Workload {
+	wl := Workload{Line: n.Line}
+	f, ok := w.mapping(n, path, keys("workloads[]")...)
+	if !ok {
+		w.notNull(n, path)
+		return wl
+	}
+	if v := w.require(f, "spiffe_id", "the ID these processes get, like spiffe://example.org/billing"); v != nil {
+		wl.SPIFFEID, _ = w.spiffeID(v, f.key("spiffe_id"), "add a path, like spiffe://example.org/billing")
+	}
+	v := w.require(f, "selectors", `what a process must have, like ["unix:uid:1000", "unix:path:/usr/bin/billing"]`)
+	items, ok := w.list(v, f.key("selectors"))
+	if v != nil && ok && len(items) == 0 {
+		w.add(v.Line, f.key("selectors"), "empty; an entry without selectors would match every process")
+	}
+	for i, item := range items {
+		key := fmt.Sprintf("%s[%d]", f.key("selectors"), i)
+		s, ok := w.str(item, key)
+		if !ok {
+			continue
+		}
+		if _, _, err := registry.ParseSelector(s); err != nil {
+			var se *registry.SelectorError
+			if errors.As(err, &se) {
+				w.add(item.Line, key, "%q: %s", s, se.Reason)
+			} else {
+				w.add(item.Line, key, "%v", err)
+			}
+			continue
+		}
+		wl.Selectors = append(wl.Selectors, s)
+	}
+	return wl
+}
+
+func (w *walker) route(n *yaml.Node, path string) Route {
+	r := Route{Line: n.Line}
+	f, ok := w.mapping(n, path, keys("routes[]")...)
+	if !ok {
+		w.notNull(n, path)
+		return r
+	}
+	if v := w.require(f, "name", `used by policy rules, like "echo"`); v != nil {
+		r.Name, _ = w.label(v, f.key("name"), "route name", "echo")
+	}
+	if v := w.require(f, "host", "the name clients use, like echo.test"); v != nil {
+		r.Host, _ = w.hostName(v, f.key("host"))
+	}
+	if v := w.require(f, "upstream", "host:port to connect to, like 127.0.0.1:8443"); v != nil {
+		r.Upstream, _ = w.hostPort(v, f.key("upstream"))
+	}
+	if v := f.get("server_id"); v != nil {
+		r.ServerID, _ = w.spiffeID(v, f.key("server_id"), "use server_trust_domain to accept any ID of a trust domain")
+	}
+	r.ServerTrustDomain, _ = w.trustDomain(f.get("server_trust_domain"), f.key("server_trust_domain"))
+	r.Protocol, _ = w.oneOf(f.get("protocol"), f.key("protocol"), []string{"tcp", "http1"}, []string{"http2", "http3"})
+	r.Socket, _ = w.socketPath(f.get("socket"), f.key("socket"))
+	if v := f.get("socket_mode"); v != nil {
+		r.SocketMode, _ = w.mode(v, f.key("socket_mode"))
+		if sock := f.get("socket"); r.SocketMode != 0 && (sock == nil || sock.Value == "") {
+			w.add(v.Line, f.key("socket_mode"), "set without socket; socket_mode is the mode of the route's own socket")
+		}
+	}
+	return r
+}
+
+func (w *walker) rule(n *yaml.Node, path string) Rule {
+	r := Rule{Line: n.Line}
+	f, ok := w.mapping(n, path, keys("policy.rules[]")...)
+	if !ok {
+		w.notNull(n, path)
+		return r
+	}
+	r.Name, _ = w.label(f.get("name"), f.key("name"), "rule name", "billing-to-echo")
+	v := w.require(f, "from", `SPIFFE IDs allowed, like ["spiffe://example.org/billing"]`)
+	items, ok := w.list(v, f.key("from"))
+	if v != nil && ok && len(items) == 0 {
+		w.add(v.Line, f.key("from"), "empty; list the SPIFFE IDs this rule allows")
+	}
+	for i, item := range items {
+		key := fmt.Sprintf("%s[%d]", f.key("from"), i)
+		id, ok := w.spiffeID(item, key, "list workload IDs, like spiffe://example.org/billing")
+		switch {
+		case ok && id.IsZero():
+			w.add(item.Line, key, "empty SPIFFE ID")
+		case ok:
+			r.From = append(r.From, id)
+		}
+	}
+	v = w.require(f, "to", `route names, like ["echo"]`)
+	items, ok = w.list(v, f.key("to"))
+	if v != nil && ok && len(items) == 0 {
+		w.add(v.Line, f.key("to"), "empty; list the route names this rule allows")
+	}
+	for i, item := range items {
+		if s, ok := w.str(item, fmt.Sprintf("%s[%d]", f.key("to"), i)); ok && s != "" {
+			r.To = append(r.To, s)
+		} else if ok {
+			w.add(item.Line, fmt.Sprintf("%s[%d]", f.key("to"), i), "empty route name")
+		}
+	}
+	return r
+}
+
+// str is the text of a scalar, "" for nil.
+func str(n *yaml.Node) string {
+	if n == nil {
+		return ""
+	}
+	return n.Value
+}
+
+// notNull reports a null list item, which mapping treats as absent.
+func (w *walker) notNull(n *yaml.Node, path string) {
+	if isNull(n) {
+		w.add(n.Line, path, "empty item; remove the lone '-' or fill it in")
+	}
+}
