@@ -1,0 +1,167 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/config"
+	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/proxy"
+	"github.com/procmesh/procmesh/registry"
+	"github.com/procmesh/procmesh/tlsconf"
+	"github.com/procmesh/procmesh/workload"
+)
+
+// node is everything procmesh runs, built from one config. It is the only
+// place where the packages meet.
+type node struct {
+	cfg      *config.Config
+	log      zerolog.Logger
+	ca       *tlsconf.CA
+	store    *tlsconf.Store
+	att      *attest.Attestor
+	reg      *registry.Registry
+	resolver *workload.Resolver
+	state    *proxy.State
+}
+
+// loadConfig loads and validates a config file, printing every error on its
+// own line.
+func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
+	if path == "" {
+		fmt.Fprintln(stderr, "procmesh: -config FILE is required")
+		return nil, false
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		printErrors(stderr, err)
+		return nil, false
+	}
+	return cfg, true
+}
+
+// printErrors prints each error joined in err on its own line.
+func printErrors(w io.Writer, err error) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			printErrors(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+// newLogger returns the JSON logger the config asks for, and the writer to
+// close at exit.
+func newLogger(cfg *config.Config, stderr io.Writer) (zerolog.Logger, io.Closer, error) {
+	var w io.Writer = stderr
+	closer := io.Closer(nopCloser{})
+	if cfg.Log.File != "" {
+		f, err := os.OpenFile(cfg.Log.File, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return zerolog.Nop(), nil, fmt.Errorf("procmesh: open log.file: %w", err)
+		}
+		w, closer = f, f
+	}
+	return zerolog.New(w).Level(cfg.Log.Level).With().Timestamp().Logger(), closer, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// loadCA opens the built-in CA the config names, creating it at first start.
+func loadCA(cfg *config.Config, log zerolog.Logger) (*tlsconf.CA, error) {
+	return tlsconf.LoadOrCreateCA(tlsconf.CAOptions{
+		TrustDomain: cfg.TrustDomain,
+		StateDir:    cfg.Identity.StateDir,
+		CertFile:    cfg.Identity.CA.Cert,
+		KeyFile:     cfg.Identity.CA.Key,
+		SVIDTTL:     cfg.Identity.SVIDTTL,
+		Logger:      log,
+	})
+}
+
+// buildNode builds every component from cfg. Close releases them.
+func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
+	n := &node{cfg: cfg, log: log}
+	var err error
+	if n.ca, err = loadCA(cfg, log); err != nil {
+		return nil, err
+	}
+	files := make([]tlsconf.BundleFile, 0, len(cfg.TrustBundles))
+	for _, tb := range cfg.TrustBundles {
+		files = append(files, tlsconf.BundleFile{TrustDomain: tb.TrustDomain, File: tb.File})
+	}
+	bundles, err := tlsconf.LoadBundles(n.ca.Bundle(), files)
+	if err != nil {
+		return nil, err
+	}
+	n.store = tlsconf.NewStore(n.ca, bundles, tlsconf.StoreOptions{Logger: log})
+	n.att = attest.New(attest.Options{Logger: log})
+	if n.reg, err = buildRegistry(cfg); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if n.state, err = buildState(cfg); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.resolver, err = workload.New(n.att, n.reg, n.store, workload.Options{
+		MaxProcesses: cfg.Cache.MaxProcesses,
+		TTL:          cfg.Cache.TTL,
+		Logger:       log,
+	})
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func buildRegistry(cfg *config.Config) (*registry.Registry, error) {
+	return registry.New(cfg.RegistryEntries())
+}
+
+func buildPolicy(cfg *config.Config) (*policy.Policy, error) {
+	rules := make([]policy.Rule, len(cfg.Policy.Rules))
+	for i, r := range cfg.Policy.Rules {
+		rules[i] = policy.Rule{Name: r.Name, From: r.From, To: r.To}
+	}
+	return policy.New(cfg.Policy.DefaultAllow(), rules)
+}
+
+func buildState(cfg *config.Config) (*proxy.State, error) {
+	routes := make([]proxy.Route, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		routes[i] = proxy.Route{
+			Name:              r.Name,
+			Host:              r.Host,
+			Upstream:          r.Upstream,
+			ServerID:          r.ServerID,
+			ServerTrustDomain: r.ServerTrustDomain,
+			Protocol:          r.Protocol,
+		}
+	}
+	pol, err := buildPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return proxy.NewState(routes, pol)
+}
+
+// Close stops background work. It is safe on a partly built node.
+func (n *node) Close() {
+	if n.resolver != nil {
+		n.resolver.Close()
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+}
