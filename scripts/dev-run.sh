@@ -46,12 +46,10 @@ sidecar. A process that is not curl is refused with the selectors it has:
 
   python3 -c 'import socket;s=socket.socket(socket.AF_UNIX);s.connect("$RUN/egress.sock");s.send(b"GET / HTTP/1.1\r\nHost: echo.test\r\n\r\n");print(s.recv(4096).decode())'
 
-Raw TCP through the per-route socket (the upstream first names the caller's
-SPIFFE ID, then echoes what it is sent). curl's raw socket is refused because
-curl is the only registered program and nc is not; register nc the same way
-to try it:
-
-  nc -U $RUN/echo-raw.sock
+The per-route socket $RUN/echo-raw.sock carries raw bytes to the
+demo's TCP echo (it names the caller's SPIFFE ID, then echoes). Only
+registered programs get through: add a workloads entry with your client's
+unix:path to $RUN/procmesh.yaml and restart to try it.
 
 Audit lines follow below (JSON). Ctrl-C stops procmesh and the demo upstream.
 
