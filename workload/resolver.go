@@ -171,3 +171,23 @@ func (r *Resolver) Close() error {
 	})
 	return nil
 }
+
+// Rematch checks an identity resolved earlier against the registration
+// entries in force now, without attesting again: a connection keeps the
+// process it was accepted with, but not an entry a reload removed. It
+// returns the identity (with the entry now matching, which may name another
+// SPIFFE ID) or a *NoMatchError.
+func (r *Resolver) Rematch(id *Identity) (*Identity, error) {
+	entry, ok := r.reg.Load().Match(id.Process.Selectors)
+	if !ok {
+		return nil, &NoMatchError{Process: id.Process}
+	}
+	if entry.ID == id.Entry.ID && entry.Index == id.Entry.Index {
+		return id, nil
+	}
+	return &Identity{Process: id.Process, Entry: entry}, nil
+}
+
+// Generation changes whenever SetRegistry installs new entries, so callers
+// can skip Rematch while it has not changed.
+func (r *Resolver) Generation() *registry.Registry { return r.reg.Load() }

@@ -240,3 +240,37 @@ func TestSweepDropsExitedProcesses(t *testing.T) {
 		t.Fatalf("resolving an exited peer: %v, want ErrPeerGone", err)
 	}
 }
+
+// TestRematch: an identity resolved under one registry is re-checked under
+// the next without re-attesting.
+func TestRematch(t *testing.T) {
+	f := newFixture(t, selfEntry())
+	conns, _ := f.peer("one")
+	id, err := f.res.Resolve(context.Background(), conns[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := f.res.Generation()
+	if again, err := f.res.Rematch(id); err != nil || again != id {
+		t.Fatalf("rematch under the same entries: %v %v", again, err)
+	}
+	other := spiffeid.RequireFromString("spiffe://example.org/renamed")
+	sel := selfEntry().Selectors
+	reg, _ := registry.New([]registry.Entry{{ID: other, Selectors: sel}})
+	f.res.SetRegistry(reg)
+	if f.res.Generation() == gen {
+		t.Fatal("generation did not change with the registry")
+	}
+	if again, err := f.res.Rematch(id); err != nil || again.ID() != other {
+		t.Fatalf("rematch after renaming the entry: %v %v", again, err)
+	}
+	empty, _ := registry.New(nil)
+	f.res.SetRegistry(empty)
+	var nm *workload.NoMatchError
+	if _, err := f.res.Rematch(id); !errors.As(err, &nm) {
+		t.Fatalf("rematch after removing the entry: %v, want *NoMatchError", err)
+	}
+	if s := f.res.Stats(); s.Misses != 1 {
+		t.Fatalf("rematch attested again: %+v", s)
+	}
+}
