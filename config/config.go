@@ -5,10 +5,12 @@
 // types and malformed values are errors naming FILE:LINE), defaults are
 // applied, the relations between settings are validated (route names and
 // hosts unique, rules naming existing routes, trust bundles present for every
-// upstream identity, no registration entries that could tie), and the result
-// is returned with every string already turned into its Go type (SPIFFE IDs,
-// durations, file modes, log levels). configs/example.yaml documents every
-// key and its default.
+// upstream identity, no registration entries that could tie, no policy rule
+// that can never decide a request, limits consistent with each other), and
+// the result is returned with every string already turned into its Go type
+// (SPIFFE IDs and ID prefixes, durations, byte sizes, file modes, log
+// levels, canonical header names). configs/example.yaml documents every key
+// and its default.
 //
 // The package reads one file and nothing else: it does not check that the
 // files it names exist (the packages that open them do), and it does not
@@ -37,6 +39,40 @@ const (
 	DefaultPolicy       = "deny"
 	DefaultLogLevel     = zerolog.InfoLevel
 	DefaultProtocol     = "http1"
+	DefaultRuleMode     = "enforce"
+)
+
+// Defaults of limits, upstream, reload and shutdown (THREATS P5-P8, F5, F7,
+// F9). A zero duration or size marked "off" disables that limit; the others
+// cannot be turned off.
+const (
+	DefaultMaxRequestHeaderBytes     = 60 << 10 // Envoy's 60 KiB
+	DefaultMaxRequestHeaders         = 100      // Envoy's max_headers_count
+	DefaultMaxResponseHeaderBytes    = 60 << 10
+	DefaultHeaderReadTimeout         = 10 * time.Second
+	DefaultIdleTimeout               = 60 * time.Second // downstream keep-alive idle; Envoy's 1h suits a shared edge, not a node-local socket
+	DefaultRequestTimeout            = 0                // off: streams and long polls must not be cut
+	DefaultStreamIdleTimeout         = 5 * time.Minute  // Envoy's
+	DefaultMaxConcurrentStreams      = 100              // per downstream HTTP/2 connection
+	DefaultMaxConnections            = 10000
+	DefaultMaxConnectionsPerIdentity = 1000
+	DefaultMaxRequestBodyBytes       = 0 // off
+
+	DefaultConnectTimeout        = 10 * time.Second
+	DefaultUpstreamIdleTimeout   = 90 * time.Second // net/http's DefaultTransport
+	DefaultMaxIdlePerPool        = 64
+	DefaultResponseHeaderTimeout = 0 // off
+	DefaultHTTP2ReadIdleTimeout  = 30 * time.Second
+
+	DefaultQUICMaxIncomingStreams         = 100 // quic-go's
+	DefaultQUICIdleTimeout                = 30 * time.Second
+	DefaultQUICKeepAlivePeriod            = 15 * time.Second
+	DefaultQUICMaxStreamReceiveWindow     = 6 << 20  // quic-go's
+	DefaultQUICMaxConnectionReceiveWindow = 15 << 20 // quic-go's
+
+	DefaultReloadWatch    = true
+	DefaultReloadDebounce = 500 * time.Millisecond
+	DefaultDrainTimeout   = 30 * time.Second
 )
 
 // Bounds of numeric settings.
@@ -59,6 +95,10 @@ type Config struct {
 	Workloads    []Workload
 	Routes       []Route
 	Policy       Policy
+	Limits       Limits
+	Upstream     Upstream
+	Reload       Reload
+	Shutdown     Shutdown
 	Log          Log
 }
 
@@ -105,24 +145,95 @@ type Route struct {
 	Name, Host, Upstream string               // upstream is host:port
 	ServerID             spiffeid.ID          // zero => any ID in ServerTrustDomain
 	ServerTrustDomain    spiffeid.TrustDomain // key server_trust_domain; at least one of server_id / server_trust_domain is set
-	Protocol             string               // tcp | http1, default http1
+	Protocol             string               // tcp | http1 | http2 | http3 | auto, default http1
+	ALPN                 []string             // protocol IDs offered on CONNECT tunnels and the raw socket; nil = by protocol
 	Socket               string               // per-route raw socket (protocol tcp only); "" = none
 	SocketMode           os.FileMode          // key socket_mode, default = listen.mode
 	Line                 int
 }
 
-// Policy is policy v0: rules allow `from` IDs to use `to` routes.
+// Policy is the ordered allow rules and the default; package policy
+// documents how they decide (PolicyRules converts them).
 type Policy struct {
 	Default string // "deny" (default) or "allow"
 	Rules   []Rule
 }
 
-// Rule allows every ID in From to use every route in To.
+// Rule allows its callers to reach its routes; every condition set must hold.
 type Rule struct {
-	Name string // default "rule[N]", N its index in policy.rules
-	From []spiffeid.ID
-	To   []string
-	Line int
+	Name      string            // default "rule[N]", N its index in policy.rules
+	From      []Caller          // exact IDs or prefixes; at least one of from and selectors
+	Selectors []string          // the calling process must have all; each checked by registry.ParseSelector
+	To        []string          // route names
+	Methods   []string          // upper case; nil = any
+	Paths     []string          // "/a/b" exact or "/a/*" prefix, normalised; nil = any
+	Headers   map[string]string // canonical header name -> exact value; nil = none
+	Mode      string            // "enforce" (default) or "audit"
+	Line      int
+}
+
+// Caller is one entry of a rule's from: a SPIFFE ID, or with Prefix every
+// ID strictly under it (written "spiffe://example.org/team-a/*"; the ID of a
+// trust domain, "spiffe://example.org/*", covers every ID in it).
+type Caller struct {
+	ID     spiffeid.ID
+	Prefix bool
+}
+
+// String writes the caller as in the file.
+func (c Caller) String() string {
+	if c.Prefix {
+		return c.ID.String() + "/*"
+	}
+	return c.ID.String()
+}
+
+// Limits bound what clients of the Unix sockets may make procmesh hold
+// (THREATS P5, P7, P8, F9). Sizes are bytes.
+type Limits struct {
+	MaxRequestHeaderBytes     int64         // default 60KiB; 1KiB-8MiB
+	MaxRequestHeaders         int           // default 100; 1-10000
+	MaxResponseHeaderBytes    int64         // default 60KiB; 1KiB-8MiB
+	HeaderReadTimeout         time.Duration // default 10s; 1s-10m
+	IdleTimeout               time.Duration // default 60s; 1s-24h; a client connection with no request in flight
+	RequestTimeout            time.Duration // default 0 = off; else 1s-24h; a whole request and response
+	StreamIdleTimeout         time.Duration // default 5m; 1s-24h; a request or tunnel moving no bytes
+	MaxConcurrentStreams      int           // default 100; 1-10000; per downstream HTTP/2 connection
+	MaxConnections            int           // default 10000; 1-1000000; all sockets together
+	MaxConnectionsPerIdentity int           // default 1000; 1-1000000, at most MaxConnections
+	MaxRequestBodyBytes       int64         // default 0 = unlimited; else 1B-1TiB
+	Line                      int           // line of the limits section; 0 when absent
+}
+
+// Upstream tunes procmesh's connections to upstreams.
+type Upstream struct {
+	ConnectTimeout        time.Duration // default 10s; 100ms-5m; TCP connect plus TLS handshake
+	IdleTimeout           time.Duration // default 90s; 1s-24h; an idle pooled connection is closed
+	MaxIdlePerPool        int           // default 64; 1-10000; per (identity, route) pool
+	ResponseHeaderTimeout time.Duration // default 0 = off; else 1s-1h
+	HTTP2ReadIdleTimeout  time.Duration // default 30s; 1s-1h; ping an HTTP/2 connection silent this long
+	QUIC                  QUIC
+}
+
+// QUIC tunes HTTP/3 upstream connections (quic-go's Config).
+type QUIC struct {
+	MaxIncomingStreams         int64         // default 100; 1-100000
+	IdleTimeout                time.Duration // default 30s; 1s-1h
+	KeepAlivePeriod            time.Duration // default 15s; 1s-1h, below IdleTimeout
+	MaxStreamReceiveWindow     int64         // default 6MiB; 64KiB-1GiB
+	MaxConnectionReceiveWindow int64         // default 15MiB; 64KiB-1GiB, at least MaxStreamReceiveWindow
+	Line                       int           // line of the upstream.quic section; 0 when absent
+}
+
+// Reload says when procmesh re-reads its config file (SIGHUP always does).
+type Reload struct {
+	Watch    bool          // default true: reload when the file changes
+	Debounce time.Duration // default 500ms; 10ms-1m; wait for writes to settle
+}
+
+// Shutdown bounds draining on SIGTERM (THREATS F7).
+type Shutdown struct {
+	DrainTimeout time.Duration // default 30s; 1s-1h
 }
 
 // Log configures procmesh's own log and the audit log.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -13,7 +14,8 @@ import (
 // marks the items of a list.
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "cache", "trust_bundles[]",
-		"workloads[]", "routes[]", "policy", "policy.rules[]", "log"}
+		"workloads[]", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
+		"reload", "shutdown", "log"}
 }
 
 // keys lists the keys a section accepts, in the order messages show them.
@@ -21,7 +23,7 @@ func keys(section string) []string {
 	switch section {
 	case "":
 		return []string{"trust_domain", "listen", "identity", "cache", "trust_bundles",
-			"workloads", "routes", "policy", "log"}
+			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "log"}
 	case "listen":
 		return []string{"socket", "mode", "group"}
 	case "identity":
@@ -36,11 +38,25 @@ func keys(section string) []string {
 		return []string{"spiffe_id", "selectors"}
 	case "routes[]":
 		return []string{"name", "host", "upstream", "server_id", "server_trust_domain",
-			"protocol", "socket", "socket_mode"}
+			"protocol", "alpn", "socket", "socket_mode"}
 	case "policy":
 		return []string{"default", "rules"}
 	case "policy.rules[]":
-		return []string{"name", "from", "to"}
+		return []string{"name", "from", "selectors", "to", "methods", "paths", "headers", "mode"}
+	case "limits":
+		return []string{"max_request_header_bytes", "max_request_headers", "max_response_header_bytes",
+			"header_read_timeout", "idle_timeout", "request_timeout", "stream_idle_timeout",
+			"max_concurrent_streams", "max_connections", "max_connections_per_identity", "max_request_body_bytes"}
+	case "upstream":
+		return []string{"connect_timeout", "idle_timeout", "max_idle_per_pool", "response_header_timeout",
+			"http2_read_idle_timeout", "quic"}
+	case "upstream.quic":
+		return []string{"max_incoming_streams", "idle_timeout", "keep_alive_period",
+			"max_stream_receive_window", "max_connection_receive_window"}
+	case "reload":
+		return []string{"watch", "debounce"}
+	case "shutdown":
+		return []string{"drain_timeout"}
 	case "log":
 		return []string{"level", "file"}
 	}
@@ -49,9 +65,10 @@ func keys(section string) []string {
 
 // decode walks the document's root mapping against the schema and builds a
 // Config from the values that are well-formed. Absent keys stay zero, except
-// Log.Level, whose zero value (debug) is not the default.
+// Log.Level and Reload.Watch, whose zero values (debug, false) are not the
+// defaults.
 func (w *walker) decode(root *yaml.Node) *Config {
-	c := &Config{Log: Log{Level: DefaultLogLevel}}
+	c := &Config{Log: Log{Level: DefaultLogLevel}, Reload: Reload{Watch: DefaultReloadWatch}}
 	top, ok := w.mapping(root, "", keys("")...)
 	if !ok {
 		return c
@@ -98,6 +115,17 @@ func (w *walker) decode(root *yaml.Node) *Config {
 		for i, n := range items {
 			c.Policy.Rules = append(c.Policy.Rules, w.rule(n, fmt.Sprintf("policy.rules[%d]", i)))
 		}
+	}
+	w.limits(top.get("limits"), &c.Limits)
+	w.upstream(top.get("upstream"), &c.Upstream)
+	if f, ok := w.mapping(top.get("reload"), "reload", keys("reload")...); ok {
+		if v := f.get("watch"); v != nil {
+			c.Reload.Watch, _ = w.boolean(v, f.key("watch"))
+		}
+		c.Reload.Debounce, _ = w.duration(f.get("debounce"), f.key("debounce"), 10*time.Millisecond, time.Minute)
+	}
+	if f, ok := w.mapping(top.get("shutdown"), "shutdown", keys("shutdown")...); ok {
+		c.Shutdown.DrainTimeout, _ = w.duration(f.get("drain_timeout"), f.key("drain_timeout"), time.Second, time.Hour)
 	}
 	if f, ok := w.mapping(top.get("log"), "log", keys("log")...); ok {
 		c.Log.Level, _ = w.logLevel(f.get("level"), f.key("level"))
@@ -177,50 +205,13 @@ func (w *walker) route(n *yaml.Node, path string) Route {
 		r.ServerID, _ = w.spiffeID(v, f.key("server_id"), "use server_trust_domain to accept any ID of a trust domain")
 	}
 	r.ServerTrustDomain, _ = w.trustDomain(f.get("server_trust_domain"), f.key("server_trust_domain"))
-	r.Protocol, _ = w.oneOf(f.get("protocol"), f.key("protocol"), []string{"tcp", "http1"}, []string{"http2", "http3"})
+	r.Protocol, _ = w.oneOf(f.get("protocol"), f.key("protocol"), []string{"tcp", "http1", "http2", "http3", "auto"}, nil)
+	r.ALPN = w.alpn(f.get("alpn"), f.key("alpn"))
 	r.Socket, _ = w.socketPath(f.get("socket"), f.key("socket"))
 	if v := f.get("socket_mode"); v != nil {
 		r.SocketMode, _ = w.mode(v, f.key("socket_mode"))
 		if sock := f.get("socket"); r.SocketMode != 0 && (sock == nil || sock.Value == "") {
 			w.add(v.Line, f.key("socket_mode"), "set without socket; socket_mode is the mode of the route's own socket")
-		}
-	}
-	return r
-}
-
-func (w *walker) rule(n *yaml.Node, path string) Rule {
-	r := Rule{Line: n.Line}
-	f, ok := w.mapping(n, path, keys("policy.rules[]")...)
-	if !ok {
-		w.notNull(n, path)
-		return r
-	}
-	r.Name, _ = w.label(f.get("name"), f.key("name"), "rule name", "billing-to-echo")
-	v := w.require(f, "from", `SPIFFE IDs allowed, like ["spiffe://example.org/billing"]`)
-	items, ok := w.list(v, f.key("from"))
-	if v != nil && ok && len(items) == 0 {
-		w.add(v.Line, f.key("from"), "empty; list the SPIFFE IDs this rule allows")
-	}
-	for i, item := range items {
-		key := fmt.Sprintf("%s[%d]", f.key("from"), i)
-		id, ok := w.spiffeID(item, key, "list workload IDs, like spiffe://example.org/billing")
-		switch {
-		case ok && id.IsZero():
-			w.add(item.Line, key, "empty SPIFFE ID")
-		case ok:
-			r.From = append(r.From, id)
-		}
-	}
-	v = w.require(f, "to", `route names, like ["echo"]`)
-	items, ok = w.list(v, f.key("to"))
-	if v != nil && ok && len(items) == 0 {
-		w.add(v.Line, f.key("to"), "empty; list the route names this rule allows")
-	}
-	for i, item := range items {
-		if s, ok := w.str(item, fmt.Sprintf("%s[%d]", f.key("to"), i)); ok && s != "" {
-			r.To = append(r.To, s)
-		} else if ok {
-			w.add(item.Line, fmt.Sprintf("%s[%d]", f.key("to"), i), "empty route name")
 		}
 	}
 	return r

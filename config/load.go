@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -150,10 +151,58 @@ func (c *Config) applyDefaults() {
 		c.Policy.Default = DefaultPolicy
 	}
 	for i := range c.Policy.Rules {
-		if c.Policy.Rules[i].Name == "" {
-			c.Policy.Rules[i].Name = fmt.Sprintf("rule[%d]", i)
+		r := &c.Policy.Rules[i]
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("rule[%d]", i)
+		}
+		if r.Mode == "" {
+			r.Mode = DefaultRuleMode
 		}
 	}
+	c.applyLimitDefaults()
+}
+
+// applyLimitDefaults fills limits, upstream, reload and shutdown. A zero
+// that means "off" is its own default.
+func (c *Config) applyLimitDefaults() {
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setSize := func(v *int64, def int64) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	l := &c.Limits
+	setSize(&l.MaxRequestHeaderBytes, DefaultMaxRequestHeaderBytes)
+	setInt(&l.MaxRequestHeaders, DefaultMaxRequestHeaders)
+	setSize(&l.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes)
+	setDur(&l.HeaderReadTimeout, DefaultHeaderReadTimeout)
+	setDur(&l.IdleTimeout, DefaultIdleTimeout)
+	setDur(&l.StreamIdleTimeout, DefaultStreamIdleTimeout)
+	setInt(&l.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	setInt(&l.MaxConnections, DefaultMaxConnections)
+	setInt(&l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
+	u := &c.Upstream
+	setDur(&u.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&u.IdleTimeout, DefaultUpstreamIdleTimeout)
+	setInt(&u.MaxIdlePerPool, DefaultMaxIdlePerPool)
+	setDur(&u.HTTP2ReadIdleTimeout, DefaultHTTP2ReadIdleTimeout)
+	q := &c.Upstream.QUIC
+	setSize(&q.MaxIncomingStreams, DefaultQUICMaxIncomingStreams)
+	setDur(&q.IdleTimeout, DefaultQUICIdleTimeout)
+	setDur(&q.KeepAlivePeriod, DefaultQUICKeepAlivePeriod)
+	setSize(&q.MaxStreamReceiveWindow, DefaultQUICMaxStreamReceiveWindow)
+	setSize(&q.MaxConnectionReceiveWindow, DefaultQUICMaxConnectionReceiveWindow)
+	setDur(&c.Reload.Debounce, DefaultReloadDebounce)
+	setDur(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
 }
 
 func sortProblems(list []Problem) {

@@ -53,14 +53,35 @@ func TestLoadFull(t *testing.T) {
 			{Name: "pg", Host: "pg.partner.example", Upstream: "[::1]:5432", ServerTrustDomain: td("partner.example"),
 				Protocol: "tcp", Socket: "/run/pm/pg.sock", SocketMode: 0o640, Line: 36},
 			{Name: "raw", Host: "raw.test", Upstream: "raw.upstream.test:9000", ServerID: sid("spiffe://upstream.test/raw"),
-				ServerTrustDomain: td("upstream.test"), Protocol: "tcp", Socket: "/run/pm/raw.sock", SocketMode: 0o600, Line: 43},
+				ServerTrustDomain: td("upstream.test"), Protocol: "tcp", ALPN: []string{"h2", "grpc-exp"}, Socket: "/run/pm/raw.sock", SocketMode: 0o600, Line: 43},
+			{Name: "api", Host: "api.test", Upstream: "10.0.0.1:443", ServerTrustDomain: td("upstream.test"), Protocol: "http2", SocketMode: 0o600, Line: 51},
+			{Name: "web", Host: "web.test", Upstream: "10.0.0.2:443", ServerTrustDomain: td("upstream.test"), Protocol: "http3", SocketMode: 0o600, Line: 52},
+			{Name: "any", Host: "any.test", Upstream: "10.0.0.3:443", ServerTrustDomain: td("upstream.test"), Protocol: "auto", SocketMode: 0o600, Line: 53},
 		},
 		Policy: Policy{Default: "allow", Rules: []Rule{
-			{Name: "billing-echo", From: []spiffeid.ID{sid("spiffe://prod.example.com/billing"), sid("spiffe://prod.example.com/billing/v2")},
-				To: []string{"echo"}, Line: 53},
-			{Name: "rule[1]", From: []spiffeid.ID{sid("spiffe://prod.example.com/batch")}, To: []string{"pg", "raw"}, Line: 56},
+			{Name: "billing-echo", From: []Caller{{ID: sid("spiffe://prod.example.com/billing")}, {ID: sid("spiffe://prod.example.com/billing/v2")}},
+				To: []string{"echo"}, Mode: "enforce", Line: 57},
+			{Name: "rule[1]", From: []Caller{{ID: sid("spiffe://prod.example.com/batch")}}, To: []string{"pg", "raw"}, Mode: "enforce", Line: 60},
+			{Name: "team-read", From: []Caller{{ID: sid("spiffe://prod.example.com/team-a"), Prefix: true}, {ID: td("prod.example.com").ID(), Prefix: true}},
+				Selectors: []string{"unix:uid:1000", "unix:gid:100"}, To: []string{"api", "web"},
+				Methods: []string{"GET", "HEAD", "PROPFIND"}, Paths: []string{"/public/*", "/health", "/a%20b/*"},
+				Headers: map[string]string{"X-Env": "prod", "X-Request-Class": "batch job"}, Mode: "enforce", Line: 62},
 		}},
-		Log: Log{Level: zerolog.DebugLevel, File: "/var/log/procmesh.json"},
+		Limits: Limits{
+			MaxRequestHeaderBytes: 32 << 10, MaxRequestHeaders: 50, MaxResponseHeaderBytes: 131072,
+			HeaderReadTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, RequestTimeout: 30 * time.Second,
+			StreamIdleTimeout: time.Minute, MaxConcurrentStreams: 250, MaxConnections: 2000, MaxConnectionsPerIdentity: 200,
+			MaxRequestBodyBytes: 10 << 20, Line: 73,
+		},
+		Upstream: Upstream{
+			ConnectTimeout: 2500 * time.Millisecond, IdleTimeout: time.Minute, MaxIdlePerPool: 8,
+			ResponseHeaderTimeout: 20 * time.Second, HTTP2ReadIdleTimeout: 45 * time.Second,
+			QUIC: QUIC{MaxIncomingStreams: 500, IdleTimeout: time.Minute, KeepAlivePeriod: 20 * time.Second,
+				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 91},
+		},
+		Reload:   Reload{Watch: false, Debounce: 2 * time.Second},
+		Shutdown: Shutdown{DrainTimeout: 5 * time.Minute},
+		Log:      Log{Level: zerolog.DebugLevel, File: "/var/log/procmesh.json"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load(full.yaml)\n got %+v\nwant %+v", c, want)
@@ -87,8 +108,22 @@ func TestDefaults(t *testing.T) {
 		Cache:       Cache{MaxProcesses: 10000, TTL: 5 * time.Minute},
 		Routes: []Route{{Name: "e", Host: "e.test", Upstream: "h:1", ServerID: sid("spiffe://example.org/e"),
 			Protocol: "http1", SocketMode: 0o660, Line: 6}},
-		Policy: Policy{Default: "deny", Rules: []Rule{{Name: "rule[0]", From: []spiffeid.ID{sid("spiffe://example.org/a")}, To: []string{"e"}, Line: 9}}},
-		Log:    Log{Level: zerolog.InfoLevel},
+		Policy: Policy{Default: "deny", Rules: []Rule{{Name: "rule[0]", From: []Caller{{ID: sid("spiffe://example.org/a")}}, To: []string{"e"}, Mode: "enforce", Line: 9}}},
+		Limits: Limits{
+			MaxRequestHeaderBytes: 61440, MaxRequestHeaders: 100, MaxResponseHeaderBytes: 61440,
+			HeaderReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, RequestTimeout: 0,
+			StreamIdleTimeout: 5 * time.Minute, MaxConcurrentStreams: 100, MaxConnections: 10000, MaxConnectionsPerIdentity: 1000,
+			MaxRequestBodyBytes: 0,
+		},
+		Upstream: Upstream{
+			ConnectTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxIdlePerPool: 64,
+			ResponseHeaderTimeout: 0, HTTP2ReadIdleTimeout: 30 * time.Second,
+			QUIC: QUIC{MaxIncomingStreams: 100, IdleTimeout: 30 * time.Second, KeepAlivePeriod: 15 * time.Second,
+				MaxStreamReceiveWindow: 6 << 20, MaxConnectionReceiveWindow: 15 << 20},
+		},
+		Reload:   Reload{Watch: true, Debounce: 500 * time.Millisecond},
+		Shutdown: Shutdown{DrainTimeout: 30 * time.Second},
+		Log:      Log{Level: zerolog.InfoLevel},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)

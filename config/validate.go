@@ -8,6 +8,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/registry"
 )
 
@@ -16,9 +17,11 @@ import (
 // tied registration entries (THREATS I8), route names, hosts and sockets
 // unique, every route's server identity covered by a trust bundle, route
 // sockets only for protocol tcp, policy rules naming existing routes and
-// callers of this trust domain. Problems name c.Path and the Line of the
-// item at fault. Validate reads nothing but c and changes nothing; Parse
-// calls it once every setting on its own is well-formed.
+// callers of this trust domain, no policy rule that can never decide a
+// request (see policy.New), and limits consistent with each other. Problems
+// name c.Path and the Line of the item at fault. Validate reads nothing but
+// c and changes nothing; Parse calls it once every setting on its own is
+// well-formed.
 func (c *Config) Validate() error {
 	ps := &problems{file: c.Path}
 	if c.TrustDomain.IsZero() {
@@ -31,6 +34,7 @@ func (c *Config) Validate() error {
 	c.validateWorkloads(ps)
 	c.validateRoutes(ps, bundles)
 	c.validatePolicy(ps)
+	c.validateLimits(ps)
 	sortProblems(ps.list)
 	return ps.err()
 }
@@ -141,6 +145,7 @@ func (c *Config) validatePolicy(ps *problems) {
 	if len(routes) > 0 {
 		known = "routes: " + strings.Join(routes, ", ")
 	}
+	before := len(ps.list)
 	names := map[string]int{}
 	for i, r := range c.Policy.Rules {
 		if j, dup := names[r.Name]; dup {
@@ -148,10 +153,10 @@ func (c *Config) validatePolicy(ps *problems) {
 		} else {
 			names[r.Name] = i
 		}
-		for k, id := range r.From {
-			if !c.TrustDomain.IsZero() && !id.MemberOf(c.TrustDomain) {
+		for k, from := range r.From {
+			if !c.TrustDomain.IsZero() && !from.ID.MemberOf(c.TrustDomain) {
 				ps.add(r.Line, fmt.Sprintf("policy.rules[%d].from[%d]", i, k),
-					"%s is not in trust_domain %s; rules name callers on this node, whose IDs are in trust_domain", id, c.TrustDomain)
+					"%s is not in trust_domain %s; rules name callers on this node, whose IDs are in trust_domain", from, c.TrustDomain)
 			}
 		}
 		for k, to := range r.To {
@@ -159,5 +164,62 @@ func (c *Config) validatePolicy(ps *problems) {
 				ps.add(r.Line, fmt.Sprintf("policy.rules[%d].to[%d]", i, k), "no route named %q (%s)", to, known)
 			}
 		}
+	}
+	if len(ps.list) == before {
+		c.checkRules(ps)
+	}
+}
+
+// checkRules builds the policy as run would and reports what policy.New
+// refuses, chiefly rules that can never decide a request, at their lines.
+func (c *Config) checkRules(ps *problems) {
+	_, err := policy.New(c.Policy.DefaultAllow(), c.PolicyRules(), policy.WithRouteProtocols(c.RouteProtocols()))
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, err := range errs {
+		var re *policy.RuleError
+		if !errors.As(err, &re) || re.Index < 0 || re.Index >= len(c.Policy.Rules) {
+			ps.add(0, "policy", "%v", err)
+			continue
+		}
+		key := fmt.Sprintf("policy.rules[%d]", re.Index)
+		if re.Field != "" {
+			key += "." + re.Field
+		}
+		msg := re.Reason
+		if len(re.By) > 0 {
+			var see []string
+			for _, i := range re.By {
+				if line := c.Policy.Rules[i].Line; line > 0 {
+					see = append(see, fmt.Sprintf("policy.rules[%d] at line %d", i, line))
+				} else {
+					see = append(see, fmt.Sprintf("policy.rules[%d]", i))
+				}
+			}
+			msg += " (" + strings.Join(see, ", ") + ")"
+		}
+		ps.add(c.Policy.Rules[re.Index].Line, key, "%s", msg)
+	}
+}
+
+// validateLimits checks the limits that bound each other.
+func (c *Config) validateLimits(ps *problems) {
+	l, q := c.Limits, c.Upstream.QUIC
+	if l.MaxConnections > 0 && l.MaxConnectionsPerIdentity > l.MaxConnections {
+		ps.add(l.Line, "limits.max_connections_per_identity", "%d is above limits.max_connections (%d); one identity could never use them all",
+			l.MaxConnectionsPerIdentity, l.MaxConnections)
+	}
+	if q.IdleTimeout > 0 && q.KeepAlivePeriod >= q.IdleTimeout {
+		ps.add(q.Line, "upstream.quic.keep_alive_period", "%s is not below upstream.quic.idle_timeout (%s); the connection would time out between keep-alives",
+			fmtDuration(q.KeepAlivePeriod), fmtDuration(q.IdleTimeout))
+	}
+	if q.MaxConnectionReceiveWindow > 0 && q.MaxStreamReceiveWindow > q.MaxConnectionReceiveWindow {
+		ps.add(q.Line, "upstream.quic.max_stream_receive_window", "%s is above upstream.quic.max_connection_receive_window (%s); one stream could never use it",
+			fmtSize(q.MaxStreamReceiveWindow), fmtSize(q.MaxConnectionReceiveWindow))
 	}
 }
