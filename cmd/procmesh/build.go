@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/config"
@@ -23,6 +24,7 @@ type node struct {
 	cfg      *config.Config
 	log      zerolog.Logger
 	ca       *tlsconf.CA
+	bundles  *x509bundle.Set
 	store    *tlsconf.Store
 	att      *attest.Attestor
 	reg      *registry.Registry
@@ -95,15 +97,10 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	if n.ca, err = loadCA(cfg, log); err != nil {
 		return nil, err
 	}
-	files := make([]tlsconf.BundleFile, 0, len(cfg.TrustBundles))
-	for _, tb := range cfg.TrustBundles {
-		files = append(files, tlsconf.BundleFile{TrustDomain: tb.TrustDomain, File: tb.File})
-	}
-	bundles, err := tlsconf.LoadBundles(n.ca.Bundle(), files)
-	if err != nil {
+	if n.bundles, err = loadBundles(cfg, n.ca); err != nil {
 		return nil, err
 	}
-	n.store = tlsconf.NewStore(n.ca, bundles, tlsconf.StoreOptions{Logger: log})
+	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log})
 	n.att = attest.New(attest.Options{Logger: log})
 	if n.reg, err = buildRegistry(cfg); err != nil {
 		n.Close()
@@ -125,16 +122,25 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	return n, nil
 }
 
+// loadBundles reads the trust bundles the config names, plus the CA's own.
+func loadBundles(cfg *config.Config, ca *tlsconf.CA) (*x509bundle.Set, error) {
+	files := make([]tlsconf.BundleFile, 0, len(cfg.TrustBundles))
+	for _, tb := range cfg.TrustBundles {
+		files = append(files, tlsconf.BundleFile{TrustDomain: tb.TrustDomain, File: tb.File})
+	}
+	return tlsconf.LoadBundles(ca.Bundle(), files)
+}
+
 func buildRegistry(cfg *config.Config) (*registry.Registry, error) {
 	return registry.New(cfg.RegistryEntries())
 }
 
+// buildPolicy builds the policy from cfg's rules, knowing each route's
+// protocol. config.Load has already run the same policy.New (its errors
+// come back there with FILE:LINE), so this fails only for a Config built in
+// code.
 func buildPolicy(cfg *config.Config) (*policy.Policy, error) {
-	rules := make([]policy.Rule, len(cfg.Policy.Rules))
-	for i, r := range cfg.Policy.Rules {
-		rules[i] = policy.Rule{Name: r.Name, From: r.From, To: r.To}
-	}
-	return policy.New(cfg.Policy.DefaultAllow(), rules)
+	return policy.New(cfg.Policy.DefaultAllow(), cfg.PolicyRules(), policy.WithRouteProtocols(cfg.RouteProtocols()))
 }
 
 func buildState(cfg *config.Config) (*proxy.State, error) {

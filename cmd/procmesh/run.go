@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/signal"
 	"os/user"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,7 +41,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer closer.Close()
-	if err := serve(cfg, *drain, log); err != nil {
+	if err := serve(*path, cfg, *drain, log); err != nil {
 		log.Error().Err(err).Msg("procmesh stopped")
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -47,12 +49,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serve(cfg *config.Config, drain time.Duration, log zerolog.Logger) error {
+// running is a started node: its server, sockets and reloader.
+type running struct {
+	n        *node
+	srv      *proxy.Server
+	sockets  []*proxy.Socket
+	reloader *reloader
+	errc     chan error // a Serve or ServeRaw that returned
+}
+
+// start builds the node for cfg, opens its sockets and serves them in the
+// background. path is the config file, for reloads.
+func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error) {
 	n, err := buildNode(cfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer n.Close()
 	srv, err := proxy.New(proxy.Options{
 		Resolver:   n.resolver,
 		Identities: n.store,
@@ -60,56 +72,93 @@ func serve(cfg *config.Config, drain time.Duration, log zerolog.Logger) error {
 		Audit:      log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
 	}, n.state)
 	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	rn := &running{n: n, srv: srv, errc: make(chan error, 1+len(cfg.Routes))}
+	if err := rn.listen(cfg); err != nil {
+		rn.stop(0)
+		return nil, err
+	}
+	rn.reloader = newReloader(path, n, srv, log)
+	return rn, nil
+}
+
+// listen opens the main socket and every route socket and serves them.
+func (rn *running) listen(cfg *config.Config) error {
+	gid, err := groupID(cfg.Listen.Group)
+	if err != nil {
 		return err
 	}
-	gid, err := groupID(cfg.Listen.Group)
+	main, err := proxy.Listen(proxy.ListenOptions{Path: cfg.Listen.Socket, Mode: cfg.Listen.Mode, GID: gid})
+	if err != nil {
+		return err
+	}
+	rn.sockets = append(rn.sockets, main)
+	go func() { rn.errc <- rn.srv.Serve(main) }()
+	for _, r := range cfg.Routes {
+		if r.Socket == "" {
+			continue
+		}
+		s, err := proxy.Listen(proxy.ListenOptions{Path: r.Socket, Mode: r.SocketMode, GID: gid})
+		if err != nil {
+			return fmt.Errorf("route %q: %w", r.Name, err)
+		}
+		rn.sockets = append(rn.sockets, s)
+		name := r.Name
+		go func() { rn.errc <- rn.srv.ServeRaw(s, name) }()
+	}
+	return nil
+}
+
+// stop drains for up to drain, then closes everything. It reports whether
+// the drain deadline cut work short.
+func (rn *running) stop(drain time.Duration) error {
+	err := shutdown(rn.srv, drain)
+	for _, s := range rn.sockets {
+		s.Close()
+	}
+	rn.n.Close()
+	return err
+}
+
+// serve runs cfg until SIGTERM or SIGINT; SIGHUP and, if watching is on,
+// a changed file reload it.
+func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Logger) error {
+	rn, err := start(path, cfg, log)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-
-	errc := make(chan error, 1+len(cfg.Routes))
-	var sockets []*proxy.Socket
-	defer func() {
-		for _, s := range sockets {
-			s.Close()
-		}
-	}()
-	main, err := proxy.Listen(proxy.ListenOptions{Path: cfg.Listen.Socket, Mode: cfg.Listen.Mode, GID: gid})
-	if err != nil {
-		return err
-	}
-	sockets = append(sockets, main)
-	go func() { errc <- srv.Serve(main) }()
-	for _, r := range cfg.Routes {
-		if r.Socket == "" {
-			continue
-		}
-		mode := r.SocketMode
-		if mode == 0 {
-			mode = cfg.Listen.Mode
-		}
-		s, err := proxy.Listen(proxy.ListenOptions{Path: r.Socket, Mode: mode, GID: gid})
-		if err != nil {
-			shutdown(srv, drain)
-			return fmt.Errorf("route %q: %w", r.Name, err)
-		}
-		sockets = append(sockets, s)
-		name := r.Name
-		go func() { errc <- srv.ServeRaw(s, name) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var watchers sync.WaitGroup
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer func() { stopWatch(); watchers.Wait() }()
+	if cfg.Reload.Watch {
+		watchers.Add(1)
+		go func() { defer watchers.Done(); rn.reloader.watch(watchCtx, cfg.Reload.Debounce) }()
 	}
 	log.Info().Str("socket", cfg.Listen.Socket).Str("trust_domain", cfg.TrustDomain.String()).
-		Int("routes", len(cfg.Routes)).Int("workloads", len(cfg.Workloads)).Str("version", version()).
-		Msg("procmesh ready")
+		Int("routes", len(cfg.Routes)).Int("workloads", len(cfg.Workloads)).Bool("watch_config", cfg.Reload.Watch).
+		Str("version", version()).Msg("procmesh ready")
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info().Dur("drain_timeout", drain).Msg("signal received; draining")
-	case serveErr = <-errc:
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info().Dur("drain_timeout", drain).Msg("signal received; draining")
+			break loop
+		case <-hup:
+			rn.reloader.reload("SIGHUP")
+		case serveErr = <-rn.errc:
+			break loop
+		}
 	}
-	if err := shutdown(srv, drain); err != nil {
+	if err := rn.stop(drain); err != nil {
 		log.Warn().Err(err).Msg("drain deadline passed; remaining connections closed")
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
