@@ -7,8 +7,9 @@
 //	procmesh run -config FILE        serve until SIGTERM
 //	procmesh check -config FILE      validate a config, exit 1 on errors
 //	procmesh ca bundle -config FILE  print the trust bundle (creating the CA)
-//	procmesh explain -config FILE -pid N
-//	                                 show how procmesh sees a process
+//	procmesh explain -config FILE -pid N [-url URL -method M -header 'N: v']
+//	                                 show how procmesh sees a process and
+//	                                 decides its requests
 //	procmesh version                 print the version
 package main
 
@@ -21,12 +22,13 @@ import (
 const usage = `usage: procmesh <command> [flags]
 
 commands:
-  run -config FILE          serve until SIGTERM or SIGINT
+  run -config FILE          serve until SIGTERM or SIGINT; SIGHUP reloads
   check -config FILE        validate a config; exit 1 with FILE:LINE errors
   ca bundle -config FILE    create the CA if needed and print its trust bundle (PEM)
-  explain -config FILE -pid N
+  explain -config FILE -pid N [-url URL] [-method M] [-header 'Name: value']
                             show a process's selectors, matched entry, SPIFFE ID
-                            and the policy decision for every route
+                            and the policy decision for every route, or with
+                            -url the rule trace for that one request
   version                   print the version
 
 Run 'procmesh <command> -h' for a command's flags.

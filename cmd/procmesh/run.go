@@ -27,7 +27,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/procmesh/procmesh.yaml", "config file")
-	drain := fs.Duration("drain-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests and connections")
+	drain := fs.Duration("drain-timeout", 0, "how long SIGTERM waits for in-flight work (default: shutdown.drain_timeout, 30s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,6 +41,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer closer.Close()
+	if *drain <= 0 {
+		*drain = cfg.Shutdown.DrainTimeout
+	}
 	if err := serve(*path, cfg, *drain, log); err != nil {
 		log.Error().Err(err).Msg("procmesh stopped")
 		fmt.Fprintln(stderr, err)
