@@ -2,7 +2,6 @@ package echo
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log"
@@ -16,6 +15,9 @@ import (
 
 // HeaderClientID carries the client's SPIFFE ID in every HTTP answer.
 const HeaderClientID = "X-Client-SPIFFE-ID"
+
+// HeaderPadding is the N-byte response header of /header-bytes/N.
+const HeaderPadding = "X-Echo-Padding"
 
 const (
 	maxBodyRead  = 64 << 20 // request bodies beyond this are refused
@@ -38,11 +40,14 @@ type Response struct {
 type connIDKey struct{}
 
 func (s *Server) newHTTPServer() *http.Server {
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(!s.opts.DisableHTTP2)
 	return &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: handshakeTimeout,
 		IdleTimeout:       2 * handshakeTimeout,
-		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		Protocols:         protos,
 		ErrorLog:          log.New(debugWriter{s.opts.Logger}, "", 0),
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, connIDKey{}, s.nextConn.Add(1))
@@ -86,6 +91,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Str("method", r.Method).Str("path", r.URL.Path).Msg("echo request")
 
 	w.Header().Set(HeaderClientID, id.String())
+	if v := s.altSvcValue(); v != "" {
+		w.Header().Set("Alt-Svc", v)
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/header-bytes/"); ok {
+		size, err := strconv.Atoi(rest)
+		if err != nil || size < 0 || size > maxBytesPath {
+			http.Error(w, "echo: /header-bytes/N wants 0 <= N <= 67108864", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set(HeaderPadding, strings.Repeat("p", size))
+	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/bytes/"); ok {
 		size, err := strconv.Atoi(rest)
 		if err != nil || size < 0 || size > maxBytesPath {

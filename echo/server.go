@@ -43,6 +43,17 @@ type Options struct {
 	Authorizer tlsconfig.Authorizer
 	// Mode is ModeHTTP (default) or ModeTCP.
 	Mode Mode
+	// DisableHTTP2 makes the HTTP mode's TLS listener offer http/1.1 only.
+	// Default: h2 and http/1.1, chosen by ALPN.
+	DisableHTTP2 bool
+	// HTTP3 also serves HTTP mode over QUIC (ALPN h3) on UDP, at the same
+	// host and port as the TCP listener. Default: off.
+	HTTP3 bool
+	// AdvertiseHTTP3 adds `Alt-Svc: h3=":PORT"; ma=86400` to every answer,
+	// PORT being the TCP listener's (and, with HTTP3, the UDP one's).
+	// Without HTTP3 it advertises an endpoint nobody serves, which is how
+	// tests see a client fall back. SetAltSvc overrides it. Default: off.
+	AdvertiseHTTP3 bool
 	// Logger receives one debug line per request or connection and
 	// handshake failures. Default: no logging.
 	Logger zerolog.Logger
@@ -51,13 +62,13 @@ type Options struct {
 // Record is what the server saw of one HTTP request or one TCP connection.
 type Record struct {
 	SPIFFEID   spiffeid.ID // verified client SPIFFE ID
-	ConnID     uint64      // the TLS connection it arrived on, counting from 1
+	ConnID     uint64      // the TLS (or QUIC) connection it arrived on, counting from 1
 	RemoteAddr string
 	Resumed    bool // the TLS session was resumed: no certificate was sent on this connection
 	Method     string
 	Path       string
 	Host       string
-	Proto      string // "HTTP/1.1", or "tcp" in TCP mode
+	Proto      string // "HTTP/1.1", "HTTP/2.0", "HTTP/3.0", or "tcp" in TCP mode
 	Header     map[string][]string
 	BodyLen    int64
 }
@@ -75,6 +86,8 @@ type Server struct {
 	httpSrv *http.Server
 	conns   map[net.Conn]struct{} // TCP mode
 	records []Record
+	altSvc  string
+	h3      *h3Server // HTTP3 only
 
 	closing   chan struct{} // closed when Close starts
 	serveDone chan struct{} // closed when the serving goroutine returns
@@ -117,13 +130,19 @@ func (s *Server) Start() error {
 	cfg := tlsconfig.MTLSServerConfig(s.opts.SVID, s.opts.Bundles, s.opts.Authorizer)
 	cfg.MinVersion = tls.VersionTLS13
 	if s.opts.Mode == ModeHTTP {
-		cfg.NextProtos = []string{"http/1.1"}
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+		if s.opts.DisableHTTP2 {
+			cfg.NextProtos = []string{"http/1.1"}
+		}
 	}
-	ln, err := net.Listen("tcp", s.opts.Addr)
+	ln, h3, err := s.listen(cfg)
 	if err != nil {
-		return fmt.Errorf("echo: listen: %w", err)
+		return err
 	}
-	s.started, s.ln, s.addr = true, tls.NewListener(ln, cfg), ln.Addr().String()
+	s.started, s.ln, s.addr, s.h3 = true, tls.NewListener(ln, cfg), ln.Addr().String(), h3
+	if s.opts.AdvertiseHTTP3 {
+		s.altSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, ln.Addr().(*net.TCPAddr).Port)
+	}
 	if s.opts.Mode == ModeHTTP {
 		s.httpSrv = s.newHTTPServer()
 		go func() {
@@ -139,6 +158,54 @@ func (s *Server) Start() error {
 	}
 	s.opts.Logger.Info().Str("addr", s.addr).Str("mode", string(s.opts.Mode)).Msg("echo server listening")
 	return nil
+}
+
+// listen opens the TCP listener and, with HTTP3, the UDP one on the same
+// port. When the port was left to the system and is taken on UDP, it tries
+// again a few times.
+func (s *Server) listen(cfg *tls.Config) (net.Listener, *h3Server, error) {
+	for attempt := 0; ; attempt++ {
+		ln, err := net.Listen("tcp", s.opts.Addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("echo: listen: %w", err)
+		}
+		if !s.opts.HTTP3 || s.opts.Mode != ModeHTTP {
+			return ln, nil, nil
+		}
+		h3, err := s.startHTTP3(ln.Addr().(*net.TCPAddr), cfg)
+		if err == nil {
+			return ln, h3, nil
+		}
+		ln.Close()
+		if _, port, _ := net.SplitHostPort(s.opts.Addr); port != "0" || attempt == 4 {
+			return nil, nil, err
+		}
+	}
+}
+
+// StopHTTP3 stops serving HTTP/3, closing its QUIC connections, and keeps
+// serving TCP: how tests see a client lose its HTTP/3 upstream.
+func (s *Server) StopHTTP3() {
+	s.mu.Lock()
+	h3 := s.h3
+	s.h3 = nil
+	s.mu.Unlock()
+	if h3 != nil {
+		h3.close()
+	}
+}
+
+// SetAltSvc sets the Alt-Svc header of later answers; "" sends none.
+func (s *Server) SetAltSvc(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.altSvc = v
+}
+
+func (s *Server) altSvcValue() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.altSvc
 }
 
 // Addr returns the address the server listens on, "" before Start.
@@ -175,6 +242,7 @@ func (s *Server) Close() error {
 		if !started {
 			return
 		}
+		s.StopHTTP3()
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
 		} else {

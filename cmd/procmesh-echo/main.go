@@ -8,7 +8,11 @@
 //
 //	procmesh-echo -state DIR -client-bundle TD=FILE [-client-bundle ...]
 //	              -bundle-out FILE [-http ADDR] [-tcp ADDR]
-//	              [-trust-domain TD] [-id SPIFFE-ID]
+//	              [-trust-domain TD] [-id SPIFFE-ID] [-h3] [-alt-svc]
+//
+// -h3 also serves the HTTP echo as HTTP/3 over QUIC, on UDP at the -http
+// address; -alt-svc advertises that port in Alt-Svc, for routes with
+// protocol auto.
 package main
 
 import (
@@ -60,6 +64,8 @@ func run(args []string, stderr io.Writer) int {
 	httpAddr := fs.String("http", "127.0.0.1:18443", "HTTP echo address (empty: off)")
 	tcpAddr := fs.String("tcp", "127.0.0.1:18444", "TCP echo address (empty: off)")
 	bundleOut := fs.String("bundle-out", "", "write this upstream's trust bundle (PEM) here once serving")
+	h3 := fs.Bool("h3", false, "also serve HTTP/3 over QUIC on UDP at the -http address")
+	altSvc := fs.Bool("alt-svc", false, "advertise HTTP/3 on the -http port in Alt-Svc")
 	var clients bundleFlags
 	fs.Var(&clients, "client-bundle", "TRUST_DOMAIN=FILE whose CAs may call this upstream (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -69,14 +75,15 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "procmesh-echo: -state and at least one -client-bundle are required")
 		return 2
 	}
-	if err := serve(*state, *tdName, *idStr, *httpAddr, *tcpAddr, *bundleOut, clients, stderr); err != nil {
+	h3opts := echo.Options{HTTP3: *h3, AdvertiseHTTP3: *altSvc}
+	if err := serve(*state, *tdName, *idStr, *httpAddr, *tcpAddr, *bundleOut, clients, h3opts, stderr); err != nil {
 		fmt.Fprintln(stderr, "procmesh-echo:", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(state, tdName, idStr, httpAddr, tcpAddr, bundleOut string, clients bundleFlags, stderr io.Writer) error {
+func serve(state, tdName, idStr, httpAddr, tcpAddr, bundleOut string, clients bundleFlags, h3 echo.Options, stderr io.Writer) error {
 	log := zerolog.New(stderr).With().Timestamp().Str("component", "procmesh-echo").Logger()
 	td, err := spiffeid.TrustDomainFromString(tdName)
 	if err != nil {
@@ -110,7 +117,11 @@ func serve(state, tdName, idStr, httpAddr, tcpAddr, bundleOut string, clients bu
 		if l.addr == "" {
 			continue
 		}
-		s := echo.New(echo.Options{Addr: l.addr, Mode: l.mode, SVID: store.SVIDSource(id), Bundles: clientBundles, Logger: log})
+		o := echo.Options{Addr: l.addr, Mode: l.mode, SVID: store.SVIDSource(id), Bundles: clientBundles, Logger: log}
+		if l.mode == echo.ModeHTTP {
+			o.HTTP3, o.AdvertiseHTTP3 = h3.HTTP3, h3.AdvertiseHTTP3
+		}
+		s := echo.New(o)
 		if err := s.Start(); err != nil {
 			return err
 		}
