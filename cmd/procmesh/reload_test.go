@@ -217,4 +217,3 @@ func TestThreat_F5_InvalidReloadKeepsServing(t *testing.T) {
 		t.Fatalf("after the invalid reload: %d %v", status, err)
 	}
 }
-
