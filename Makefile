@@ -33,7 +33,32 @@ fuzz:
 	  done; \
 	done
 
+# The benchmark suite (bench/README.md): procmesh, HAProxy, nginx, Envoy
+# (when installed) and direct mTLS side by side; results in bench/results.
+# `make bench` takes under 10 minutes, `make bench-quick` under 2. They install
+# what they need with apt-get (bench/install.sh). BENCH_PROCMESH measures a
+# prebuilt procmesh instead of building bin/procmesh from this tree;
+# BENCH_FLAGS passes procmesh-bench flags (-only, -trials, -keep, ...).
+BENCH_PROCMESH ?=
+BENCH_FLAGS ?=
+BENCH_RUN = GO=$(GO) ./$(BIN)/procmesh-bench -procmesh $(or $(BENCH_PROCMESH),$(BIN)/procmesh) -repo . $(BENCH_FLAGS)
+
+.PHONY: bench-quick bench-micro
+
 bench:
+	./bench/install.sh
+	$(GO) build -o $(BIN)/procmesh-bench ./bench/cmd/procmesh-bench
+	$(if $(BENCH_PROCMESH),,$(GO) build -o $(BIN)/procmesh ./cmd/procmesh)
+	$(BENCH_RUN)
+
+bench-quick:
+	./bench/install.sh
+	$(GO) build -o $(BIN)/procmesh-bench ./bench/cmd/procmesh-bench
+	$(if $(BENCH_PROCMESH),,$(GO) build -o $(BIN)/procmesh ./cmd/procmesh)
+	$(BENCH_RUN) -quick
+
+# The packages' own go micro-benchmarks.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 clean:

@@ -1,0 +1,111 @@
+// Command procmesh-bench is procmesh's benchmark suite: it runs procmesh,
+// HAProxy, nginx, Envoy (when installed) and direct mTLS side by side
+// against one upstream and writes the results to bench/results (see
+// bench/README.md). `make bench` and `make bench-quick` run it.
+//
+// Usage:
+//
+//	procmesh-bench [run] [-quick] [flags]   run the suite
+//	procmesh-bench upstream [flags]         the benchmark's upstream (started by run)
+//	procmesh-bench cold-client [flags]      one cold-identity request (started by run)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/procmesh/procmesh/bench/suite"
+)
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "upstream":
+			return cmdUpstream(args[1:], stderr)
+		case "cold-client":
+			return cmdColdClient(args[1:], stdout, stderr)
+		case "run":
+			args = args[1:]
+		}
+	}
+	return cmdRun(args, stderr)
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("procmesh-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quick := fs.Bool("quick", false, "the quick preset (make bench-quick): shorter runs, 2 trials, 1,000 idle connections and processes")
+	trials := fs.Int("trials", 0, "alternating trials per figure (default: the preset's)")
+	only := fs.String("only", "", "comma-separated scenarios to run: l4,keepalive,rate,h2h3,cold,memory,profile")
+	procmesh := fs.String("procmesh", "bin/procmesh", "procmesh binary under test")
+	repo := fs.String("repo", ".", "repository root (bench/csrc, bench/pprof, bench/results)")
+	src := fs.String("procmesh-src", "", "module root whose cmd/procmesh the profiling build compiles (default -repo)")
+	results := fs.String("results", "", "results directory (default REPO/bench/results)")
+	runDir := fs.String("run-dir", "", "directory for sockets, configs and logs (default a new /tmp/procmesh-bench.*)")
+	keep := fs.Bool("keep", false, "keep the run directory (configs and logs) after the run")
+	profile := fs.Bool("profile", false, "take procmesh pprof profiles in the quick preset too (the full preset always does)")
+	idle := fs.Int("idle-conns", 0, "idle client connections for the memory figure (default: the preset's)")
+	procs := fs.Int("cached-procs", 0, "distinct processes for procmesh's cache memory figure (default: the preset's)")
+	waitQuiet := fs.Duration("wait-quiet", 0, "before starting, wait up to this long for other processes to use less than 0.1 core")
+	var env multiFlag
+	fs.Var(&env, "procmesh-env", "KEY=VALUE added to procmesh's environment, e.g. GOGC=400 (repeatable)")
+	yamlExtra := fs.String("procmesh-yaml", "", "YAML appended to procmesh's generated config, e.g. 'upstream: {max_idle_per_pool: 128}'")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg := suite.Full()
+	if *quick {
+		cfg = suite.Quick()
+	}
+	if *trials > 0 {
+		cfg.Trials = *trials
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
+	}
+	if *idle > 0 {
+		cfg.IdleConns = *idle
+	}
+	if *procs > 0 {
+		cfg.CachedProcs = *procs
+	}
+	cfg.Profile = cfg.Profile || *profile
+	cfg.ProcmeshBin = *procmesh
+	cfg.Repo = *repo
+	cfg.ProcmeshSrc = *src
+	cfg.ResultsDir = *results
+	cfg.RunDir = *runDir
+	cfg.KeepRunDir = *keep || *runDir != ""
+	cfg.Progress = stderr
+	cfg.ProcmeshEnv = env
+	cfg.ProcmeshYAML = *yamlExtra
+	cfg.WaitQuiet = *waitQuiet
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "procmesh-bench: warning: not root; the cold-identity scenario needs to start processes as other uids and will fail")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	if _, err := suite.Run(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "procmesh-bench: %v (after %s)\n", err, time.Since(start).Round(time.Second))
+		return 1
+	}
+	return 0
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the benchmark suite runs, from Debian's packages, only when
+# something is missing: HAProxy 2.6, nginx 1.22 with the stream module,
+# h2load (nghttp2-client) and a C compiler for the cached-processes helper.
+# Envoy is not packaged for Debian; the suite runs it when `envoy` is on PATH.
+set -euo pipefail
+need=()
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx >/dev/null || need+=(nginx-light)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "bench: missing ${need[*]}; run as root or install them with apt-get" >&2
+  exit 1
+fi
+echo "bench: installing ${need[*]} with apt-get" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# policy-rc.d keeps the Debian packages from starting their own daemons
+# (the suite starts its own instances with generated configs).
+cleanup() { [ -n "${made_policy:-}" ] && rm -f /usr/sbin/policy-rc.d; }
+trap cleanup EXIT
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  made_policy=1
+fi
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,103 @@
+// Package suite runs the benchmark: it sets up one CA, one upstream and
+// every contestant side by side, runs each scenario as alternating trials
+// with a progress line per step, and writes the results (JSON, Markdown,
+// SVG) to the results directory.
+//
+// It leaves out how load is generated (package load), how proxies are
+// configured (package peers) and how results are drawn (package report).
+package suite
+
+import (
+	"io"
+	"time"
+)
+
+// Config is one run of the suite. Quick and Full return the presets `make
+// bench-quick` and `make bench` use.
+type Config struct {
+	Mode   string // quick | full
+	Trials int    // alternating trials per figure
+
+	L4Warmup, L4Duration     time.Duration
+	KAWarmup, KADuration     time.Duration
+	KAConns                  int
+	Rate                     float64 // fixed-rate requests per second
+	RateConns                int
+	RateWarmup, RateDuration time.Duration
+	H2Warmup, H2Duration     time.Duration
+	ColdSamples              int // processes per contestant per trial
+	MemTrials                int
+	IdleConns                int // idle client connections for bytes per connection
+	CachedProcs              int // distinct processes procmesh caches
+	Profile                  bool
+	ProfileDuration          time.Duration
+
+	// Only, when not empty, limits the run to these scenario IDs (l4,
+	// keepalive, rate, h2h3, cold, memory).
+	Only []string
+
+	Repo        string // repository root: bench/csrc and bench/pprof
+	ProcmeshSrc string // module root whose cmd/procmesh the profiling build compiles; default Repo
+	ProcmeshBin string // bin/procmesh
+	RunDir      string // sockets, configs, logs; default a new /tmp/procmesh-bench.* removed at the end
+	KeepRunDir  bool
+	// WaitQuiet, when set, waits up to this long before starting for a
+	// moment when other processes use less than a tenth of a core.
+	WaitQuiet  time.Duration
+	ResultsDir string // default Repo/bench/results
+	GID        int    // group of the sockets and of the cold-identity processes
+	Progress   io.Writer
+
+	// ProcmeshEnv is added to procmesh's environment (GOGC=400, ...) and
+	// ProcmeshYAML to the end of its generated configuration, to measure
+	// what a knob changes. The YAML may only hold top-level keys the
+	// generator does not write (it writes trust_domain, listen, identity,
+	// cache, workloads, routes, policy, log, and limits where supported),
+	// e.g. "upstream: {max_idle_per_pool: 128}".
+	ProcmeshEnv  []string
+	ProcmeshYAML string
+}
+
+// Quick is `make bench-quick`: every scenario, two alternating trials of
+// short runs, 1,000 idle connections and cached processes. Under two
+// minutes on two cores.
+func Quick() Config {
+	return Config{
+		Mode: "quick", Trials: 2,
+		L4Warmup: 200 * time.Millisecond, L4Duration: 400 * time.Millisecond,
+		KAWarmup: 250 * time.Millisecond, KADuration: 750 * time.Millisecond, KAConns: 64,
+		Rate: 1000, RateConns: 8, RateWarmup: 250 * time.Millisecond, RateDuration: 1250 * time.Millisecond,
+		H2Warmup: 250 * time.Millisecond, H2Duration: 750 * time.Millisecond,
+		ColdSamples: 40, MemTrials: 1, IdleConns: 1000, CachedProcs: 1000,
+		ProfileDuration: 2 * time.Second,
+		GID:             4242,
+	}
+}
+
+// Full is `make bench`: three alternating trials, long enough for stable
+// medians, 10,000 idle connections and cached processes, procmesh
+// profiles. Under ten minutes on two cores.
+func Full() Config {
+	return Config{
+		Mode: "full", Trials: 3,
+		L4Warmup: 500 * time.Millisecond, L4Duration: 1500 * time.Millisecond,
+		KAWarmup: 500 * time.Millisecond, KADuration: 2500 * time.Millisecond, KAConns: 64,
+		Rate: 1000, RateConns: 8, RateWarmup: 500 * time.Millisecond, RateDuration: 4 * time.Second,
+		H2Warmup: 500 * time.Millisecond, H2Duration: 2 * time.Second,
+		ColdSamples: 200, MemTrials: 1, IdleConns: 10000, CachedProcs: 10000,
+		Profile: true, ProfileDuration: 5 * time.Second,
+		GID: 4242,
+	}
+}
+
+func (c Config) wants(id string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	for _, o := range c.Only {
+		if o == id {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,52 @@
+package suite
+
+import (
+	"time"
+)
+
+// Costs the estimate assumes beyond a step's own warm-up and duration,
+// measured on the 2-core machines this project runs on.
+const (
+	stepOverhead    = 100 * time.Millisecond // start, stop, CPU and RSS samples
+	spawnCost       = 8 * time.Millisecond   // one cold-identity process
+	restartCost     = time.Second            // stop, start, settle, one request
+	perIdleConn     = time.Millisecond       // open, one request (HAProxy's accept is the slowest)
+	perCachedProc   = 900 * time.Microsecond // fork, request, report
+	setupCost       = 6 * time.Second        // CA, upstream, configs, starting the proxies
+	profileBuild    = 15 * time.Second       // go build -overlay on a warm cache
+	contestantsFull = 5                      // procmesh, HAProxy, nginx, Envoy, direct
+)
+
+// Estimate is how long a run of c takes with every contestant installed,
+// Envoy included: what `make bench` and `make bench-quick` promise (10 and
+// 2 minutes, builds excluded) is checked against it in the tests.
+func (c Config) Estimate() time.Duration {
+	n := time.Duration(contestantsFull)
+	trials := time.Duration(c.Trials)
+	step := func(warm, dur time.Duration) time.Duration { return warm + dur + stepOverhead }
+	var d time.Duration
+	if c.wants("l4") {
+		d += 2 * trials * n * step(c.L4Warmup, c.L4Duration)
+	}
+	if c.wants("keepalive") {
+		d += trials * (2*n - 1) * step(c.KAWarmup, c.KADuration) // h2load has no direct row
+	}
+	if c.wants("rate") {
+		d += trials * n * step(c.RateWarmup, c.RateDuration)
+	}
+	if c.wants("h2h3") {
+		d += trials * (4 + 2) * step(c.H2Warmup, c.H2Duration) // h2: procmesh, HAProxy, Envoy, direct; h3: procmesh, direct
+	}
+	if c.wants("cold") {
+		d += trials * (n + 1) * (time.Duration(c.ColdSamples)*spawnCost + stepOverhead)
+	}
+	if c.wants("memory") {
+		proxies := n - 1
+		perProxy := 2*restartCost + step(c.RateWarmup, c.RateDuration) + time.Duration(c.IdleConns)*perIdleConn + 1500*time.Millisecond
+		d += time.Duration(c.MemTrials) * (proxies*perProxy + restartCost + time.Duration(c.CachedProcs)*perCachedProc + 2*time.Second)
+	}
+	if c.Profile && c.wants("profile") {
+		d += profileBuild + 3*(c.ProfileDuration+2*time.Second) + time.Duration(min(c.IdleConns, 2000))*perIdleConn + 2*time.Second
+	}
+	return d + setupCost
+}

@@ -1,0 +1,256 @@
+package suite
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/procmesh/procmesh/bench/peers"
+	"github.com/procmesh/procmesh/bench/pki"
+	"github.com/procmesh/procmesh/bench/report"
+)
+
+// probeProtocols asks this procmesh build whether it accepts routes with
+// protocol http2 and http3 (another change is adding them).
+func (e *env) probeProtocols() {
+	check := func(name, protocol, upstream, extra string) string {
+		dir := e.path("probe-" + name)
+		os.MkdirAll(dir, 0o755)
+		file := e.path("probe-" + name + ".yaml")
+		if err := os.WriteFile(file, []byte(peers.ProbeConfig(dir, protocol, upstream, pki.UpstreamID, extra)), 0o644); err != nil {
+			return err.Error()
+		}
+		if err := peers.Check(e.ctx, e.cfg.ProcmeshBin, "check", "-config", file); err != nil {
+			return "not supported yet (procmesh check: " + firstLine(err.Error()) + ")"
+		}
+		return ""
+	}
+	e.h2NA = check("http2", "http2", e.up.H2, "")
+	e.h3NA = check("http3", "http3", e.up.H3, "")
+	e.hasLimits = check("limits", "http1", e.up.H1, peers.LimitsProbe) == ""
+}
+
+func (e *env) procmeshContestant() *contestant {
+	c := &contestant{name: report.Procmesh, client: "spiffe://bench.test/<caller>", workers: "GOMAXPROCS=2"}
+	c.version = strings.TrimPrefix(cmdOutput(e.cfg.ProcmeshBin, "version"), "procmesh ")
+	// Enough fresh uids for every cold sample, and for the profiling
+	// build's cold load (a separate process: the same uids are new to it).
+	n := max(e.cfg.ColdSamples*e.cfg.Trials, profileColdUIDs)
+	for i := range n {
+		e.coldUIDs = append(e.coldUIDs, coldUIDBase+i)
+	}
+	clients := map[string]string{"loadgen": e.selfExe}
+	if e.h2loadExe != "" {
+		clients["h2load"] = e.h2loadExe
+	}
+	if e.manyExe != "" {
+		clients["manyprocs"] = e.manyExe
+	}
+	e.pmCfg = peers.Procmesh{
+		Inputs:       e.inputs(pki.Files{}),
+		StateDir:     e.pki.StateDir,
+		Clients:      clients,
+		ColdUIDs:     append([]int{knownUID}, e.coldUIDs...),
+		H2:           e.h2NA == "",
+		H3:           e.h3NA == "",
+		MaxProcesses: e.cfg.CachedProcs + 2000,
+		LogFile:      e.path("procmesh.log"),
+	}
+	if e.hasLimits {
+		e.pmCfg.MaxConnections = e.idleConns() + 2000
+	}
+	c.sockets = e.pmCfg.Sockets()
+	c.config = e.path("procmesh.yaml")
+	if err := os.WriteFile(c.config, []byte(e.procmeshYAML(e.pmCfg)), 0o644); err != nil {
+		c.status = err.Error()
+		return c
+	}
+	if err := peers.Check(e.ctx, e.cfg.ProcmeshBin, "check", "-config", c.config); err != nil {
+		c.status = "config rejected: " + firstLine(err.Error())
+		return c
+	}
+	c.start = func() (*peers.Proc, error) {
+		p, err := peers.Start("procmesh", []string{e.cfg.ProcmeshBin, "run", "-config", c.config},
+			e.procmeshEnv(), e.path("procmesh.out"))
+		if err != nil {
+			return nil, err
+		}
+		if err := p.WaitSockets(20*time.Second, c.sockets.HTTP, c.sockets.L4); err != nil {
+			p.Stop(2 * time.Second)
+			return nil, err
+		}
+		return p, nil
+	}
+	return c
+}
+
+// procmeshYAML is the generated configuration plus the run's extra YAML.
+func (e *env) procmeshYAML(p peers.Procmesh) string {
+	cfg := p.Config()
+	if e.cfg.ProcmeshYAML != "" {
+		cfg += "# Added with -procmesh-yaml:\n" + strings.TrimSpace(e.cfg.ProcmeshYAML) + "\n"
+	}
+	return cfg
+}
+
+// procmeshEnv is procmesh's environment: two Ps like every contestant's
+// two workers, then the run's -procmesh-env.
+func (e *env) procmeshEnv() []string {
+	return append([]string{"GOMAXPROCS=2", "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"}, e.cfg.ProcmeshEnv...)
+}
+
+func (e *env) haproxyContestant() *contestant {
+	c := &contestant{name: report.HAProxy, workers: "nbthread 2"}
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		c.status = "not installed"
+		return c
+	}
+	c.version = strings.TrimPrefix(firstLine(cmdOutput(bin, "-v")), "HAProxy version ")
+	c.version, _, _ = strings.Cut(c.version, " ")
+	files, err := e.pki.Client("haproxy")
+	if err != nil {
+		c.status = err.Error()
+		return c
+	}
+	c.client = files.ID
+	cfg, sslConf, sockets := peers.HAProxy(e.inputs(files))
+	c.sockets = sockets
+	c.config = e.path("haproxy.cfg")
+	sslFile := e.path("openssl-haproxy.cnf")
+	if err := writeFiles(map[string]string{c.config: cfg, sslFile: sslConf}); err != nil {
+		c.status = err.Error()
+		return c
+	}
+	env := []string{"OPENSSL_CONF=" + sslFile}
+	cmd := exec.CommandContext(e.ctx, bin, "-c", "-q", "-f", c.config)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.status = "config rejected: " + firstLine(string(out))
+		return c
+	}
+	c.start = func() (*peers.Proc, error) {
+		p, err := peers.Start("haproxy", []string{bin, "-db", "-f", c.config}, env, e.path("haproxy.log"))
+		if err != nil {
+			return nil, err
+		}
+		if err := p.WaitSockets(20*time.Second, sockets.HTTP, sockets.H2, sockets.L4); err != nil {
+			p.Stop(2 * time.Second)
+			return nil, err
+		}
+		return p, nil
+	}
+	return c
+}
+
+func (e *env) nginxContestant() *contestant {
+	c := &contestant{name: report.Nginx, workers: "worker_processes 2"}
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		c.status = "not installed"
+		return c
+	}
+	if _, err := os.Stat(peers.NginxStreamModule); err != nil {
+		c.status = "not installed (libnginx-mod-stream)"
+		return c
+	}
+	c.version = strings.TrimPrefix(firstLine(cmdOutput(bin, "-v")), "nginx version: nginx/")
+	files, err := e.pki.Client("nginx")
+	if err != nil {
+		c.status = err.Error()
+		return c
+	}
+	c.client = files.ID
+	cfg, sockets := peers.Nginx(e.inputs(files))
+	c.sockets = sockets
+	c.config = e.path("nginx.conf")
+	for _, d := range []string{"nginx-client-body", "nginx-proxy-temp"} {
+		os.MkdirAll(e.path(d), 0o755)
+	}
+	if err := writeFiles(map[string]string{c.config: cfg}); err != nil {
+		c.status = err.Error()
+		return c
+	}
+	args := []string{"-c", c.config, "-p", e.dir + "/", "-e", e.path("nginx-error.log")}
+	if err := peers.Check(e.ctx, append(append([]string{bin}, args...), "-t", "-q")...); err != nil {
+		c.status = "config rejected: " + firstLine(err.Error())
+		return c
+	}
+	c.start = func() (*peers.Proc, error) {
+		for _, s := range []string{sockets.HTTP, sockets.L4} {
+			os.Remove(s) // nginx refuses to bind over a stale socket
+		}
+		p, err := peers.Start("nginx", append([]string{bin}, args...), nil, e.path("nginx.out"))
+		if err != nil {
+			return nil, err
+		}
+		if err := p.WaitSockets(20*time.Second, sockets.HTTP, sockets.L4); err != nil {
+			p.Stop(2 * time.Second)
+			return nil, err
+		}
+		for _, s := range []string{sockets.HTTP, sockets.L4} {
+			if err := peers.ShareSocket(s, e.cfg.GID); err != nil {
+				p.Stop(2 * time.Second)
+				return nil, err
+			}
+		}
+		return p, nil
+	}
+	return c
+}
+
+func (e *env) envoyContestant() *contestant {
+	c := &contestant{name: report.Envoy, workers: "--concurrency 2"}
+	bin, err := exec.LookPath("envoy")
+	if err != nil {
+		c.status = "not installed"
+		c.version = "–"
+		// Write the configuration anyway, so it can be inspected or run
+		// elsewhere.
+		files, err := e.pki.Client("envoy")
+		if err == nil {
+			cfg, _ := peers.Envoy(e.inputs(files))
+			c.config = e.path("envoy.yaml")
+			writeFiles(map[string]string{c.config: cfg})
+		}
+		return c
+	}
+	c.version = firstLine(cmdOutput(bin, "--version"))
+	files, err := e.pki.Client("envoy")
+	if err != nil {
+		c.status = err.Error()
+		return c
+	}
+	c.client = files.ID
+	cfg, sockets := peers.Envoy(e.inputs(files))
+	c.sockets = sockets
+	c.config = e.path("envoy.yaml")
+	if err := writeFiles(map[string]string{c.config: cfg}); err != nil {
+		c.status = err.Error()
+		return c
+	}
+	args := []string{bin, "-c", c.config, "--concurrency", "2", "--log-level", "warn", "--disable-hot-restart"}
+	if err := peers.Check(e.ctx, append(append([]string{}, args...), "--mode", "validate")...); err != nil {
+		c.status = "config rejected: " + firstLine(err.Error())
+		return c
+	}
+	c.start = func() (*peers.Proc, error) {
+		p, err := peers.Start("envoy", args, nil, e.path("envoy.log"))
+		if err != nil {
+			return nil, err
+		}
+		if err := p.WaitSockets(30*time.Second, sockets.HTTP, sockets.H2, sockets.L4); err != nil {
+			p.Stop(2 * time.Second)
+			return nil, err
+		}
+		for _, s := range []string{sockets.HTTP, sockets.H2, sockets.L4} {
+			if err := peers.ShareSocket(s, e.cfg.GID); err != nil { // Envoy's pipe has a mode but no group
+				p.Stop(2 * time.Second)
+				return nil, err
+			}
+		}
+		return p, nil
+	}
+	return c
+}

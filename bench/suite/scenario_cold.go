@@ -1,0 +1,116 @@
+package suite
+
+import (
+	"fmt"
+	"math"
+	"syscall"
+
+	"github.com/procmesh/procmesh/bench/load"
+	"github.com/procmesh/procmesh/bench/peers"
+	"github.com/procmesh/procmesh/bench/pki"
+	"github.com/procmesh/procmesh/bench/report"
+	"github.com/procmesh/procmesh/bench/stats"
+)
+
+// profileColdUIDs bounds the cold load of the profiling build.
+const profileColdUIDs = 1000
+
+// procmeshKnown is the cold-scenario row of processes whose identity
+// procmesh already minted and pooled.
+const procmeshKnown = "procmesh (known uid)"
+
+func (e *env) coldPlan() *plan {
+	sc := &report.Scenario{ID: "cold", Title: "Cold identity: a new process per request, time to first byte",
+		How: fmt.Sprintf("Each sample is a new process (this binary's `cold-client`) that connects, sends one `GET /1k` and times from before connect() to the first response byte. "+
+			"procmesh: every process runs as a uid it has never seen (`SysProcAttr.Credential`, one registration entry `unix:uid:N` per uid), so each request pays attestation, minting an SVID and a new mTLS handshake upstream with it; "+
+			"*known uid*: new processes of one uid whose SVID and upstream connections already exist (attestation only). "+
+			"HAProxy, nginx, Envoy: a new process through a proxy whose upstream connection is pooled (they have no per-process identity). "+
+			"direct: the new process makes a full mTLS handshake itself. %d processes per contestant per trial. "+
+			"Proxy CPU per request is the proxy's utime+stime over the samples divided by their number: unlike the latency, it does not depend on how busy the machine is.", e.cfg.ColdSamples)}
+	p50 := newMetric("cold_p50", "time to first byte p50", "µs", "lower", report.HAProxy, report.Direct)
+	p99 := newMetric("cold_p99", "time to first byte p99", "µs", "lower", report.HAProxy, report.Direct)
+	cpu := newMetric("cold_cpu", "proxy CPU per new-process request", "µs/req", "lower", report.HAProxy)
+	cpu.SetNA(report.Direct, "no proxy process")
+	sc.Metrics = []*report.Metric{p50, p99, cpu}
+	pm := e.contenders[0]
+	known := &contestant{name: procmeshKnown, status: pm.status, sockets: pm.sockets}
+
+	var steps []step
+	for t := range e.cfg.Trials {
+		for _, c := range append(e.rotate(t), known) {
+			if !c.ok() {
+				continue
+			}
+			steps = append(steps, step{
+				label: fmt.Sprintf("cold identity, %s, trial %d/%d", c.name, t+1, e.cfg.Trials),
+				run: func() string {
+					sp := e.coldSpawn(c)
+					if c.name != report.Procmesh {
+						sp.Run(e.ctx, 1) // warm: pool, SVID
+					}
+					meter := e.startCPU(c)
+					if c.name == procmeshKnown {
+						meter = e.startCPU(pm)
+					}
+					ttfb, failed, firstErr := sp.Run(e.ctx, e.cfg.ColdSamples)
+					perReq := meter.perRequest(int64(len(ttfb)))
+					if !c.isDirect() {
+						cpu.Add(c.name, perReq)
+					}
+					if len(ttfb) < e.cfg.ColdSamples/2 {
+						p50.Add(c.name, math.NaN())
+						p99.Add(c.name, math.NaN())
+						e.errorf("cold identity, %s, trial %d: %d of %d processes failed: %s", c.name, t+1, failed, e.cfg.ColdSamples, firstErr)
+						return fmt.Sprintf("error: %d failed: %s", failed, firstErr)
+					}
+					ps := stats.Percentiles(ttfb, 50, 99)
+					p50.Add(c.name, us(ps[0]))
+					p99.Add(c.name, us(ps[1]))
+					res := fmt.Sprintf("p50 %.0f µs, p99 %.0f µs", us(ps[0]), us(ps[1]))
+					if !math.IsNaN(perReq) {
+						res += fmt.Sprintf(", %.0f µs CPU/req", perReq)
+					}
+					if failed > 0 {
+						res += fmt.Sprintf(" (%d failed: %s)", failed, firstErr)
+					}
+					return res
+				},
+			})
+		}
+	}
+	e.markNA(sc.Metrics...)
+	if !pm.ok() {
+		p50.SetNA(procmeshKnown, pm.status)
+		p99.SetNA(procmeshKnown, pm.status)
+		cpu.SetNA(procmeshKnown, pm.status)
+	}
+	return &plan{sc: sc, steps: steps}
+}
+
+// coldSpawn returns how to start cold-identity processes for c.
+func (e *env) coldSpawn(c *contestant) load.Spawn {
+	argv := []string{e.coldExe, "cold-client", "-host", peers.HostH1}
+	if c.isDirect() {
+		argv = append(argv, "-tls", e.up.H1, "-cert", e.direct.Cert, "-key", e.direct.Key, "-bundle", e.direct.Bundle, "-server-id", pki.UpstreamID)
+	} else {
+		argv = append(argv, "-unix", c.sockets.HTTP)
+	}
+	gid := uint32(e.cfg.GID)
+	cred := func(uid int) *syscall.Credential {
+		return &syscall.Credential{Uid: uint32(uid), Gid: gid, NoSetGroups: true}
+	}
+	sp := load.Spawn{Argv: argv, Env: []string{"PATH=/usr/bin:/bin", "GOMAXPROCS=1"}}
+	switch c.name {
+	case report.Procmesh:
+		sp.Cred = func(int) *syscall.Credential {
+			uid := e.coldUIDs[e.coldNext%len(e.coldUIDs)]
+			e.coldNext++
+			return cred(uid)
+		}
+	case procmeshKnown:
+		sp.Cred = func(int) *syscall.Credential { return cred(knownUID) }
+	default:
+		sp.Cred = func(int) *syscall.Credential { return cred(peerUID) }
+	}
+	return sp
+}

@@ -1,0 +1,119 @@
+package suite
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/procmesh/procmesh/bench/report"
+	"github.com/procmesh/procmesh/bench/upstream"
+)
+
+func TestRotateAlternatesWhoGoesFirst(t *testing.T) {
+	e := &env{contenders: []*contestant{
+		{name: "procmesh", status: "ok"}, {name: "haproxy", status: "ok"},
+		{name: "envoy", status: "not installed"}, {name: "direct", status: "ok"},
+	}}
+	var firsts []string
+	for trial := range 3 {
+		order := e.rotate(trial)
+		if len(order) != 3 {
+			t.Fatalf("trial %d runs %d contestants, want the 3 that are running", trial, len(order))
+		}
+		firsts = append(firsts, order[0].name)
+	}
+	if firsts[0] != "procmesh" || firsts[1] != "haproxy" || firsts[2] != "direct" {
+		t.Errorf("first per trial = %v, want each running contestant first once", firsts)
+	}
+}
+
+func TestAttributeHandshakes(t *testing.T) {
+	e := &env{contenders: []*contestant{
+		{name: report.HAProxy, client: "spiffe://bench.test/haproxy"},
+		{name: report.Direct, client: "spiffe://bench.test/direct"},
+	}}
+	base := upstream.Handshake{Transport: "tcp", Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", Group: "X25519", Offered: "X25519", ALPN: "http/1.1"}
+	hs := func(client string, resumed bool, n int) upstream.Handshake {
+		h := base
+		h.Client, h.Resumed, h.Count = client, resumed, n
+		return h
+	}
+	got := e.attribute([]upstream.Handshake{
+		hs("spiffe://bench.test/haproxy", false, 2),
+		hs("spiffe://bench.test/haproxy", true, 40),
+		hs("spiffe://bench.test/cold/200001", false, 1),
+		hs("spiffe://bench.test/cold/200002", false, 1),
+		hs("spiffe://bench.test/loadgen", true, 7),
+	})
+	want := map[string][3]int{ // contestant|client → full, resumed, rows
+		"haproxy|spiffe://bench.test/haproxy":  {2, 40, 1},
+		"procmesh|spiffe://bench.test/cold/*":  {2, 0, 1},
+		"procmesh|spiffe://bench.test/loadgen": {0, 7, 1},
+	}
+	rows := map[string][3]int{}
+	for _, h := range got {
+		k := h.Contestant + "|" + h.Client
+		r := rows[k]
+		rows[k] = [3]int{r[0] + h.Full, r[1] + h.Resumed, r[2] + 1}
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("attribute = %+v", got)
+	}
+	for k, w := range want {
+		if rows[k] != w {
+			t.Errorf("%s: full, resumed, rows = %v, want %v", k, rows[k], w)
+		}
+	}
+}
+
+func TestPresetsRunEveryScenario(t *testing.T) {
+	for _, c := range []Config{Quick(), Full()} {
+		for _, id := range []string{"l4", "keepalive", "rate", "h2h3", "cold", "memory"} {
+			if !c.wants(id) {
+				t.Errorf("%s preset skips %s", c.Mode, id)
+			}
+		}
+		if c.Trials < 2 || c.KAConns != 64 || c.Rate != 1000 {
+			t.Errorf("%s preset: %d trials, %d connections, %.0f req/s; the issue asks for alternating trials, 64 connections and 1,000 req/s", c.Mode, c.Trials, c.KAConns, c.Rate)
+		}
+	}
+	if f := Full(); f.IdleConns != 10000 || f.CachedProcs != 10000 || !f.Profile {
+		t.Errorf("full preset: %d idle connections, %d cached processes, profile %v; want 10,000, 10,000, true", f.IdleConns, f.CachedProcs, f.Profile)
+	}
+	only := Config{Only: []string{"cold"}}
+	if only.wants("l4") || !only.wants("cold") {
+		t.Error("-only does not limit the scenarios")
+	}
+}
+
+func TestRunNameNeverOverwrites(t *testing.T) {
+	dir := t.TempDir()
+	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	if got := runName(dir, day, "full"); got != "2026-11-22" {
+		t.Errorf("first full run = %q", got)
+	}
+	if got := runName(dir, day, "quick"); got != "2026-11-22-quick" {
+		t.Errorf("first quick run = %q", got)
+	}
+	for _, f := range []string{"2026-11-22.json", "2026-11-22-2.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := runName(dir, day, "full"); got != "2026-11-22-3" {
+		t.Errorf("third full run of the day = %q, want 2026-11-22-3", got)
+	}
+}
+
+// TestPresetsFitTheirBudget keeps the presets within what the Makefile
+// promises: `make bench` under 10 minutes, `make bench-quick` under 2,
+// with a margin for building and for a loaded machine.
+func TestPresetsFitTheirBudget(t *testing.T) {
+	if d := Full().Estimate(); d > 8*time.Minute {
+		t.Errorf("the full preset needs about %s, over the 8 minutes that leave room for builds in 10", d)
+	}
+	if d := Quick().Estimate(); d > 105*time.Second {
+		t.Errorf("the quick preset needs about %s, over the 105 s that leave room for builds in 2 minutes", d)
+	}
+}
