@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
@@ -17,17 +18,128 @@ import (
 )
 
 // UpstreamOptions tune upstream connections. Zero values take defaults.
+//
+// HTTP/3 runs over UDP. quic-go asks the kernel for 7 MiB socket buffers
+// (SO_RCVBUF/SO_SNDBUF); the kernel caps them at net.core.rmem_max and
+// net.core.wmem_max unless the process has CAP_NET_ADMIN, in which case
+// quic-go forces them. Raise both to at least 7.5 MB for HTTP/3 routes:
+//
+//	sysctl -w net.core.rmem_max=7500000 net.core.wmem_max=7500000
+//
+// When that is not possible, HTTP/3 still works, but bursts beyond the
+// smaller buffer are dropped by the kernel and recovered by QUIC's loss
+// recovery (lower throughput, more retransmits), and quic-go prints one
+// warning ("failed to sufficiently increase receive buffer size") on the
+// process's standard error through the standard library logger, outside
+// procmesh's own log; QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true silences
+// it. A Server opens one UDP socket, shared by all its HTTP/3 pools (QUIC
+// connections, not sockets, carry identities), so the buffers are needed
+// once, not per identity.
 type UpstreamOptions struct {
-	// DialTimeout bounds TCP connect plus TLS handshake. Default 10s.
+	// DialTimeout bounds TCP connect plus TLS handshake, and the QUIC
+	// handshake of HTTP/3 routes. Default 10s.
 	DialTimeout time.Duration
-	// IdleConnTimeout closes pooled connections idle this long. Default 90s.
+	// IdleConnTimeout closes pooled TCP connections (HTTP/1.1 and HTTP/2)
+	// idle this long. Default 90s.
 	IdleConnTimeout time.Duration
-	// MaxIdlePerPool bounds idle keep-alive connections per (identity,
-	// route). Default 64.
+	// MaxIdlePerPool bounds idle HTTP/1.1 keep-alive connections per
+	// (identity, route). Default 64.
 	MaxIdlePerPool int
 	// ResponseHeaderTimeout bounds the wait for response headers. Default 0:
-	// none (long polls), bounded by the client instead.
+	// none (long polls, gRPC streams), bounded by the client instead.
 	ResponseHeaderTimeout time.Duration
+	// MaxResponseHeaderBytes bounds the response headers procmesh accepts
+	// from an upstream, in every HTTP protocol: the HTTP/1.1 header
+	// section, HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (which also ends a
+	// CONTINUATION flood: the connection is closed once a header block
+	// outgrows it, THREATS P5), and the HTTP/3 HEADERS frame (P6). A
+	// response over the limit fails with 502. Default 60 KiB, as Envoy.
+	MaxResponseHeaderBytes int
+
+	// H2ReadIdleTimeout sends an HTTP/2 PING on a connection that has
+	// received no frame for this long, to find dead connections. Default
+	// 30s; negative turns health checks off.
+	H2ReadIdleTimeout time.Duration
+	// H2PingTimeout closes an HTTP/2 connection whose PING is not answered
+	// this long. Default 15s.
+	H2PingTimeout time.Duration
+
+	// QUICMaxIdleTimeout closes a QUIC connection that has received no
+	// packet for this long: it ends idle connections and finds dead ones.
+	// Default 30s.
+	QUICMaxIdleTimeout time.Duration
+	// QUICKeepAlivePeriod sends a PING on an idle QUIC connection this
+	// often, keeping it open while its pool exists. Default 0: off, idle
+	// connections close after QUICMaxIdleTimeout.
+	QUICKeepAlivePeriod time.Duration
+	// QUICMaxStreamReceiveWindow bounds what one HTTP/3 response may have
+	// in flight unread (flow control per stream). Default 4 MiB.
+	QUICMaxStreamReceiveWindow int
+	// QUICMaxConnectionReceiveWindow bounds the same per QUIC connection.
+	// Default 16 MiB.
+	QUICMaxConnectionReceiveWindow int
+	// QUICMaxIncomingUniStreams bounds the unidirectional streams an
+	// upstream may open (HTTP/3 needs three: control, QPACK encoder and
+	// decoder); it may open no bidirectional ones. Default 16.
+	QUICMaxIncomingUniStreams int
+	// AltSvcBrokenBackoff is how long an auto route stays on TCP after an
+	// HTTP/3 dial or handshake to the upstream's advertised alternative
+	// failed. Default 5m.
+	AltSvcBrokenBackoff time.Duration
+
+	// Logger receives pool events: an auto route moving to HTTP/3 or back
+	// to TCP. Default: none.
+	Logger zerolog.Logger
+}
+
+// Defaults of UpstreamOptions.
+const (
+	DefaultUpstreamDialTimeout            = 10 * time.Second
+	DefaultUpstreamIdleConnTimeout        = 90 * time.Second
+	DefaultUpstreamMaxIdlePerPool         = 64
+	DefaultUpstreamMaxResponseHeaderBytes = 60 << 10
+	DefaultH2ReadIdleTimeout              = 30 * time.Second
+	DefaultH2PingTimeout                  = 15 * time.Second
+	DefaultQUICMaxIdleTimeout             = 30 * time.Second
+	DefaultQUICMaxStreamReceiveWindow     = 4 << 20
+	DefaultQUICMaxConnReceiveWindow       = 16 << 20
+	DefaultQUICMaxIncomingUniStreams      = 16
+	DefaultAltSvcBrokenBackoff            = 5 * time.Minute
+)
+
+func (o UpstreamOptions) withDefaults() UpstreamOptions {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultUpstreamDialTimeout
+	}
+	if o.IdleConnTimeout <= 0 {
+		o.IdleConnTimeout = DefaultUpstreamIdleConnTimeout
+	}
+	defInt(&o.MaxIdlePerPool, DefaultUpstreamMaxIdlePerPool)
+	defInt(&o.MaxResponseHeaderBytes, DefaultUpstreamMaxResponseHeaderBytes)
+	def(&o.H2ReadIdleTimeout, DefaultH2ReadIdleTimeout)
+	if o.H2PingTimeout <= 0 {
+		o.H2PingTimeout = DefaultH2PingTimeout
+	}
+	if o.QUICMaxIdleTimeout <= 0 {
+		o.QUICMaxIdleTimeout = DefaultQUICMaxIdleTimeout
+	}
+	defInt(&o.QUICMaxStreamReceiveWindow, DefaultQUICMaxStreamReceiveWindow)
+	defInt(&o.QUICMaxConnectionReceiveWindow, DefaultQUICMaxConnReceiveWindow)
+	defInt(&o.QUICMaxIncomingUniStreams, DefaultQUICMaxIncomingUniStreams)
+	if o.AltSvcBrokenBackoff <= 0 {
+		o.AltSvcBrokenBackoff = DefaultAltSvcBrokenBackoff
+	}
+	return o
 }
 
 // poolKey is what separates upstream connections: one identity's
@@ -37,33 +149,30 @@ type poolKey struct {
 	route string
 }
 
-// pool is the upstream side of one (identity, route): its TLS config, with
-// its own session cache, and its own HTTP keep-alive pool.
+// pool is the upstream side of one (identity, route): its TLS configs, each
+// with the identity's own session cache, and its own connections. transport
+// forwards HTTP requests with the route's protocol; tunnels and raw sockets
+// dial TCP+TLS with dialTLS.
 type pool struct {
 	route     Route
-	tls       *tls.Config
-	transport *http.Transport
+	tls       *tls.Config // tunnels: the route's TunnelALPN
+	transport http.RoundTripper
+	tcp       *http.Transport // HTTP/1.1 and HTTP/2; nil for http3
+	h3        *h3Transport    // http3 and auto; nil otherwise
+	auto      *autoTransport  // auto; nil otherwise
 	dialer    *net.Dialer
 }
 
 type pools struct {
 	src  tlsconf.Source
 	opts UpstreamOptions
+	udp  *quicEndpoint
 	mu   sync.Mutex
 	m    map[poolKey]*pool
 }
 
 func newPools(src tlsconf.Source, opts UpstreamOptions) *pools {
-	if opts.DialTimeout <= 0 {
-		opts.DialTimeout = 10 * time.Second
-	}
-	if opts.IdleConnTimeout <= 0 {
-		opts.IdleConnTimeout = 90 * time.Second
-	}
-	if opts.MaxIdlePerPool <= 0 {
-		opts.MaxIdlePerPool = 64
-	}
-	return &pools{src: src, opts: opts, m: make(map[poolKey]*pool)}
+	return &pools{src: src, opts: opts.withDefaults(), udp: &quicEndpoint{}, m: make(map[poolKey]*pool)}
 }
 
 // get returns the pool for (id, route), creating it, or replacing it when
@@ -85,40 +194,56 @@ func (ps *pools) get(id *workload.Identity, route *Route) *pool {
 
 func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 	svid := &svidSource{src: ps.src, w: w, timeout: ps.opts.DialTimeout}
-	var next []string
-	if route.Protocol == ProtocolHTTP1 {
-		next = []string{"http/1.1"}
-	}
-	conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.authorizer(), next...)
-	conf.ServerName = route.Host
 	d := &net.Dialer{Timeout: ps.opts.DialTimeout, KeepAlive: 30 * time.Second}
-	upstream := route.Upstream
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", upstream)
-		},
-		TLSClientConfig:       conf,
-		TLSHandshakeTimeout:   ps.opts.DialTimeout,
-		MaxIdleConns:          ps.opts.MaxIdlePerPool,
-		MaxIdleConnsPerHost:   ps.opts.MaxIdlePerPool,
-		IdleConnTimeout:       ps.opts.IdleConnTimeout,
-		ResponseHeaderTimeout: ps.opts.ResponseHeaderTimeout,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
+	p := &pool{route: *route, dialer: d}
+	newTLS := func(next ...string) *tls.Config {
+		conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.authorizer(), next...)
+		conf.ServerName = route.Host
+		return conf
 	}
-	return &pool{route: *route, tls: conf, transport: tr, dialer: d}
+	log := ps.opts.Logger.With().Str("route", route.Name).Str("upstream", route.Upstream).Str("spiffe_id", w.ID.String()).Logger()
+	switch route.Protocol {
+	case ProtocolHTTP2:
+		conf := newTLS("h2")
+		p.tls = conf
+		p.tcp = ps.newTCPTransport(p, conf, true)
+		p.transport = h2Errors{p.tcp, ps.opts.MaxResponseHeaderBytes}
+	case ProtocolHTTP3:
+		// Tunnels still go over TCP; they get their own session cache.
+		p.tls = newTLS(route.TunnelALPN()...)
+		p.h3 = newH3Transport(ps, route, newTLS("h3"))
+		p.transport = p.h3
+	case ProtocolAuto:
+		conf := newTLS("h2", "http/1.1")
+		// Same identity, same session cache, different ALPN.
+		p.tls = conf.Clone()
+		p.tls.NextProtos = route.TunnelALPN()
+		p.tcp = ps.newTCPTransport(p, conf, false)
+		p.h3 = newH3Transport(ps, route, newTLS("h3"))
+		p.auto = newAutoTransport(route, h2Errors{p.tcp, ps.opts.MaxResponseHeaderBytes}, p.h3, ps.opts.AltSvcBrokenBackoff, log)
+		p.transport = p.auto
+	default: // http1; tcp routes have no HTTP transport but share the shape
+		p.tls = newTLS(route.TunnelALPN()...)
+		p.tcp = ps.newTCPTransport(p, p.tls, false)
+		p.transport = p.tcp
+	}
+	return p
 }
 
 // dialTLS opens one mTLS connection for a tunnel or raw socket, sharing the
-// pool's TLS session cache.
+// pool's TLS session cache. It is TCP whatever the route's protocol.
 func (p *pool) dialTLS(ctx context.Context) (*tls.Conn, error) {
+	return p.dialTLSWith(ctx, p.tls)
+}
+
+func (p *pool) dialTLSWith(ctx context.Context, conf *tls.Config) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
 	defer cancel()
 	raw, err := p.dialer.DialContext(ctx, "tcp", p.route.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", p.route.Upstream, err)
 	}
-	c := tls.Client(raw, p.tls)
+	c := tls.Client(raw, conf)
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("TLS handshake with upstream %s: %w", p.route.Upstream, err)
@@ -126,7 +251,32 @@ func (p *pool) dialTLS(ctx context.Context) (*tls.Conn, error) {
 	return c, nil
 }
 
-func (p *pool) close() { p.transport.CloseIdleConnections() }
+// close retires the pool: idle connections close now, busy ones once their
+// last request ends (HTTP/3) or when they go idle (TCP).
+func (p *pool) close() {
+	if p.auto != nil {
+		p.auto.stop()
+	}
+	if p.tcp != nil {
+		p.tcp.CloseIdleConnections()
+	}
+	if p.h3 != nil {
+		p.h3.retire()
+	}
+}
+
+// closeNow closes every connection of the pool, busy or not.
+func (p *pool) closeNow() {
+	if p.auto != nil {
+		p.auto.stop()
+	}
+	if p.tcp != nil {
+		p.tcp.CloseIdleConnections()
+	}
+	if p.h3 != nil {
+		p.h3.closeNow()
+	}
+}
 
 // retain closes the pools of routes that st no longer has.
 func (ps *pools) retain(st *State) {
@@ -140,14 +290,15 @@ func (ps *pools) retain(st *State) {
 	}
 }
 
-// closeAll closes every pool's idle connections.
+// closeAll closes every pool and the HTTP/3 socket.
 func (ps *pools) closeAll() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for k, p := range ps.m {
-		p.close()
+		p.closeNow()
 		delete(ps.m, k)
 	}
+	ps.udp.close()
 }
 
 // svidSource hands the TLS stack the workload's current SVID at every

@@ -13,10 +13,57 @@ import (
 )
 
 // Protocols a route may speak to its upstream.
+//
+// The HTTP protocols (every one but ProtocolTCP) are what procmesh speaks
+// upstream when it forwards requests; the client's own leg (HTTP/1.1 or
+// prior-knowledge h2c on the Unix socket) is independent of it. CONNECT
+// tunnels and raw sockets are always TCP with TLS, whatever the route's
+// protocol; the ALPN they offer is the route's tunnel protocol (see
+// Route.TunnelALPN), because procmesh cannot see what the client speaks
+// inside a tunnel.
 const (
-	ProtocolTCP   = "tcp"
+	// ProtocolTCP carries bytes: CONNECT tunnels and raw sockets only.
+	ProtocolTCP = "tcp"
+	// ProtocolHTTP1 is HTTP/1.1 over TLS (ALPN http/1.1), with keep-alive.
 	ProtocolHTTP1 = "http1"
+	// ProtocolHTTP2 is HTTP/2 over TLS (ALPN h2), multiplexed; an upstream
+	// that does not negotiate h2 fails the request.
+	ProtocolHTTP2 = "http2"
+	// ProtocolHTTP3 is HTTP/3 over QUIC (ALPN h3) to the route's Upstream
+	// address, on UDP.
+	ProtocolHTTP3 = "http3"
+	// ProtocolAuto starts on TLS offering h2 and http/1.1, and moves to
+	// HTTP/3 once the upstream advertises h3 in Alt-Svc and a QUIC
+	// handshake with it has succeeded; it falls back when HTTP/3 fails.
+	ProtocolAuto = "auto"
 )
+
+// SpeaksHTTP reports whether procmesh forwards HTTP requests to the route
+// (every protocol but tcp).
+func (r *Route) SpeaksHTTP() bool {
+	switch r.Protocol {
+	case ProtocolHTTP1, ProtocolHTTP2, ProtocolHTTP3, ProtocolAuto:
+		return true
+	}
+	return false
+}
+
+// TunnelALPN is the ALPN a CONNECT tunnel or raw socket to the route offers
+// upstream: none for tcp, h2 for http2 (the client inside the tunnel must
+// speak prior-knowledge HTTP/2), and http/1.1 for http1, http3 and auto
+// (a tunnel is TCP; the client inside it speaks HTTP/1.1).
+func (r *Route) TunnelALPN() []string {
+	if r.ALPN != "" {
+		return strings.Split(r.ALPN, ",")
+	}
+	switch r.Protocol {
+	case ProtocolHTTP2:
+		return []string{"h2"}
+	case ProtocolHTTP1, ProtocolHTTP3, ProtocolAuto:
+		return []string{"http/1.1"}
+	}
+	return nil
+}
 
 // Route is one upstream procmesh may reach. Clients name it by Host; the
 // connection goes to Upstream, whatever address the client asked for, so
@@ -30,6 +77,10 @@ type Route struct {
 	ServerID          spiffeid.ID
 	ServerTrustDomain spiffeid.TrustDomain
 	Protocol          string
+	// ALPN, comma-separated, is what tunnels and raw sockets of the route
+	// offer the upstream (config routes[].alpn); empty takes the
+	// protocol's default (TunnelALPN). A string keeps Route comparable.
+	ALPN string
 }
 
 func (r *Route) authorizer() tlsconfig.Authorizer {

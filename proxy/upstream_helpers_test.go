@@ -1,0 +1,276 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+
+	"github.com/procmesh/procmesh/echo"
+	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/proxy"
+)
+
+// runUpstreamClient is the child-process side of the modes this file's
+// tests add (see runClient).
+func runUpstreamClient(mode string) error {
+	switch mode {
+	case "poll":
+		return runPollClient()
+	case "grpc":
+		return runGRPCClient()
+	}
+	return fmt.Errorf("unknown client mode %q", mode)
+}
+
+// runPollClient GETs PM_URL on one keep-alive connection until the
+// upstream answers over PM_PROTO (at most PM_N tries, PM_GAP apart), then
+// PM_AFTER more times, printing every answer. With no PM_PROTO it makes
+// PM_N requests.
+func runPollClient() error {
+	sock, target, want := os.Getenv("PM_SOCK"), os.Getenv("PM_URL"), os.Getenv("PM_PROTO")
+	n, _ := strconv.Atoi(os.Getenv("PM_N"))
+	after, _ := strconv.Atoi(os.Getenv("PM_AFTER"))
+	gap, _ := time.ParseDuration(os.Getenv("PM_GAP"))
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+		MaxConnsPerHost: 1,
+	}
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	out := json.NewEncoder(os.Stdout)
+	reached := false
+	for i := 0; i < n || (reached && after > 0); i++ {
+		if reached {
+			after--
+		}
+		resp, err := c.Get(target)
+		if err != nil {
+			out.Encode(clientResult{Err: err.Error()})
+			return nil
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out.Encode(clientResult{Status: resp.StatusCode, Proto: resp.Proto, Body: string(b)})
+		var rep struct {
+			Proto string `json:"proto"`
+		}
+		json.Unmarshal(b, &rep)
+		if want != "" && rep.Proto == want && !reached {
+			reached = true
+			n = 0
+		}
+		if !reached && gap > 0 {
+			time.Sleep(gap)
+		}
+	}
+	return nil
+}
+
+// runP is e.run for tests that run in parallel: a client binary written
+// while another test forks can fail to exec with ETXTBSY until that fork
+// has exec'd (golang/go#22315); nothing ran, so it is tried again.
+func (e *env) runP(bin string, uid int, mode string, env ...string) ([]clientResult, error) {
+	for i := 0; ; i++ {
+		rs, err := e.run(bin, uid, mode, env...)
+		if err == nil || i == 20 || !strings.Contains(err.Error(), "text file busy") {
+			return rs, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// upstreamReply is echo's answer, with the protocol it saw.
+type upstreamReply struct {
+	echoReply
+	Proto string `json:"proto"`
+}
+
+func decodeUpstream(t *testing.T, r clientResult) upstreamReply {
+	t.Helper()
+	if r.Err != "" || r.Status != http.StatusOK {
+		t.Fatalf("request failed: status %d err %q body %q", r.Status, r.Err, r.Body)
+	}
+	var rep upstreamReply
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
+		t.Fatalf("upstream reply %q: %v", r.Body, err)
+	}
+	return rep
+}
+
+// startEchoWith starts another echo upstream presenting echoID to the
+// env's clients.
+func (e *env) startEchoWith(o echo.Options) *echo.Server {
+	e.t.Helper()
+	svid, err := e.upCA.Mint(echoID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	o.SVID, o.Bundles = svid, x509bundle.NewSet(e.ca.Bundle())
+	s := echo.New(o)
+	if err := s.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// route is a route to addr that demands echoID of the upstream.
+func route(name, proto, addr string) proxy.Route {
+	return proxy.Route{Name: name, Host: name + ".test", Upstream: addr, ServerID: echoID, Protocol: proto}
+}
+
+// withRoutes gives srv the env's routes plus extra, every caller allowed.
+func (e *env) withRoutes(srv *proxy.Server, extra ...proxy.Route) {
+	e.t.Helper()
+	pol, err := policy.New(true, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	routes := append([]proxy.Route{
+		{Name: "echo", Host: "echo.test", Upstream: e.echo.Addr(), ServerID: echoID, Protocol: proxy.ProtocolHTTP1},
+		{Name: "echo-raw", Host: "echo-raw.test", Upstream: e.raw.Addr(), ServerID: echoID, Protocol: proxy.ProtocolTCP},
+	}, extra...)
+	st, err := proxy.NewState(routes, pol)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv.SetState(st)
+}
+
+// secondProxy is another data plane over the env's resolver and identity
+// store, with its own upstream options and a log the test can read.
+type secondProxy struct {
+	srv  *proxy.Server
+	sock string
+	log  *syncBuffer
+}
+
+func (e *env) startProxy(name string, o proxy.UpstreamOptions, routes ...proxy.Route) *secondProxy {
+	e.t.Helper()
+	sp := &secondProxy{sock: filepath.Join(e.dir, name+".sock"), log: &syncBuffer{}}
+	o.Logger = zerolog.New(sp.log)
+	pol, err := policy.New(true, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := proxy.NewState(routes, pol)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sp.srv, err = proxy.New(proxy.Options{Resolver: e.resolver, Identities: e.store, Upstream: o, Logger: zerolog.New(sp.log)}, st)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l, err := proxy.Listen(proxy.ListenOptions{Path: sp.sock, Mode: 0o666, GID: -1})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sp.srv.Serve(l) }()
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sp.srv.Shutdown(ctx)
+		wg.Wait()
+		l.Close()
+	})
+	return sp
+}
+
+// waitFor polls cond every 10ms until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
+
+// idsPerConn maps each upstream connection to the identities it carried,
+// for records whose Proto is proto ("" for all).
+func idsPerConn(recs []echo.Record, proto string) map[uint64]map[string]bool {
+	out := make(map[uint64]map[string]bool)
+	for _, r := range recs {
+		if proto != "" && r.Proto != proto {
+			continue
+		}
+		if out[r.ConnID] == nil {
+			out[r.ConnID] = make(map[string]bool)
+		}
+		out[r.ConnID][r.SPIFFEID.String()] = true
+	}
+	return out
+}
+
+// interleaved runs procs processes of each of a and b at once, each making
+// n requests to route host; it checks every answer carries its caller's
+// identity over proto and returns the upstream's records.
+func interleaved(t *testing.T, e *env, srv *echo.Server, host, proto string, procs, n int, a, b string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, c := range []struct{ name, bin string }{{"a", a}, {"b", b}} {
+		for p := 0; p < procs; p++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rs, err := e.runP(c.bin, -1, "origin", "PM_URL=http://"+host+"/who/"+c.name, "PM_N="+strconv.Itoa(n))
+				if err != nil {
+					t.Errorf("client %s: %v", c.name, err)
+					return
+				}
+				for _, r := range rs {
+					rep := decodeUpstream(t, r)
+					if rep.SPIFFEID != "spiffe://example.org/"+c.name || rep.Proto != proto {
+						t.Errorf("client %s: upstream saw %s over %s, want %s", c.name, rep.SPIFFEID, rep.Proto, proto)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	recs := srv.Records()
+	if len(recs) != 2*procs*n {
+		t.Fatalf("upstream saw %d requests, want %d", len(recs), 2*procs*n)
+	}
+	for _, r := range recs {
+		caller := strings.TrimPrefix(r.Path, "/who/")
+		if r.SPIFFEID.String() != "spiffe://example.org/"+caller || r.Proto != proto {
+			t.Errorf("request from %s arrived as %s over %s", caller, r.SPIFFEID, r.Proto)
+		}
+	}
+	conns := idsPerConn(recs, "")
+	perID := map[string]int{}
+	for conn, ids := range conns {
+		if len(ids) != 1 {
+			t.Errorf("upstream connection %d carried identities %v", conn, ids)
+		}
+		for id := range ids {
+			perID[id]++
+		}
+	}
+	// procs processes per identity, each on its own client connection,
+	// share one multiplexed upstream connection.
+	for id, n := range perID {
+		if n != 1 {
+			t.Errorf("%s used %d upstream connections, want 1 multiplexed connection", id, n)
+		}
+	}
+}
