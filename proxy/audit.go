@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,10 +25,15 @@ type auditEvent struct {
 	status   int
 	up, down int64 // bytes client→upstream and upstream→client
 	err      error
+	written  bool
 }
 
-// write emits e to log.
+// write emits e to log, once.
 func (e *auditEvent) write(log *zerolog.Logger) {
+	if e.written {
+		return
+	}
+	e.written = true
 	ev := log.Log().Str("event", e.kind)
 	if e.id != nil {
 		p := e.id.Process
@@ -68,6 +74,10 @@ func (e *auditEvent) write(log *zerolog.Logger) {
 		Float64("duration_ms", float64(time.Since(e.start).Microseconds())/1000)
 	if e.err != nil {
 		ev = ev.Str("error", e.err.Error())
+		var le *limitError
+		if errors.As(e.err, &le) && le.key != "" {
+			ev = ev.Str("limit", le.key)
+		}
 	}
 	ev.Send()
 }

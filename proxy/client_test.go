@@ -147,6 +147,10 @@ func runClient(mode string) error {
 			return err
 		}
 		return getOver(c, target, out)
+	case "poll", "grpc": // upstream_helpers_test.go
+		return runUpstreamClient(mode)
+	case "websocket": // websocket_test.go
+		return runWebSocketClient(sock, target, out)
 	default:
 		return fmt.Errorf("unknown client mode %q", mode)
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 
 	"github.com/procmesh/procmesh/workload"
@@ -25,14 +24,16 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 		writeError(w, ev.status, "procmesh: cannot take over this connection for CONNECT\n")
 		return
 	}
-	uc, ok := conn.(*net.UnixConn)
-	if !ok || !s.conns.add(uc) {
+	// The hijack registered the connection with s.conns (connState), so
+	// that shutdown drains the tunnel; closing it releases that.
+	uc, ok := conn.(*clientConn)
+	if !ok || uc.closed.Load() {
 		conn.Close()
 		up.Close()
 		ev.err = fmt.Errorf("proxy is shutting down")
 		return
 	}
-	defer s.conns.done(uc)
+	defer uc.Close()
 	ev.status = http.StatusOK
 	if _, err := brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n"); err == nil {
 		err = brw.Flush()
@@ -53,4 +54,8 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 	ev.up += u
 	ev.down += d
 	ev.err = err
+	if uc.idleFired.Load() {
+		lim := s.opts.StreamIdleTimeout
+		ev.err = &limitError{what: fmt.Sprintf("no byte moved in the tunnel for %s", lim), key: keyStreamIdleTimeout, value: yamlDuration(lim)}
+	}
 }

@@ -8,26 +8,43 @@ import (
 	"net"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/procmesh/procmesh/policy"
 )
 
 // serveRaw handles one connection on a per-route socket: attest, authorise
 // once for the connection, dial the route over mTLS, splice bytes.
-func (s *Server) serveRaw(c *net.UnixConn, routeName string) {
+func (s *Server) serveRaw(c *clientConn, routeName string) {
 	ev := &auditEvent{kind: "connection", start: time.Now()}
 	defer ev.write(&s.opts.Audit)
 	defer c.Close()
 
+	if c.overTotal {
+		// Shed before attesting: under a flood, attestation is the cost.
+		lim := c.admit(spiffeid.ID{})
+		ev.err = lim
+		ev.write(&s.opts.Audit)
+		tellAndClose(c.UnixConn, lim.message())
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	id, err := s.opts.Resolver.Resolve(ctx, c)
+	id, err := s.opts.Resolver.Resolve(ctx, c.UnixConn)
 	if err != nil {
 		ev.refusal = err
 		_, msg := refusalStatus(err)
-		tellAndClose(c, msg)
+		ev.write(&s.opts.Audit)
+		tellAndClose(c.UnixConn, msg)
 		return
 	}
 	ev.id = id
+	if lim := c.admit(id.ID()); lim != nil {
+		ev.err = lim
+		ev.write(&s.opts.Audit)
+		tellAndClose(c.UnixConn, lim.message())
+		return
+	}
 	st := s.state.Load()
 	route, ok := st.Route(routeName)
 	if !ok {
@@ -38,7 +55,8 @@ func (s *Server) serveRaw(c *net.UnixConn, routeName string) {
 	dec := st.Policy.Decide(policy.Request{Source: id.ID(), Route: route.Name})
 	ev.decision = &dec
 	if !dec.Allow {
-		tellAndClose(c, "procmesh: denied by policy: "+dec.Reason+"\n")
+		ev.write(&s.opts.Audit) // before the client hears of it
+		tellAndClose(c.UnixConn, "procmesh: denied by policy: "+dec.Reason+"\n")
 		return
 	}
 	up, err := s.pools.get(id, route).dialTLS(ctx)

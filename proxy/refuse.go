@@ -34,8 +34,7 @@ func refusalStatus(err error) (int, string) {
 	}
 }
 
-// writeError answers with a plain-text error and closes the connection
-// after the response.
+// writeError answers with a plain-text error.
 func writeError(w http.ResponseWriter, status int, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -43,4 +42,11 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	h.Set("Proxy-Status", "procmesh")
 	w.WriteHeader(status)
 	fmt.Fprint(w, msg)
+}
+
+// writeClosing answers with a plain-text error and closes the connection
+// after it: HTTP/1.1 "Connection: close", an HTTP/2 GOAWAY.
+func writeClosing(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Connection", "close")
+	writeError(w, status, msg)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,26 +35,22 @@ type Options struct {
 	Audit zerolog.Logger
 	// Upstream tunes upstream connections; zero values take defaults.
 	Upstream UpstreamOptions
-	// ReadHeaderTimeout bounds how long a client may take to send request
-	// headers. Default 10s.
-	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes client keep-alive connections idle this long.
-	// Default 60s.
-	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds request headers. Default 60 KiB, as Envoy.
-	MaxHeaderBytes int
+	// Limits bound headers, time, streams, connections and bodies; zero
+	// values take Envoy-like defaults (see Limits).
+	Limits
 }
 
 // Server is the data plane. Build it with New, give it listeners with Serve
 // and ServeRaw, swap its routes and policy with SetState, stop it with
 // Shutdown.
 type Server struct {
-	opts  Options
-	state atomic.Pointer[State]
-	pools *pools
-	http  *http.Server
-	rp    *httputil.ReverseProxy
-	conns tracker
+	opts   Options
+	state  atomic.Pointer[State]
+	pools  *pools
+	http   *http.Server
+	rp     *httputil.ReverseProxy
+	conns  tracker    // hijacked connections: tunnels, WebSockets, raw sockets
+	counts connCounts // open client connections, for the limits
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -69,15 +66,7 @@ func New(opts Options, st *State) (*Server, error) {
 	if st == nil {
 		return nil, errors.New("proxy: a State is required")
 	}
-	if opts.ReadHeaderTimeout <= 0 {
-		opts.ReadHeaderTimeout = 10 * time.Second
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = 60 * time.Second
-	}
-	if opts.MaxHeaderBytes <= 0 {
-		opts.MaxHeaderBytes = 60 << 10
-	}
+	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{})}
 	s.state.Store(st)
 	s.pools = newPools(opts.Identities, opts.Upstream)
@@ -89,13 +78,23 @@ func New(opts Options, st *State) (*Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
-		Protocols:         protocols,
-		Handler:           http.HandlerFunc(s.serveHTTP),
-		ReadHeaderTimeout: opts.ReadHeaderTimeout,
-		IdleTimeout:       opts.IdleTimeout,
-		MaxHeaderBytes:    opts.MaxHeaderBytes,
-		ConnContext:       s.attestOnAccept,
-		ErrorLog:          newStdLogger(opts.Logger),
+		Protocols: protocols,
+		Handler:   http.HandlerFunc(s.serveHTTP),
+		// The h1Scanner enforces the header limits of HTTP/1.1 requests
+		// exactly, and the handler those of HTTP/2 ones; net/http's own
+		// bound is a backstop above them, so that requests over the limit
+		// reach procmesh and are refused with a message naming it.
+		MaxHeaderBytes: 2 * opts.MaxRequestHeaderBytes,
+		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: opts.MaxConcurrentStreams},
+		ConnContext:    s.connContext,
+		ConnState:      s.connState,
+		ErrorLog:       newStdLogger(opts.Logger),
+	}
+	if on(opts.ReadHeaderTimeout) {
+		s.http.ReadHeaderTimeout = opts.ReadHeaderTimeout
+	}
+	if on(opts.IdleTimeout) {
+		s.http.IdleTimeout = opts.IdleTimeout
 	}
 	return s, nil
 }
@@ -116,7 +115,17 @@ func (s *Server) Serve(l net.Listener) error {
 		return http.ErrServerClosed
 	}
 	defer s.untrack(l)
-	return s.http.Serve(l)
+	// net/http retries accept errors such as EMFILE with a backoff.
+	return s.http.Serve(&acceptor{Listener: l, srv: s, http: true})
+}
+
+// connContext is net/http's ConnContext hook: it makes the clientConn
+// reachable from requests and starts attesting the peer.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	if cc, ok := c.(*clientConn); ok {
+		return s.attestOnAccept(context.WithValue(ctx, clientConnKey{}, cc), cc.UnixConn)
+	}
+	return s.attestOnAccept(ctx, c)
 }
 
 // ServeRaw accepts connections on l and splices each, as raw bytes, to the
@@ -129,32 +138,64 @@ func (s *Server) ServeRaw(l net.Listener, route string) error {
 		return http.ErrServerClosed
 	}
 	defer s.untrack(l)
+	var backoff time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			if s.isClosing() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !isTemporary(err) {
+				return fmt.Errorf("proxy: accept on %s: %w", l.Addr(), err)
 			}
-			return fmt.Errorf("proxy: accept on %s: %w", l.Addr(), err)
+			// Out of file descriptors or memory (F9): wait and retry, as
+			// net/http does; the connections wait in the listen backlog.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.opts.Logger.Warn().Err(err).Str("socket", socketName(l)).Dur("retry_in", backoff).Msg("accept failed; retrying")
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		uc, ok := c.(*net.UnixConn)
 		if !ok {
 			c.Close()
 			continue
 		}
-		if !s.conns.add(uc) {
-			uc.Close()
+		cc := s.newClientConn(uc, false)
+		if !s.conns.add(cc) {
+			cc.Close()
 			continue
 		}
+		cc.tracked.Store(true)
 		go func() {
-			defer s.conns.done(uc)
-			s.serveRaw(uc, route)
+			defer cc.Close()
+			s.serveRaw(cc, route)
 		}()
 	}
+}
+
+// socketName names a listener by its socket path: a Socket's address is
+// the private path it was bound at before being moved into place.
+func socketName(l net.Listener) string {
+	if sk, ok := l.(*Socket); ok {
+		return sk.Path()
+	}
+	return l.Addr().String()
+}
+
+// isTemporary reports accept errors worth retrying: timeouts, and running
+// out of descriptors, buffers or memory.
+func isTemporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) track(l net.Listener) bool {

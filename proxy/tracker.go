@@ -7,8 +7,8 @@ import (
 )
 
 // tracker holds the connections the proxy owns outside net/http (CONNECT
-// tunnels and raw-socket connections) so shutdown and reload can drain or
-// close them.
+// tunnels, WebSockets and raw-socket connections) so shutdown and reload
+// can drain or close them.
 type tracker struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -63,10 +63,16 @@ func (t *tracker) wait(ctx context.Context) error {
 	}
 }
 
+// closeAll closes every tracked connection. It closes them outside the
+// lock: closing a clientConn calls done.
 func (t *tracker) closeAll() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	conns := make([]net.Conn, 0, len(t.conns))
 	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
 		c.Close()
 	}
 }

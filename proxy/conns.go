@@ -1,0 +1,304 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// clientConn is one accepted client connection. It wraps the Unix
+// connection for the life of the connection, under net/http or in a tunnel,
+// and does what net/http does not:
+//
+//   - counts the connection against MaxConnections and, once its identity
+//     is known, MaxConnectionsPerIdentity (F9); the counts are released on
+//     Close;
+//   - on the main socket, runs an h1Scanner over what the client sends, so
+//     that a request net/http would accept but THREATS P1 or P8 refuses
+//     reaches the handler as a stand-in that is answered with the reason,
+//     and the connection closes after it; the header-read timeout runs
+//     from a header's first byte;
+//   - once hijacked (WebSocket, CONNECT), counts bytes for the audit line
+//     and ends the stream after StreamIdleTimeout without traffic;
+//   - after a refusal, half-closes and drains what the client still sends
+//     before closing, so the client reads the refusal instead of a reset;
+//   - counts HTTP/2 streams reset by the client early, and closes the
+//     connection when they dominate (rapid reset, P5).
+type clientConn struct {
+	*net.UnixConn
+	srv *Server
+
+	// Accounting. overTotal: accepted while MaxConnections were open, so
+	// never counted; it is refused at its first request.
+	overTotal bool
+	admitOnce sync.Once
+	admitErr  *limitError
+	id        spiffeid.ID // counted against MaxConnectionsPerIdentity when not zero
+
+	// The scanner state, the bytes it released and not yet read, and the
+	// read deadlines: the one net/http set and the header-read one.
+	mu     sync.Mutex
+	scan   *h1Scanner // nil: raw bytes (raw sockets)
+	ready  []byte
+	rbuf   []byte    // pooled backing of ready, when it has one
+	rerr   error     // sticky read error (EOF, broken framing)
+	goDL   time.Time // deadline net/http asked for
+	headDL time.Time // header-read deadline of the head being read
+
+	hijacked   atomic.Bool
+	up, down   atomic.Int64 // bytes after the hijack
+	lastActive atomic.Int64 // unix nanos of the last byte after the hijack
+	idleTimer  *time.Timer
+	idleFired  atomic.Bool
+
+	// HTTP/2 streams that ended, and those the client reset early; set
+	// once the connection was closed for it.
+	streams, resets atomic.Int64
+	rapidReset      atomic.Bool
+
+	drain     atomic.Bool // half-close and drain on Close (a refusal was sent)
+	tracked   atomic.Bool // registered in Server.conns
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+}
+
+type clientConnKey struct{}
+
+func clientConnOf(ctx context.Context) *clientConn {
+	c, _ := ctx.Value(clientConnKey{}).(*clientConn)
+	return c
+}
+
+// acceptor wraps a listener so that every connection is a clientConn.
+type acceptor struct {
+	net.Listener
+	srv  *Server
+	http bool // main socket: scan HTTP/1.1 framing
+}
+
+func (a *acceptor) Accept() (net.Conn, error) {
+	c, err := a.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return c, nil // refused at its first request: not a Unix socket
+	}
+	return a.srv.newClientConn(uc, a.http), nil
+}
+
+func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
+	c := &clientConn{UnixConn: uc, srv: s}
+	c.overTotal = !s.counts.open(s.opts.MaxConnections)
+	if scanHTTP {
+		c.scan = newH1Scanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders)
+	}
+	return c
+}
+
+// Read hands net/http (or a tunnel) what the client sent, as released by
+// the scanner.
+func (c *clientConn) Read(p []byte) (int, error) {
+	if c.scan == nil || c.passing() {
+		n, err := c.UnixConn.Read(p)
+		c.count(&c.up, n)
+		return n, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if len(c.ready) > 0 {
+			n := copy(p, c.ready)
+			c.ready = c.ready[n:]
+			if len(c.ready) == 0 {
+				// Nothing held between reads: an idle keep-alive
+				// connection keeps no buffer.
+				putScanBuf(c.rbuf)
+				c.ready, c.rbuf = nil, nil
+			}
+			c.count(&c.up, n)
+			return n, nil
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if c.scan.done() {
+			// Everything after a refused or framing-ending head goes
+			// untouched (tunnels) or nowhere (refusals).
+			if c.scan.state == scanRefused {
+				return 0, io.EOF
+			}
+			c.mu.Unlock()
+			n, err := c.UnixConn.Read(p)
+			c.mu.Lock()
+			c.count(&c.up, n)
+			return n, err
+		}
+		buf := getScanBuf()
+		c.mu.Unlock()
+		n, err := c.UnixConn.Read(buf)
+		c.mu.Lock()
+		if n > 0 {
+			if c.rbuf == nil {
+				c.rbuf = getScanBuf()
+				c.ready = c.rbuf[:0]
+			}
+			var ferr error
+			c.ready, ferr = c.scan.feed(buf[:n], c.ready)
+			if ferr != nil {
+				c.rerr = ferr
+			}
+			c.headDeadline()
+		}
+		putScanBuf(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if len(c.ready) > 0 {
+					continue // hand over what we have; the deadline still holds
+				}
+				return 0, err
+			}
+			if c.rerr == nil {
+				c.rerr = err
+			}
+		}
+	}
+}
+
+// The scanner's read buffers, pooled: a connection holds one only while a
+// read is in progress or released bytes wait to be read.
+var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanBufSize); return &b }}
+
+const scanBufSize = 4 << 10
+
+func getScanBuf() []byte { return (*scanBufs.Get().(*[]byte))[:scanBufSize] }
+
+func putScanBuf(b []byte) {
+	if cap(b) == scanBufSize {
+		b = b[:scanBufSize]
+		scanBufs.Put(&b)
+	}
+}
+
+// framingError is the scanner's verdict on a broken body, if any.
+func (c *clientConn) framingError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if errors.Is(c.rerr, errFraming) {
+		return c.rerr
+	}
+	return nil
+}
+
+// passing reports, without blocking on a Read in progress, that the
+// scanner was switched off (hijack) and nothing it released is left.
+func (c *clientConn) passing() bool {
+	if !c.hijacked.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ready) == 0 && c.rerr == nil
+}
+
+// headDeadline starts the header-read timeout at the first byte of a
+// request head and lifts it once the head is complete. Called with mu held.
+func (c *clientConn) headDeadline() {
+	rht := c.srv.opts.ReadHeaderTimeout
+	if !on(rht) {
+		return
+	}
+	switch inHead := c.scan.midHead(); {
+	case inHead && c.headDL.IsZero():
+		c.headDL = time.Now().Add(rht)
+	case !inHead && !c.headDL.IsZero():
+		c.headDL = time.Time{}
+	default:
+		return
+	}
+	c.UnixConn.SetReadDeadline(c.readDeadline())
+}
+
+// readDeadline is the earlier of net/http's deadline and the header one.
+func (c *clientConn) readDeadline() time.Time {
+	switch {
+	case c.headDL.IsZero():
+		return c.goDL
+	case c.goDL.IsZero() || c.headDL.Before(c.goDL):
+		return c.headDL
+	}
+	return c.goDL
+}
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.goDL = t
+	return c.UnixConn.SetReadDeadline(c.readDeadline())
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.UnixConn.SetWriteDeadline(t)
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	n, err := c.UnixConn.Write(p)
+	c.count(&c.down, n)
+	return n, err
+}
+
+// count adds n bytes moved after a hijack, and marks the stream active.
+func (c *clientConn) count(total *atomic.Int64, n int) {
+	if n > 0 && c.hijacked.Load() {
+		total.Add(int64(n))
+		c.lastActive.Store(time.Now().UnixNano())
+	}
+}
+
+// refuseAndClose marks the connection for a draining close: the client
+// was sent a refusal and should be able to read it.
+func (c *clientConn) refuseAndClose() { c.drain.Store(true) }
+
+// Bounds of the drain after a refusal.
+const (
+	drainTime  = time.Second
+	drainBytes = 256 << 10
+)
+
+// Close closes the connection once and releases what it counted.
+func (c *clientConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed.Store(true)
+		id := c.id
+		if c.idleTimer != nil {
+			c.idleTimer.Stop()
+		}
+		c.mu.Unlock()
+		if c.drain.Load() {
+			c.UnixConn.CloseWrite()
+			c.UnixConn.SetReadDeadline(time.Now().Add(drainTime))
+			io.Copy(io.Discard, io.LimitReader(c.UnixConn, drainBytes))
+		}
+		c.closeErr = c.UnixConn.Close()
+		if !c.overTotal {
+			c.srv.counts.close(id)
+		}
+		if c.tracked.Load() {
+			c.srv.conns.done(c)
+		}
+	})
+	return c.closeErr
+}

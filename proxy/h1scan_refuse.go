@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+)
+
+func (s *h1Scanner) refuseBad(out []byte, reason string) []byte {
+	return s.refuse(out, &limitError{status: http.StatusBadRequest, what: reason})
+}
+
+// refuse replaces the head being read by a stand-in request and stops the
+// scan. The stand-in's target is random, so a client cannot forge one.
+func (s *h1Scanner) refuse(out []byte, why *limitError) []byte {
+	r := &h1Refusal{status: why.status, reason: why.what}
+	if why.key != "" {
+		r.lim = why
+		r.reason = why.Error()
+	}
+	reqLine, _, _ := bytes.Cut(s.head, []byte("\n"))
+	method, target, _, _ := parseRequestLine(string(bytes.TrimSuffix(reqLine, []byte("\r"))))
+	r.method, r.target = clip(method, 32), clip(target, 256)
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	r.marker = "/.procmesh-refused/" + hex.EncodeToString(nonce[:])
+	s.refused = r
+	s.state = scanRefused
+	s.head, s.line = nil, nil
+	s.release([]byte("GET " + r.marker + " HTTP/1.1"))
+	return append(out, "GET "+r.marker+" HTTP/1.1\r\nHost: procmesh\r\nConnection: close\r\n\r\n"...)
+}
+
+func (s *h1Scanner) release(requestLine []byte) {
+	if s.released != nil {
+		s.released(string(requestLine))
+	}
+}
+
+// parseRequestLine splits a request line as net/http does.
+func parseRequestLine(line string) (method, target, proto string, ok bool) {
+	method, rest, ok1 := cutByte(line, ' ')
+	target, proto, ok2 := cutByte(rest, ' ')
+	return method, target, proto, ok1 && ok2
+}
+
+func cutByte(s string, sep byte) (before, after string, found bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,229 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Limits bound what one client, connection or request can make procmesh
+// hold: header bytes and fields, time, HTTP/2 streams, connections and body
+// bytes (THREATS P5, P7, P8, F9). Each field says its default, the Envoy
+// setting it follows and the YAML key proposed for it under `limits:`; a
+// refusal caused by a limit names that key, so the operator knows what to
+// raise. Zero takes the default.
+//
+// Two limits of the same family live in UpstreamOptions, with the upstream
+// connections they bound: DialTimeout, the connect timeout (TCP and TLS
+// handshake; YAML limits.connect_timeout; Envoy's connect_timeout is 5s),
+// and MaxResponseHeaderBytes (YAML limits.max_response_headers_kb).
+type Limits struct {
+	// MaxRequestHeaderBytes bounds a request's header section: for
+	// HTTP/1.1 the request line and header lines as received, for HTTP/2
+	// the pseudo-headers and every field's name and value. Over it the
+	// request is answered 431 and, on HTTP/1.1, the connection closed.
+	// Default 60 KiB, Envoy's max_request_headers_kb default.
+	// YAML limits.max_request_headers_kb.
+	MaxRequestHeaderBytes int
+	// MaxRequestHeaders bounds the number of request header fields; 431
+	// over it. Default 100, Envoy's max_headers_count default.
+	// YAML limits.max_request_headers_count.
+	MaxRequestHeaders int
+	// MaxResponseHeaders bounds the number of header fields of an upstream
+	// response; 502 over it. (Response header bytes are bounded by
+	// UpstreamOptions.MaxResponseHeaderBytes.) Default 100, Envoy's
+	// cluster max_headers_count default.
+	// YAML limits.max_response_headers_count.
+	MaxResponseHeaders int
+
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's header section, counted from its first byte (and, on a new
+	// connection, from the accept). Negative: no limit. Default 10s. Envoy's
+	// request_headers_timeout is off by default; procmesh's clients are
+	// local and send headers in one write, so a slow header is an attack
+	// (slowloris, P7). YAML limits.request_headers_timeout.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes client connections with no request in flight for
+	// this long (HTTP/1.1 keep-alive, HTTP/2 with no open stream).
+	// Negative: never. Default 60s. Envoy's idle_timeout default is 1h;
+	// procmesh is shorter because idle connections count against
+	// MaxConnections and a local client reconnects in microseconds.
+	// YAML limits.idle_timeout.
+	IdleTimeout time.Duration
+	// RequestTimeout bounds a whole exchange, from the request's headers to
+	// the response's last byte; the client gets 504 when nothing was sent
+	// yet, a cut response otherwise. For an upgrade (WebSocket) it bounds
+	// the time to the 101. Default 0: off. Envoy's route timeout defaults
+	// to 15s, which cuts long polls, downloads, server-sent events and gRPC
+	// streams; procmesh carries all of those, so it relies on
+	// StreamIdleTimeout by default, as Envoy's max_stream_duration (also
+	// off by default) does. YAML limits.request_timeout.
+	RequestTimeout time.Duration
+	// StreamIdleTimeout ends a request, WebSocket or CONNECT tunnel on
+	// which no byte moved in either direction for this long, including
+	// the wait for the upstream's response headers: 408 if the client had
+	// not finished its request body, 504 if the upstream had not answered,
+	// a cut stream otherwise. Negative: never. Default 5m, Envoy's
+	// stream_idle_timeout default. YAML limits.stream_idle_timeout.
+	StreamIdleTimeout time.Duration
+	// MaxConcurrentStreams bounds the open streams of one HTTP/2 (h2c)
+	// client connection. Default 100: Envoy's default is 2^31-1, its edge
+	// guide recommends 100. YAML limits.max_concurrent_streams.
+	MaxConcurrentStreams int
+
+	// MaxConnections bounds the client connections procmesh holds, all
+	// sockets together, so that it sheds load before it runs out of file
+	// descriptors (F9). Over it, an HTTP connection is answered 503 with
+	// Retry-After and closed, a raw one gets a line of text and is closed.
+	// Negative: no limit. Default 10000. Envoy sets no default; its
+	// overload manager's global_downstream_max_connections is the
+	// equivalent. YAML limits.max_connections.
+	MaxConnections int
+	// MaxConnectionsPerIdentity bounds the client connections of one SPIFFE
+	// ID, so that one workload cannot take every connection. Refused as
+	// MaxConnections is. Negative: no limit. Default 1000. Envoy has no
+	// equivalent. YAML limits.max_connections_per_identity.
+	MaxConnectionsPerIdentity int
+
+	// MaxRequestBodyBytes bounds a request body; 413 over it (announced by
+	// Content-Length, or counted while streaming). Default 0: unlimited,
+	// bodies are streamed and never buffered, as Envoy streams them.
+	// YAML limits.max_request_body_bytes.
+	MaxRequestBodyBytes int64
+}
+
+// Defaults of Limits.
+const (
+	DefaultMaxRequestHeaderBytes     = 60 << 10
+	DefaultMaxRequestHeaders         = 100
+	DefaultMaxResponseHeaders        = 100
+	DefaultReadHeaderTimeout         = 10 * time.Second
+	DefaultIdleTimeout               = 60 * time.Second
+	DefaultStreamIdleTimeout         = 5 * time.Minute
+	DefaultMaxConcurrentStreams      = 100
+	DefaultMaxConnections            = 10000
+	DefaultMaxConnectionsPerIdentity = 1000
+)
+
+// YAML keys of the limits, named in the refusals they cause.
+const (
+	keyRequestHeaderBytes  = "limits.max_request_headers_kb"
+	keyRequestHeaders      = "limits.max_request_headers_count"
+	keyResponseHeaders     = "limits.max_response_headers_count"
+	keyResponseHeaderBytes = "limits.max_response_headers_kb"
+	keyRequestTimeout      = "limits.request_timeout"
+	keyStreamIdleTimeout   = "limits.stream_idle_timeout"
+	keyMaxConnections      = "limits.max_connections"
+	keyMaxConnectionsPerID = "limits.max_connections_per_identity"
+	keyRequestBodyBytes    = "limits.max_request_body_bytes"
+)
+
+func (l Limits) withDefaults() Limits {
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	defDur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if l.MaxRequestHeaderBytes <= 0 {
+		l.MaxRequestHeaderBytes = DefaultMaxRequestHeaderBytes
+	}
+	if l.MaxRequestHeaders <= 0 {
+		l.MaxRequestHeaders = DefaultMaxRequestHeaders
+	}
+	if l.MaxResponseHeaders <= 0 {
+		l.MaxResponseHeaders = DefaultMaxResponseHeaders
+	}
+	if l.MaxConcurrentStreams <= 0 {
+		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	defDur(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defDur(&l.IdleTimeout, DefaultIdleTimeout)
+	defDur(&l.StreamIdleTimeout, DefaultStreamIdleTimeout)
+	defInt(&l.MaxConnections, DefaultMaxConnections)
+	defInt(&l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
+	if l.RequestTimeout < 0 {
+		l.RequestTimeout = 0
+	}
+	if l.MaxRequestBodyBytes < 0 {
+		l.MaxRequestBodyBytes = 0
+	}
+	return l
+}
+
+// on reports whether a duration limit is in force (negative turns it off).
+func on(d time.Duration) bool { return d > 0 }
+
+// limitError is a refusal caused by a limit. Its message says what was
+// over which limit and names the YAML key that sets it.
+type limitError struct {
+	status int    // HTTP status to answer with
+	what   string // "request header section is over 61440 bytes"
+	key    string // YAML key
+	value  string // the limit as it would be written in YAML
+}
+
+func (e *limitError) Error() string {
+	if e.key == "" {
+		return e.what
+	}
+	return fmt.Sprintf("%s (%s: %s)", e.what, e.key, e.value)
+}
+
+// message is the text a refused client gets.
+func (e *limitError) message() string { return "procmesh: " + e.Error() + "\n" }
+
+func headerBytesError(n int, limit int) *limitError {
+	what := fmt.Sprintf("request header section is over %d bytes", limit)
+	if n > 0 {
+		what = fmt.Sprintf("request header section is %d bytes, over %d", n, limit)
+	}
+	return &limitError{status: http.StatusRequestHeaderFieldsTooLarge, what: what, key: keyRequestHeaderBytes, value: kb(limit)}
+}
+
+func headerCountError(limit int) *limitError {
+	return &limitError{
+		status: http.StatusRequestHeaderFieldsTooLarge,
+		what:   fmt.Sprintf("request has more than %d header fields", limit),
+		key:    keyRequestHeaders, value: fmt.Sprint(limit),
+	}
+}
+
+// yamlDuration writes a duration as a config file would: 5m, 10s, 400ms.
+func yamlDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
+}
+
+// kb writes a byte count as the _kb keys take it.
+func kb(n int) string {
+	if n%1024 == 0 {
+		return fmt.Sprint(n / 1024)
+	}
+	return fmt.Sprintf("%.2f", float64(n)/1024)
+}
+
+// requestHeaderSize measures a parsed request's header section the way the
+// limits count it: pseudo-headers (method, target, authority) and every
+// field's name and value, and the number of fields.
+func requestHeaderSize(r *http.Request) (bytes, fields int) {
+	bytes = len(r.Method) + len(r.RequestURI) + len(r.Host)
+	for k, vv := range r.Header {
+		for _, v := range vv {
+			bytes += len(k) + len(v)
+			fields++
+		}
+	}
+	return bytes, fields
+}
