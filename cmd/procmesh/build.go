@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -153,6 +154,7 @@ func buildState(cfg *config.Config) (*proxy.State, error) {
 			ServerID:          r.ServerID,
 			ServerTrustDomain: r.ServerTrustDomain,
 			Protocol:          r.Protocol,
+			ALPN:              strings.Join(r.ALPN, ","),
 		}
 	}
 	pol, err := buildPolicy(cfg)

@@ -68,12 +68,7 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 	if err != nil {
 		return nil, err
 	}
-	srv, err := proxy.New(proxy.Options{
-		Resolver:   n.resolver,
-		Identities: n.store,
-		Logger:     log,
-		Audit:      log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
-	}, n.state)
+	srv, err := proxy.New(proxyOptions(cfg, n, log), n.state)
 	if err != nil {
 		n.Close()
 		return nil, err
