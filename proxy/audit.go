@@ -61,9 +61,7 @@ func (e *auditEvent) write(log *zerolog.Logger) {
 	}
 	decision := "deny"
 	if e.decision != nil {
-		if e.decision.Allow {
-			decision = "allow"
-		}
+		decision = e.decision.Verdict()
 		ev = ev.Str("rule", e.decision.Rule)
 	}
 	ev = ev.Str("decision", decision)

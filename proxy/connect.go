@@ -4,13 +4,14 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
 
 // tunnel answers CONNECT: it dials the route over mTLS with the workload's
 // SVID first, and only when that works tells the client 200 and splices the
 // client's plaintext into the TLS connection.
-func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Identity, route *Route, ev *auditEvent) {
+func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Identity, route *Route, req policy.Request, ev *auditEvent) {
 	up, err := s.pools.get(id, route).dialTLS(r.Context())
 	if err != nil {
 		ev.err, ev.status = err, http.StatusBadGateway
@@ -34,6 +35,7 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 		return
 	}
 	defer uc.Close()
+	defer s.live.add(&liveConn{conn: uc, id: id, req: req})()
 	ev.status = http.StatusOK
 	if _, err := brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n"); err == nil {
 		err = brw.Flush()

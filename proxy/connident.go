@@ -4,18 +4,28 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 
+	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/workload"
 )
 
 // connIdentity is the attestation of one client connection. It starts when
 // the connection is accepted, so the window between connect() and reading
 // /proc is as short as the accept loop allows, and it is fixed for the
-// connection's life: every request on it acts as the same workload.
+// connection's life: every request on it acts as the same process. The
+// process's entry is re-checked whenever the registration entries change
+// (a reload), so a removed or renamed identity takes effect on live
+// keep-alive connections too (THREATS F6).
 type connIdentity struct {
 	done chan struct{}
 	id   *workload.Identity
 	err  error
+
+	mu     sync.Mutex
+	gen    *registry.Registry // entries cur was matched against
+	cur    *workload.Identity
+	curErr error
 }
 
 type connIdentityKey struct{}
@@ -38,16 +48,33 @@ func (s *Server) attestOnAccept(ctx context.Context, c net.Conn) context.Context
 	return context.WithValue(ctx, connIdentityKey{}, ci)
 }
 
-// identityOf waits for the attestation of the request's connection.
-func identityOf(ctx context.Context) (*workload.Identity, error) {
+// identityOf waits for the attestation of the request's connection and
+// returns its identity under the registration entries in force now.
+func (s *Server) identityOf(ctx context.Context) (*workload.Identity, error) {
 	ci, ok := ctx.Value(connIdentityKey{}).(*connIdentity)
 	if !ok {
 		return nil, errors.New("proxy: connection was not attested")
 	}
 	select {
 	case <-ci.done:
-		return ci.id, ci.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if ci.err != nil {
+		return nil, ci.err
+	}
+	return ci.current(s.opts.Resolver)
+}
+
+// current re-matches the connection's process when the entries changed
+// since it was last matched; it costs one pointer compare otherwise.
+func (ci *connIdentity) current(r Resolver) (*workload.Identity, error) {
+	gen := r.Generation()
+	ci.mu.Lock()
+	defer ci.mu.Unlock()
+	if ci.gen != gen {
+		ci.cur, ci.curErr = r.Rematch(ci.id)
+		ci.gen = gen
+	}
+	return ci.cur, ci.curErr
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -41,11 +42,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	id, err := identityOf(r.Context())
+	id, err := s.identityOf(r.Context())
 	if err != nil {
 		ev.refusal = err
-		ev.status, _ = refusalStatus(err)
 		status, msg := refusalStatus(err)
+		ev.status = status
 		writeError(w, status, msg)
 		return
 	}
@@ -75,7 +76,28 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.route = route
 
-	dec := st.Policy.Decide(policy.Request{Source: id.ID(), Route: route.Name})
+	req := policy.Request{Source: id.ID(), Selectors: id.Process.Selectors, Route: route.Name}
+	if r.Method == http.MethodConnect {
+		req.Connection = true
+	} else {
+		// Policy matches the normalised path and the upstream receives
+		// that same path, so the two can never disagree about it.
+		norm, err := policy.NormalizePath(r.URL.EscapedPath())
+		if err != nil {
+			ev.status, ev.err = http.StatusBadRequest, err
+			writeError(w, ev.status, fmt.Sprintf("procmesh: request path refused: %v\n", err))
+			return
+		}
+		if norm != r.URL.EscapedPath() {
+			if err := setEscapedPath(r.URL, norm); err != nil {
+				ev.status, ev.err = http.StatusBadRequest, err
+				writeError(w, ev.status, fmt.Sprintf("procmesh: request path refused: %v\n", err))
+				return
+			}
+		}
+		req.Method, req.Path, req.Header = r.Method, norm, r.Header
+	}
+	dec := st.Policy.Decide(req)
 	ev.decision = &dec
 	if !dec.Allow {
 		ev.status = http.StatusForbidden
@@ -84,7 +106,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodConnect {
 		ev.kind = "connection"
-		s.tunnel(w, r, id, route, ev)
+		s.tunnel(w, r, id, route, req, ev)
 		return
 	}
 	if !route.SpeaksHTTP() {
@@ -272,3 +294,16 @@ func (c *closeUnlessSwitched) Write(p []byte) (int, error) {
 }
 
 func (c *closeUnlessSwitched) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// setEscapedPath makes u's path the (already normalised, escaped) p.
+func setEscapedPath(u *url.URL, p string) error {
+	unescaped, err := url.PathUnescape(p)
+	if err != nil {
+		return err
+	}
+	u.Path, u.RawPath = unescaped, p
+	if u.EscapedPath() != p {
+		u.RawPath = ""
+	}
+	return nil
+}

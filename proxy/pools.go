@@ -279,11 +279,11 @@ func (p *pool) closeNow() {
 }
 
 // retain closes the pools of routes that st no longer has.
-func (ps *pools) retain(st *State) {
+func (ps *pools) retain(st *State, keep func(id spiffeid.ID, route string) bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for k, p := range ps.m {
-		if r, ok := st.Route(k.route); !ok || *r != p.route {
+		if r, ok := st.Route(k.route); !ok || *r != p.route || !keep(k.id, k.route) {
 			p.close()
 			delete(ps.m, k)
 		}

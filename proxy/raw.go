@@ -52,7 +52,8 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 		return
 	}
 	ev.route = route
-	dec := st.Policy.Decide(policy.Request{Source: id.ID(), Route: route.Name})
+	req := policy.Request{Source: id.ID(), Selectors: id.Process.Selectors, Route: route.Name, Connection: true}
+	dec := st.Policy.Decide(req)
 	ev.decision = &dec
 	if !dec.Allow {
 		ev.write(&s.opts.Audit) // before the client hears of it
@@ -64,6 +65,7 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 		ev.err = err
 		return
 	}
+	defer s.live.add(&liveConn{conn: c, id: id, req: req})()
 	u, d, err := splice(c, up)
 	ev.up, ev.down = u, d
 	if err != nil && !errors.Is(err, net.ErrClosed) {

@@ -90,6 +90,8 @@ func (r *Route) authorizer() tlsconfig.Authorizer {
 // Policy decides whether a workload may use a route.
 type Policy interface {
 	Decide(policy.Request) policy.Decision
+	// MayAllow reports whether anything from source could use route.
+	MayAllow(source spiffeid.ID, route string) bool
 }
 
 // State is the part of the proxy's configuration that a reload swaps: the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/tlsconf"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -21,6 +22,10 @@ import (
 // Resolver tells which workload is on the other end of a Unix connection.
 type Resolver interface {
 	Resolve(ctx context.Context, conn *net.UnixConn) (*workload.Identity, error)
+	// Rematch re-checks an identity against the entries in force now.
+	Rematch(id *workload.Identity) (*workload.Identity, error)
+	// Generation changes whenever the entries do.
+	Generation() *registry.Registry
 }
 
 var _ Resolver = (*workload.Resolver)(nil)
@@ -50,6 +55,7 @@ type Server struct {
 	http   *http.Server
 	rp     *httputil.ReverseProxy
 	conns  tracker    // hijacked connections: tunnels, WebSockets, raw sockets
+	live   liveConns  // tunnels and raw connections, re-decided on reload
 	counts connCounts // open client connections, for the limits
 
 	mu        sync.Mutex
@@ -106,7 +112,7 @@ func (s *Server) State() *State { return s.state.Load() }
 // check finish under the state they started with.
 func (s *Server) SetState(st *State) {
 	s.state.Store(st)
-	s.pools.retain(st)
+	s.revalidate(st)
 }
 
 // Serve accepts HTTP forward-proxy connections on l until Shutdown.

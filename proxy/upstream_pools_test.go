@@ -114,7 +114,7 @@ func TestPoolRetireHTTP3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pe.ps.retain(st)
+	pe.ps.retain(st, func(spiffeid.ID, string) bool { return true })
 	n, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if err != nil || n != 4000000-1000 {
