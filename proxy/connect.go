@@ -52,7 +52,7 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 		}
 		ev.up += int64(n)
 	}
-	u, d, err := splice(uc, up)
+	u, d, err := splice(s.bufs, uc, up)
 	ev.up += u
 	ev.down += d
 	ev.err = err

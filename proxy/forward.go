@@ -35,6 +35,7 @@ func forwardInfoOf(ctx context.Context) *forwardInfo {
 // request from the request's context.
 func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
+		BufferPool: s.bufs,
 		// httputil strips hop-by-hop headers and those the Connection
 		// header names (P2) before Rewrite, and sets Upgrade again for an
 		// upgrade request; Rewrite drops it again for any upgrade but

@@ -88,7 +88,7 @@ type UpstreamOptions struct {
 	AltSvcBrokenBackoff time.Duration
 
 	// Logger receives pool events: an auto route moving to HTTP/3 or back
-	// to TCP. Default: none.
+	// to TCP. Server.New sets it to Options.Logger.
 	Logger zerolog.Logger
 }
 

@@ -40,6 +40,9 @@ type Options struct {
 	Audit zerolog.Logger
 	// Upstream tunes upstream connections; zero values take defaults.
 	Upstream UpstreamOptions
+	// CopyBufferSize is the buffer for copying tunnels, raw sockets and
+	// HTTP bodies. Default DefaultCopyBufferSize (32 KiB).
+	CopyBufferSize int
 	// Limits bound headers, time, streams, connections and bodies; zero
 	// values take Envoy-like defaults (see Limits).
 	Limits
@@ -56,6 +59,7 @@ type Server struct {
 	rp     *httputil.ReverseProxy
 	conns  tracker    // hijacked connections: tunnels, WebSockets, raw sockets
 	live   liveConns  // tunnels and raw connections, re-decided on reload
+	bufs   *bufferPool
 	counts connCounts // open client connections, for the limits
 
 	mu        sync.Mutex
@@ -73,8 +77,9 @@ func New(opts Options, st *State) (*Server, error) {
 		return nil, errors.New("proxy: a State is required")
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{})}
+	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize)}
 	s.state.Store(st)
+	opts.Upstream.Logger = opts.Logger // auto's protocol switches and fallbacks
 	s.pools = newPools(opts.Identities, opts.Upstream)
 	s.rp = s.newReverseProxy()
 	// HTTP/1.1 and prior-knowledge HTTP/2 cleartext share the main socket,

@@ -8,11 +8,6 @@ import (
 	"sync"
 )
 
-// copyBufSize is the copy loop's buffer: larger than a TLS record (16 KiB)
-// so one read can fill a full record.
-const copyBufSize = 32 << 10
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // closeWriter is a connection that can half-close: *net.UnixConn,
 // *net.TCPConn and *tls.Conn (close_notify) all can.
@@ -26,7 +21,7 @@ type closeWriter interface {
 // end of the stream; on an error in either direction it closes both so the
 // other copier stops too. It returns the bytes moved each way and the first
 // error, labelled by direction.
-func splice(client, upstream closeWriter) (up, down int64, err error) {
+func splice(bufs *bufferPool, client, upstream closeWriter) (up, down int64, err error) {
 	var wg sync.WaitGroup
 	var upErr, downErr error
 	var once sync.Once
@@ -39,14 +34,14 @@ func splice(client, upstream closeWriter) (up, down int64, err error) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		up, upErr = copyHalf(upstream, client)
+		up, upErr = copyHalf(bufs, upstream, client)
 		if upErr != nil {
 			abort()
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		down, downErr = copyHalf(client, upstream)
+		down, downErr = copyHalf(bufs, client, upstream)
 		if downErr != nil {
 			abort()
 		}
@@ -64,10 +59,9 @@ func splice(client, upstream closeWriter) (up, down int64, err error) {
 
 // copyHalf copies src to dst with a pooled buffer (io.CopyBuffer would
 // ignore it for destinations with ReadFrom) and half-closes dst at EOF.
-func copyHalf(dst closeWriter, src net.Conn) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+func copyHalf(bufs *bufferPool, dst closeWriter, src net.Conn) (int64, error) {
+	buf := bufs.Get()
+	defer bufs.Put(buf)
 	var n int64
 	for {
 		nr, rerr := src.Read(buf)

@@ -1,0 +1,38 @@
+package proxy
+
+import "sync"
+
+// DefaultCopyBufferSize is the copy buffer used for tunnels, raw sockets
+// and HTTP bodies: larger than a TLS record (16 KiB), so one read can fill
+// a whole record.
+const DefaultCopyBufferSize = 32 << 10
+
+// bufferPool recycles copy buffers. Without it every forwarded request
+// allocated a fresh 32 KiB buffer in httputil.ReverseProxy: most of the
+// bytes allocated per request, and the GC work that came with them. It
+// implements httputil.BufferPool.
+type bufferPool struct {
+	size int
+	p    sync.Pool
+}
+
+func newBufferPool(size int) *bufferPool {
+	if size <= 0 {
+		size = DefaultCopyBufferSize
+	}
+	bp := &bufferPool{size: size}
+	bp.p.New = func() any { b := make([]byte, size); return &b }
+	return bp
+}
+
+// Get returns a buffer of the pool's size.
+func (bp *bufferPool) Get() []byte { return *bp.p.Get().(*[]byte) }
+
+// Put returns b to the pool; buffers of another size are dropped.
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) != bp.size {
+		return
+	}
+	b = b[:bp.size]
+	bp.p.Put(&b)
+}
