@@ -57,8 +57,8 @@ type Server struct {
 	pools  *pools
 	http   *http.Server
 	rp     *httputil.ReverseProxy
-	conns  tracker    // hijacked connections: tunnels, WebSockets, raw sockets
-	live   liveConns  // tunnels and raw connections, re-decided on reload
+	conns  tracker   // hijacked connections: tunnels, WebSockets, raw sockets
+	live   liveConns // tunnels and raw connections, re-decided on reload
 	bufs   *bufferPool
 	counts connCounts // open client connections, for the limits
 

@@ -8,7 +8,6 @@ import (
 	"sync"
 )
 
-
 // closeWriter is a connection that can half-close: *net.UnixConn,
 // *net.TCPConn and *tls.Conn (close_notify) all can.
 type closeWriter interface {
