@@ -3,17 +3,25 @@
 // calling, authorises the call with a Policy, and forwards it upstream over
 // mTLS made with that workload's own SVID.
 //
-// The main socket speaks HTTP/1.1 as a forward proxy (absolute-form,
-// origin-form routed by Host, and CONNECT, inside which the client speaks
-// plaintext and procmesh originates TLS). Per-route sockets carry raw bytes.
-// Upstream connection pools and TLS session caches are keyed by (SPIFFE ID,
-// route) and never shared between identities (THREATS I5, I6).
+// The main socket speaks HTTP/1.1 and prior-knowledge HTTP/2 cleartext (so
+// gRPC clients with a unix: target work) as a forward proxy: absolute-form,
+// origin-form routed by Host, CONNECT (the client speaks plaintext inside
+// the tunnel and procmesh originates TLS) and WebSocket upgrades.
+// Per-route sockets carry raw bytes. Upstreams speak HTTP/1.1, HTTP/2,
+// HTTP/3 over QUIC, or auto (h2/h1 until Alt-Svc advertises h3). Upstream
+// connection pools, QUIC connections and TLS session caches are keyed by
+// (SPIFFE ID, route) and never shared between identities (THREATS I5, I6).
 //
-// The identity of a connection is fixed when it is accepted: attestation
-// starts at accept, and every request on the connection acts as that
-// identity. Policy is evaluated per request (HTTP) and per connection
-// (CONNECT and raw sockets). Every request and connection produces one audit
-// line naming the workload, not a source address.
+// The process behind a connection is fixed when it is accepted: attestation
+// starts at accept. Its registration entry is re-checked when the entries
+// change, and policy is evaluated per request (HTTP, on the normalised
+// path) and per connection (CONNECT and raw sockets); SetState re-decides
+// open tunnels and raw connections and closes what the new state no longer
+// allows (F6). Limits bound headers, time, streams, connections and bodies,
+// and an HTTP/1.1 framing scanner refuses the request heads that net/http
+// would let through but could be smuggled (P1). Every request and
+// connection produces one audit line naming the workload, not a source
+// address.
 //
 // The package does not read configuration files, attest processes or issue
 // certificates; it consumes those through the Resolver and tlsconf.Source
