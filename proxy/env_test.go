@@ -213,15 +213,23 @@ func (e *env) client(name string, salt string) string {
 }
 
 // run executes a client binary as uid (or as the test's own uid when uid
-// is -1) and returns its parsed results.
+// is -1) and returns its parsed results. A binary written while another
+// test forks can fail to exec with ETXTBSY until that fork has exec'd
+// (golang/go#22315); nothing ran then, so it is tried again.
 func (e *env) run(bin string, uid int, mode string, env ...string) ([]clientResult, error) {
-	cmd := e.command(bin, uid, mode, env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, errors.New(err.Error() + ": " + stderr.String())
+	for i := 0; ; i++ {
+		cmd := e.command(bin, uid, mode, env...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err == nil {
+			return parseResults(e.t, stdout.String()), nil
+		}
+		if i == 20 || !errors.Is(err, syscall.ETXTBSY) {
+			return nil, errors.New(err.Error() + ": " + stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return parseResults(e.t, stdout.String()), nil
 }
 
 func (e *env) command(bin string, uid int, mode string, env ...string) *exec.Cmd {

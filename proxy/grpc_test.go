@@ -233,7 +233,7 @@ func TestGRPCOverUnixSocket(t *testing.T) {
 
 	for _, c := range []struct{ name, bin string }{{"a", a}, {"b", b}} {
 		id := "spiffe://example.org/" + c.name
-		rs, err := e.runP(c.bin, -1, "grpc", "PM_HOST=grpc.test")
+		rs, err := e.run(c.bin, -1, "grpc", "PM_HOST=grpc.test")
 		if err != nil {
 			t.Fatal(err)
 		}

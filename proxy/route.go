@@ -133,12 +133,20 @@ func (st *State) routeForAuthority(authority string) (*Route, bool) {
 	return r, ok
 }
 
-// normalHost lower-cases a host, drops a port and a trailing dot.
+// normalHost lower-cases a host, drops a port and a trailing dot. Only
+// ASCII letters are folded: strings.ToLower would turn the Kelvin sign
+// (U+212A) into "k", so "\u212Aube.test" would reach route kube.test.
+// Configured hosts are ASCII, so a non-ASCII name matches none.
 func normalHost(authority string) string {
 	h := authority
 	if host, _, err := net.SplitHostPort(authority); err == nil {
 		h = host
 	}
-	h = strings.TrimSuffix(strings.ToLower(h), ".")
-	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	b := []byte(strings.TrimSuffix(h, "."))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(string(b), "["), "]")
 }

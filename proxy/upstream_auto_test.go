@@ -46,7 +46,7 @@ func TestUpstreamAuto(t *testing.T) {
 	t.Run("learns h3 and falls back", func(t *testing.T) {
 		up := e.startEchoWith(echo.Options{HTTP3: true, AdvertiseHTTP3: true})
 		sp := e.startProxy("auto", opts, route("auto", proxy.ProtocolAuto, up.Addr()))
-		rs, err := e.runP(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto.test/", "PM_PROTO=HTTP/3.0", "PM_N=500", "PM_GAP=10ms", "PM_AFTER=5")
+		rs, err := e.run(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto.test/", "PM_PROTO=HTTP/3.0", "PM_N=500", "PM_GAP=10ms", "PM_AFTER=5")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestUpstreamAuto(t *testing.T) {
 		}
 
 		up.StopHTTP3()
-		rs, err = e.runP(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto.test/", "PM_N=5")
+		rs, err = e.run(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto.test/", "PM_N=5")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,14 +86,14 @@ func TestUpstreamAuto(t *testing.T) {
 	t.Run("h3 unavailable stays on h2", func(t *testing.T) {
 		up := e.startEchoWith(echo.Options{AdvertiseHTTP3: true})
 		sp := e.startProxy("auto-dead", opts, route("auto-dead", proxy.ProtocolAuto, up.Addr()))
-		rs, err := e.runP(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto-dead.test/", "PM_N=1")
+		rs, err := e.run(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto-dead.test/", "PM_N=1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !waitFor(5*time.Second, func() bool { return countLines(sp.log, h3Failed) > 0 }) {
 			t.Fatalf("no %q log line:\n%s", h3Failed, sp.log)
 		}
-		more, err := e.runP(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto-dead.test/", "PM_N=10")
+		more, err := e.run(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto-dead.test/", "PM_N=10")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestUpstreamAuto(t *testing.T) {
 		_, port, _ := net.SplitHostPort(up.Addr())
 		up.SetAltSvc(fmt.Sprintf(`h3="localhost:%s"`, port))
 		sp := e.startProxy("auto-other", opts, route("auto-other", proxy.ProtocolAuto, up.Addr()))
-		rs, err := e.runP(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto-other.test/", "PM_N=30", "PM_GAP=10ms")
+		rs, err := e.run(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto-other.test/", "PM_N=30", "PM_GAP=10ms")
 		if err != nil {
 			t.Fatal(err)
 		}

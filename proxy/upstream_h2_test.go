@@ -37,7 +37,7 @@ func TestUpstreamHTTP2_RequiresH2(t *testing.T) {
 		"h1only.test": "no application protocol",
 		"noalpn.test": "did not negotiate HTTP/2",
 	} {
-		rs, err := e.runP(a, -1, "origin", "PM_URL=http://"+host+"/")
+		rs, err := e.run(a, -1, "origin", "PM_URL=http://"+host+"/")
 		if err != nil {
 			t.Fatal(err)
 		}

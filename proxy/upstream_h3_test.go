@@ -25,7 +25,7 @@ func TestUpstreamHTTP3(t *testing.T) {
 	interleaved(t, e, up, "echo-h3.test", "HTTP/3.0", 2, 10, a, b)
 
 	// A CONNECT tunnel to an http3 route is TCP+TLS offering http/1.1.
-	rs, err := e.runP(a, -1, "connect", "PM_URL=http://echo-h3.test/tunnel")
+	rs, err := e.run(a, -1, "connect", "PM_URL=http://echo-h3.test/tunnel")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestUpstreamHTTP3_Unreachable(t *testing.T) {
 	e, a := oneClient(t, envOptions{defaultAllow: true})
 	sp := e.startProxy("h3dead", proxy.UpstreamOptions{DialTimeout: 300 * time.Millisecond},
 		route("dead", proxy.ProtocolHTTP3, e.echo.Addr())) // TCP only
-	rs, err := e.runP(a, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://dead.test/")
+	rs, err := e.run(a, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://dead.test/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestUpstreamHTTP3_ResponseHeaderTimeout(t *testing.T) {
 	sp := e.startProxy("h3slow", proxy.UpstreamOptions{ResponseHeaderTimeout: 200 * time.Millisecond},
 		route("slow", proxy.ProtocolHTTP3, ln.Addr().String()))
 	start := time.Now()
-	rs, err := e.runP(a, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://slow.test/")
+	rs, err := e.run(a, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://slow.test/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestThreat_I6_QUICSessionPerIdentity(t *testing.T) {
 	sp := e.startProxy("h3idle", proxy.UpstreamOptions{QUICMaxIdleTimeout: 150 * time.Millisecond},
 		route("idle", proxy.ProtocolHTTP3, up.Addr()))
 	get := func(name, bin string) upstreamReply {
-		rs, err := e.runP(bin, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://idle.test/who/"+name)
+		rs, err := e.run(bin, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://idle.test/who/"+name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -80,19 +80,6 @@ func runPollClient() error {
 	return nil
 }
 
-// runP is e.run for tests that run in parallel: a client binary written
-// while another test forks can fail to exec with ETXTBSY until that fork
-// has exec'd (golang/go#22315); nothing ran, so it is tried again.
-func (e *env) runP(bin string, uid int, mode string, env ...string) ([]clientResult, error) {
-	for i := 0; ; i++ {
-		rs, err := e.run(bin, uid, mode, env...)
-		if err == nil || i == 20 || !strings.Contains(err.Error(), "text file busy") {
-			return rs, err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // upstreamReply is echo's answer, with the protocol it saw.
 type upstreamReply struct {
 	echoReply
@@ -231,7 +218,7 @@ func interleaved(t *testing.T, e *env, srv *echo.Server, host, proto string, pro
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				rs, err := e.runP(c.bin, -1, "origin", "PM_URL=http://"+host+"/who/"+c.name, "PM_N="+strconv.Itoa(n))
+				rs, err := e.run(c.bin, -1, "origin", "PM_URL=http://"+host+"/who/"+c.name, "PM_N="+strconv.Itoa(n))
 				if err != nil {
 					t.Errorf("client %s: %v", c.name, err)
 					return
