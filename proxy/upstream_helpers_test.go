@@ -123,19 +123,7 @@ func route(name, proto, addr string) proxy.Route {
 // withRoutes gives srv the env's routes plus extra, every caller allowed.
 func (e *env) withRoutes(srv *proxy.Server, extra ...proxy.Route) {
 	e.t.Helper()
-	pol, err := policy.New(true, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	routes := append([]proxy.Route{
-		{Name: "echo", Host: "echo.test", Upstream: e.echo.Addr(), ServerID: echoID, Protocol: proxy.ProtocolHTTP1},
-		{Name: "echo-raw", Host: "echo-raw.test", Upstream: e.raw.Addr(), ServerID: echoID, Protocol: proxy.ProtocolTCP},
-	}, extra...)
-	st, err := proxy.NewState(routes, pol)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	srv.SetState(st)
+	srv.SetState(e.statePlus(extra...))
 }
 
 // secondProxy is another data plane over the env's resolver and identity

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -46,6 +47,28 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
 		return nil, false
 	}
 	return cfg, true
+}
+
+// newFlagSet returns a command's flag set, with -config, writing its usage
+// and errors to stderr.
+func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs, fs.String("config", "/etc/procmesh/procmesh.yaml", "config file")
+}
+
+// parseAndLoad parses args and loads the config -config names. On failure
+// it returns a nil config and the exit code: 2 for bad flags, 1 for a bad
+// config.
+func parseAndLoad(fs *flag.FlagSet, path *string, args []string, stderr io.Writer) (*config.Config, int) {
+	if err := fs.Parse(args); err != nil {
+		return nil, 2
+	}
+	cfg, ok := loadConfig(*path, stderr)
+	if !ok {
+		return nil, 1
+	}
+	return cfg, 0
 }
 
 // printErrors prints each error joined in err on its own line.

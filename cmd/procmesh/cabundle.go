@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
@@ -12,15 +11,10 @@ import (
 // creating the built-in CA first if it does not exist yet. Upstreams that
 // should accept procmesh's workloads trust this bundle.
 func cmdCABundle(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ca bundle", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/procmesh/procmesh.yaml", "config file")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, ok := loadConfig(*path, stderr)
-	if !ok {
-		return 1
+	fs, path := newFlagSet("ca bundle", stderr)
+	cfg, code := parseAndLoad(fs, path, args, stderr)
+	if cfg == nil {
+		return code
 	}
 	ca, err := loadCA(cfg, zerolog.Nop())
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 )
@@ -13,15 +12,10 @@ import (
 // route, audit mode under default allow) are errors at the rule's line:
 // config.Load builds the policy the way run does.
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/procmesh/procmesh.yaml", "config file")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, ok := loadConfig(*path, stderr)
-	if !ok {
-		return 1
+	fs, path := newFlagSet("check", stderr)
+	cfg, code := parseAndLoad(fs, path, args, stderr)
+	if cfg == nil {
+		return code
 	}
 	if _, err := buildRegistry(cfg); err != nil {
 		printErrors(stderr, err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,9 +23,7 @@ import (
 // would, path normalisation included, and shows every rule it tried. It
 // reads the same /proc data the proxy reads at connect.
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/procmesh/procmesh.yaml", "config file")
+	fs, path := newFlagSet("explain", stderr)
 	pid := fs.Int("pid", 0, "process to explain")
 	rawURL := fs.String("url", "", "explain one request to this URL, like http://echo.test/public/x")
 	method := fs.String("method", "", "the request's method (default GET); CONNECT explains a tunnel")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,16 +23,11 @@ import (
 // cmdRun serves until SIGTERM or SIGINT, then drains in-flight work for up
 // to -drain-timeout and exits 0 (THREATS F7).
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/procmesh/procmesh.yaml", "config file")
+	fs, path := newFlagSet("run", stderr)
 	drain := fs.Duration("drain-timeout", 0, "how long SIGTERM waits for in-flight work (default: shutdown.drain_timeout, 30s)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, ok := loadConfig(*path, stderr)
-	if !ok {
-		return 1
+	cfg, code := parseAndLoad(fs, path, args, stderr)
+	if cfg == nil {
+		return code
 	}
 	log, closer, err := newLogger(cfg, stderr)
 	if err != nil {
