@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -106,7 +107,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 
 // forward sends one request to route over the workload's pooled mTLS
 // connections and copies the response back, within the stream limits.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Identity, route *Route, ev *auditEvent) {
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Identity, route *Route, preq policy.Request, ev *auditEvent) {
 	lim := s.opts.Limits
 	if lim.MaxRequestBodyBytes > 0 && r.ContentLength > lim.MaxRequestBodyBytes {
 		e := bodyTooLarge(lim.MaxRequestBodyBytes)
@@ -117,8 +118,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 		writeError(w, e.status, e.message())
 		return
 	}
+	// A reload that no longer allows this request (or its identity) ends
+	// it, WebSocket sessions included: ReverseProxy closes an upgraded
+	// connection when the request's context ends (F6).
+	rctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer s.live.add(&liveConn{conn: cancelCloser(cancel), id: id, req: preq})()
 	cw := &countingWriter{ResponseWriter: w}
-	ctx, timer := newStreamTimer(r.Context(), cw, lim)
+	ctx, timer := newStreamTimer(rctx, cw, lim)
 	defer timer.stop()
 	cw.timer = timer
 	body := &countingReader{r: r.Body, timer: timer, limit: lim.MaxRequestBodyBytes}
@@ -219,3 +226,11 @@ func headerFields(h http.Header) int {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// cancelCloser adapts a context's cancel func to io.Closer for liveConns.
+type cancelCloser context.CancelFunc
+
+func (c cancelCloser) Close() error {
+	c()
+	return nil
+}

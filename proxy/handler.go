@@ -114,7 +114,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ev.status, fmt.Sprintf("procmesh: route %q speaks %s, not HTTP; use CONNECT or its own socket\n", route.Name, route.Protocol))
 		return
 	}
-	s.forward(w, r, id, route, ev)
+	s.forward(w, r, id, route, req, ev)
 }
 
 // routeFor finds the route a request names: the host of an absolute-form

@@ -10,8 +10,10 @@ import (
 	"github.com/procmesh/procmesh/workload"
 )
 
-// liveConn is a CONNECT tunnel or raw-socket connection. Policy allowed it
-// once, for its whole life, so a reload must decide it again (THREATS F6).
+// liveConn is a CONNECT tunnel, raw-socket connection or forwarded request
+// (WebSocket sessions included) in progress. Policy allowed it once, for
+// its whole life, so a reload must decide it again (THREATS F6); conn ends
+// it.
 type liveConn struct {
 	conn io.Closer
 	id   *workload.Identity
