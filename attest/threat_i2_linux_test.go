@@ -57,13 +57,7 @@ func TestThreat_I2_PIDExit(t *testing.T) {
 // same executable under the same uid, so only the pidfd or the start time
 // tells them apart. Attestation must fail, never describe the new owner.
 func TestThreat_I2_PIDReuse(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		opts      Options
-		during    bool // reuse in beforeVerify rather than before Attest
-		readTicks bool // keep the "started after ReadPeer" check
-		fresh     bool // take the Fingerprint after the reuse
-	}{
+	for _, tc := range []pidReuseCase{
 		// The pidfd alone (readTicks cleared) refuses the new owner.
 		{name: "pidfd/before attest"},
 		{name: "pidfd/during attest", during: true},
@@ -76,48 +70,77 @@ func TestThreat_I2_PIDReuse(t *testing.T) {
 		{name: "start time/fingerprint after reuse", opts: Options{DisablePIDFD: true}, readTicks: true, fresh: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := New(tc.opts)
-			c := spawn(t, spawnOpts{})
-			p := c.peer(true)
-			if !tc.readTicks {
-				p.readTicks = 0
-			}
-			fp, err := a.Fingerprint(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var reused *child
-			reuse := func() {
-				waitTickAfter(t, max(fp.StartTime, p.readTicks))
-				reused = spawnAtPID(t, c, bins.a)
-			}
-			if tc.fresh {
-				reuse()
-				fp2, err := a.Fingerprint(p)
-				if !errors.Is(err, ErrPeerGone) {
-					t.Fatalf("Fingerprint after PID reuse: %+v, %v; want ErrPeerGone", fp2, err)
+			// Another test package may take the freed PID between
+			// ns_last_pid and our fork; then start over with a new victim.
+			for attempt := 1; !tc.run(t); attempt++ {
+				if attempt == 10 {
+					t.Fatal("another process took the freed PID 10 times running")
 				}
-				checkOnlyStartTimeDiffers(t, a, fp, reused)
-				return
 			}
-			if tc.during {
-				a.beforeVerify = reuse
-			} else {
-				reuse()
-			}
-			proc, err := a.Attest(p, fp)
-			if reused == nil {
-				t.Fatal("reuse hook not called")
-			}
-			if !errors.Is(err, ErrPeerGone) || proc != nil {
-				t.Fatalf("Attest after PID reuse: %+v, %v; want ErrPeerGone", proc, err)
-			}
-			if a.Alive(fp) {
-				t.Error("Alive = true for a reused PID")
-			}
-			checkOnlyStartTimeDiffers(t, a, fp, reused)
 		})
 	}
+}
+
+type pidReuseCase struct {
+	name      string
+	opts      Options
+	during    bool // reuse in beforeVerify rather than before Attest
+	readTicks bool // keep the "started after ReadPeer" check
+	fresh     bool // take the Fingerprint after the reuse
+}
+
+// run runs the case once; it reports false when another process took the
+// freed PID, so nothing was tested.
+func (tc pidReuseCase) run(t *testing.T) bool {
+	t.Helper()
+	a := New(tc.opts)
+	c := spawn(t, spawnOpts{})
+	p := c.peer(true)
+	if !tc.readTicks {
+		p.readTicks = 0
+	}
+	fp, err := a.Fingerprint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reused *child
+	called := false
+	reuse := func() {
+		called = true
+		waitTickAfter(t, max(fp.StartTime, p.readTicks))
+		reused = spawnAtPID(t, c, bins.a)
+	}
+	if tc.fresh {
+		if reuse(); reused == nil {
+			return false
+		}
+		fp2, err := a.Fingerprint(p)
+		if !errors.Is(err, ErrPeerGone) {
+			t.Fatalf("Fingerprint after PID reuse: %+v, %v; want ErrPeerGone", fp2, err)
+		}
+		checkOnlyStartTimeDiffers(t, a, fp, reused)
+		return true
+	}
+	if tc.during {
+		a.beforeVerify = reuse
+	} else {
+		reuse()
+	}
+	proc, err := a.Attest(p, fp)
+	if !called {
+		t.Fatal("reuse hook not called")
+	}
+	if reused == nil {
+		return false
+	}
+	if !errors.Is(err, ErrPeerGone) || proc != nil {
+		t.Fatalf("Attest after PID reuse: %+v, %v; want ErrPeerGone", proc, err)
+	}
+	if a.Alive(fp) {
+		t.Error("Alive = true for a reused PID")
+	}
+	checkOnlyStartTimeDiffers(t, a, fp, reused)
+	return true
 }
 
 // checkOnlyStartTimeDiffers shows the new owner of fp's PID differs from fp
