@@ -63,6 +63,8 @@ const (
 	DefaultMaxIdlePerPool        = 64
 	DefaultResponseHeaderTimeout = 0 // off
 	DefaultHTTP2ReadIdleTimeout  = 30 * time.Second
+	DefaultCopyBufferSize        = 32 << 10 // above a 16 KiB TLS record
+	DefaultGCPercent             = 100      // Go's
 
 	DefaultQUICMaxIncomingStreams         = 100 // quic-go's
 	DefaultQUICIdleTimeout                = 30 * time.Second
@@ -99,6 +101,7 @@ type Config struct {
 	Upstream     Upstream
 	Reload       Reload
 	Shutdown     Shutdown
+	Runtime      Runtime
 	Log          Log
 }
 
@@ -212,7 +215,15 @@ type Upstream struct {
 	MaxIdlePerPool        int           // default 64; 1-10000; per (identity, route) pool
 	ResponseHeaderTimeout time.Duration // default 0 = off; else 1s-1h
 	HTTP2ReadIdleTimeout  time.Duration // default 30s; 1s-1h; ping an HTTP/2 connection silent this long
+	CopyBufferSize        int64         // default 32KiB; 4KiB-1MiB; per copy in flight (tunnels, raw sockets, bodies)
 	QUIC                  QUIC
+}
+
+// Runtime tunes the Go runtime procmesh runs on. It applies at start only.
+type Runtime struct {
+	MaxProcs    int   // key max_procs; default 0 = every CPU the process may use (GOMAXPROCS)
+	GCPercent   int   // key gc_percent; default 100 (Go's); 10-10000; higher trades memory for CPU
+	MemoryLimit int64 // key memory_limit; default 0 = none; soft limit (GOMEMLIMIT), 16MiB-1TiB
 }
 
 // QUIC tunes HTTP/3 upstream connections (quic-go's Config).

@@ -15,7 +15,7 @@ import (
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "cache", "trust_bundles[]",
 		"workloads[]", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
-		"reload", "shutdown", "log"}
+		"reload", "shutdown", "runtime", "log"}
 }
 
 // keys lists the keys a section accepts, in the order messages show them.
@@ -23,7 +23,7 @@ func keys(section string) []string {
 	switch section {
 	case "":
 		return []string{"trust_domain", "listen", "identity", "cache", "trust_bundles",
-			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "log"}
+			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
 	case "listen":
 		return []string{"socket", "mode", "group"}
 	case "identity":
@@ -49,7 +49,7 @@ func keys(section string) []string {
 			"max_concurrent_streams", "max_connections", "max_connections_per_identity", "max_request_body_bytes"}
 	case "upstream":
 		return []string{"connect_timeout", "idle_timeout", "max_idle_per_pool", "response_header_timeout",
-			"http2_read_idle_timeout", "quic"}
+			"http2_read_idle_timeout", "copy_buffer_size", "quic"}
 	case "upstream.quic":
 		return []string{"max_incoming_streams", "idle_timeout", "keep_alive_period",
 			"max_stream_receive_window", "max_connection_receive_window"}
@@ -57,6 +57,8 @@ func keys(section string) []string {
 		return []string{"watch", "debounce"}
 	case "shutdown":
 		return []string{"drain_timeout"}
+	case "runtime":
+		return []string{"max_procs", "gc_percent", "memory_limit"}
 	case "log":
 		return []string{"level", "file"}
 	}
@@ -126,6 +128,13 @@ func (w *walker) decode(root *yaml.Node) *Config {
 	}
 	if f, ok := w.mapping(top.get("shutdown"), "shutdown", keys("shutdown")...); ok {
 		c.Shutdown.DrainTimeout, _ = w.duration(f.get("drain_timeout"), f.key("drain_timeout"), time.Second, time.Hour)
+	}
+	if f, ok := w.mapping(top.get("runtime"), "runtime", keys("runtime")...); ok {
+		if v := f.get("max_procs"); v != nil {
+			c.Runtime.MaxProcs, _ = w.integer(v, f.key("max_procs"), 0, 4096)
+		}
+		c.Runtime.GCPercent, _ = w.integer(f.get("gc_percent"), f.key("gc_percent"), 10, 10000)
+		c.Runtime.MemoryLimit, _ = w.size(f.get("memory_limit"), f.key("memory_limit"), 16*mib, 1<<40, true)
 	}
 	if f, ok := w.mapping(top.get("log"), "log", keys("log")...); ok {
 		c.Log.Level, _ = w.logLevel(f.get("level"), f.key("level"))

@@ -49,6 +49,7 @@ func (w *walker) upstream(n *yaml.Node, u *Upstream) {
 	u.MaxIdlePerPool, _ = w.integer(f.get("max_idle_per_pool"), f.key("max_idle_per_pool"), 1, 10000)
 	u.ResponseHeaderTimeout, _ = w.durationOrOff(f.get("response_header_timeout"), f.key("response_header_timeout"), time.Second, time.Hour)
 	u.HTTP2ReadIdleTimeout, _ = w.duration(f.get("http2_read_idle_timeout"), f.key("http2_read_idle_timeout"), time.Second, time.Hour)
+	u.CopyBufferSize, _ = w.size(f.get("copy_buffer_size"), f.key("copy_buffer_size"), 4*kib, mib, false)
 	q, ok := w.mapping(f.get("quic"), "upstream.quic", keys("upstream.quic")...)
 	if !ok {
 		return

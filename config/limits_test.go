@@ -9,6 +9,12 @@ import (
 func TestLimitErrors(t *testing.T) {
 	const head = "trust_domain: example.org\n"
 	tests := []struct{ name, src, want string }{
+		{"copy buffer below", head + "upstream: {copy_buffer_size: 1KiB}\n",
+			"test.yaml:2: upstream.copy_buffer_size: 1KiB is not between 4KiB and 1MiB"},
+		{"gc percent", head + "runtime: {gc_percent: 5}\n",
+			"test.yaml:2: runtime.gc_percent: 5 is not between 10 and 10000"},
+		{"memory limit small", head + "runtime: {memory_limit: 1MiB}\n",
+			"test.yaml:2: runtime.memory_limit: 1MiB is not between 16MiB and 1TiB (0 turns it off)"},
 		{"size below", head + "limits: {max_request_header_bytes: 100}\n",
 			"test.yaml:2: limits.max_request_header_bytes: 100 is not between 1KiB and 8MiB"},
 		{"size above", head + "limits: {max_response_header_bytes: 16MiB}\n",

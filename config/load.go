@@ -195,6 +195,8 @@ func (c *Config) applyLimitDefaults() {
 	setDur(&u.IdleTimeout, DefaultUpstreamIdleTimeout)
 	setInt(&u.MaxIdlePerPool, DefaultMaxIdlePerPool)
 	setDur(&u.HTTP2ReadIdleTimeout, DefaultHTTP2ReadIdleTimeout)
+	setSize(&u.CopyBufferSize, DefaultCopyBufferSize)
+	setInt(&c.Runtime.GCPercent, DefaultGCPercent)
 	q := &c.Upstream.QUIC
 	setSize(&q.MaxIncomingStreams, DefaultQUICMaxIncomingStreams)
 	setDur(&q.IdleTimeout, DefaultQUICIdleTimeout)

@@ -75,12 +75,13 @@ func TestLoadFull(t *testing.T) {
 		},
 		Upstream: Upstream{
 			ConnectTimeout: 2500 * time.Millisecond, IdleTimeout: time.Minute, MaxIdlePerPool: 8,
-			ResponseHeaderTimeout: 20 * time.Second, HTTP2ReadIdleTimeout: 45 * time.Second,
+			ResponseHeaderTimeout: 20 * time.Second, HTTP2ReadIdleTimeout: 45 * time.Second, CopyBufferSize: 64 << 10,
 			QUIC: QUIC{MaxIncomingStreams: 500, IdleTimeout: time.Minute, KeepAlivePeriod: 20 * time.Second,
-				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 91},
+				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 92},
 		},
 		Reload:   Reload{Watch: false, Debounce: 2 * time.Second},
 		Shutdown: Shutdown{DrainTimeout: 5 * time.Minute},
+		Runtime:  Runtime{MaxProcs: 2, GCPercent: 400, MemoryLimit: 256 << 20},
 		Log:      Log{Level: zerolog.DebugLevel, File: "/var/log/procmesh.json"},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -117,12 +118,13 @@ func TestDefaults(t *testing.T) {
 		},
 		Upstream: Upstream{
 			ConnectTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxIdlePerPool: 64,
-			ResponseHeaderTimeout: 0, HTTP2ReadIdleTimeout: 30 * time.Second,
+			ResponseHeaderTimeout: 0, HTTP2ReadIdleTimeout: 30 * time.Second, CopyBufferSize: 32 << 10,
 			QUIC: QUIC{MaxIncomingStreams: 100, IdleTimeout: 30 * time.Second, KeepAlivePeriod: 15 * time.Second,
 				MaxStreamReceiveWindow: 6 << 20, MaxConnectionReceiveWindow: 15 << 20},
 		},
 		Reload:   Reload{Watch: true, Debounce: 500 * time.Millisecond},
 		Shutdown: Shutdown{DrainTimeout: 30 * time.Second},
+		Runtime:  Runtime{GCPercent: 100},
 		Log:      Log{Level: zerolog.InfoLevel},
 	}
 	if !reflect.DeepEqual(c, want) {

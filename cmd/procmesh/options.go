@@ -13,10 +13,11 @@ import (
 func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options {
 	l, u := cfg.Limits, cfg.Upstream
 	return proxy.Options{
-		Resolver:   n.resolver,
-		Identities: n.store,
-		Logger:     log,
-		Audit:      log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
+		Resolver:       n.resolver,
+		Identities:     n.store,
+		Logger:         log,
+		CopyBufferSize: int(u.CopyBufferSize),
+		Audit:          log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
 		Limits: proxy.Limits{
 			MaxRequestHeaderBytes:     int(l.MaxRequestHeaderBytes),
 			MaxRequestHeaders:         l.MaxRequestHeaders,

@@ -110,6 +110,9 @@ func restartOnly(old, cfg *config.Config) []string {
 		"identity":     {old.Identity, cfg.Identity},
 		"cache":        {old.Cache, cfg.Cache},
 		"log":          {old.Log, cfg.Log},
+		"limits":       {old.Limits, cfg.Limits},
+		"upstream":     {old.Upstream, cfg.Upstream},
+		"runtime":      {old.Runtime, cfg.Runtime},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			keys = append(keys, key)

@@ -117,6 +117,7 @@ func (rn *running) stop(drain time.Duration) error {
 // serve runs cfg until SIGTERM or SIGINT; SIGHUP and, if watching is on,
 // a changed file reload it.
 func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Logger) error {
+	applyRuntime(cfg.Runtime, log)
 	rn, err := start(path, cfg, log)
 	if err != nil {
 		return err

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/rs/zerolog"
+
+	"github.com/procmesh/procmesh/config"
+)
+
+// applyRuntime sets GOMAXPROCS, the GC percentage and the memory limit from
+// the runtime section. The Go environment variables (GOMAXPROCS, GOGC,
+// GOMEMLIMIT) win over the file, so an operator can still try a value on
+// one node without editing it.
+func applyRuntime(r config.Runtime, log zerolog.Logger) {
+	if r.MaxProcs > 0 && os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(r.MaxProcs)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(r.GCPercent)
+	}
+	if r.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(r.MemoryLimit)
+	}
+	log.Debug().Int("gomaxprocs", runtime.GOMAXPROCS(0)).Int("gc_percent", r.GCPercent).
+		Int64("memory_limit", r.MemoryLimit).Msg("runtime settings")
+}
