@@ -115,27 +115,42 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	main, err := proxy.Listen(proxy.ListenOptions{Path: e.sock, Mode: 0o666, GID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := proxy.Listen(proxy.ListenOptions{Path: e.rawSock, Mode: 0o666, GID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.serve(e.srv, e.sock, e.rawSock)
+	return e
+}
+
+// serve listens on sock (the forward proxy) and, when rawSock is set, on
+// rawSock (route echo-raw's raw socket), serves srv on them, and shuts it
+// down when the test ends.
+func (e *env) serve(srv *proxy.Server, sock, rawSock string) {
+	e.t.Helper()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); e.srv.Serve(main) }()
-	go func() { defer wg.Done(); e.srv.ServeRaw(raw, "echo-raw") }()
-	t.Cleanup(func() {
+	var sockets []*proxy.Socket
+	listen := func(path string) *proxy.Socket {
+		s, err := proxy.Listen(proxy.ListenOptions{Path: path, Mode: 0o666, GID: -1})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		sockets = append(sockets, s)
+		return s
+	}
+	main := listen(sock)
+	wg.Add(1)
+	go func() { defer wg.Done(); srv.Serve(main) }()
+	if rawSock != "" {
+		raw := listen(rawSock)
+		wg.Add(1)
+		go func() { defer wg.Done(); srv.ServeRaw(raw, "echo-raw") }()
+	}
+	e.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		e.srv.Shutdown(ctx)
+		srv.Shutdown(ctx)
 		wg.Wait()
-		main.Close()
-		raw.Close()
+		for _, s := range sockets {
+			s.Close()
+		}
 	})
-	return e
 }
 
 // setEntries replaces the registration entries (the client binaries live

@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -63,26 +62,7 @@ func (e *env) startLimitedUp(name string, lim proxy.Limits, up proxy.UpstreamOpt
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	main, err := proxy.Listen(proxy.ListenOptions{Path: lp.sock, Mode: 0o666, GID: -1})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	raw, err := proxy.Listen(proxy.ListenOptions{Path: lp.rawSock, Mode: 0o666, GID: -1})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); lp.srv.Serve(main) }()
-	go func() { defer wg.Done(); lp.srv.ServeRaw(raw, "echo-raw") }()
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		lp.srv.Shutdown(ctx)
-		wg.Wait()
-		main.Close()
-		raw.Close()
-	})
+	e.serve(lp.srv, lp.sock, lp.rawSock)
 	return lp
 }
 

@@ -150,20 +150,7 @@ func (e *env) startProxy(name string, o proxy.UpstreamOptions, routes ...proxy.R
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	l, err := proxy.Listen(proxy.ListenOptions{Path: sp.sock, Mode: 0o666, GID: -1})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); sp.srv.Serve(l) }()
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sp.srv.Shutdown(ctx)
-		wg.Wait()
-		l.Close()
-	})
+	e.serve(sp.srv, sp.sock, "")
 	return sp
 }
 
