@@ -118,15 +118,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 		writeError(w, e.status, e.message())
 		return
 	}
-	// A reload that no longer allows this request (or its identity) ends
-	// it, WebSocket sessions included: ReverseProxy closes an upgraded
-	// connection when the request's context ends (F6).
-	rctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer s.live.add(&liveConn{conn: cancelCloser(cancel), id: id, req: preq})()
 	cw := &countingWriter{ResponseWriter: w}
-	ctx, timer := newStreamTimer(rctx, cw, lim)
+	ctx, timer := newStreamTimer(r.Context(), cw, lim)
 	defer timer.stop()
+	// A reload that no longer allows this request (or its identity) ends
+	// it through the timer's context, WebSocket sessions included:
+	// ReverseProxy closes an upgraded connection when the request's
+	// context ends (F6).
+	defer s.live.add(&liveConn{conn: timer, id: id, req: preq})()
 	cw.timer = timer
 	body := &countingReader{r: r.Body, timer: timer, limit: lim.MaxRequestBodyBytes}
 	fi := &forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}
@@ -226,11 +225,3 @@ func headerFields(h http.Header) int {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// cancelCloser adapts a context's cancel func to io.Closer for liveConns.
-type cancelCloser context.CancelFunc
-
-func (c cancelCloser) Close() error {
-	c()
-	return nil
-}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -47,6 +48,15 @@ func newStreamTimer(ctx context.Context, w http.ResponseWriter, l Limits) (conte
 		t.reqT = time.AfterFunc(l.RequestTimeout, func() { t.fire(lim) })
 	}
 	return ctx, t
+}
+
+// errNoLongerAllowed ends a request that a reload no longer allows.
+var errNoLongerAllowed = errors.New("proxy: the reloaded config no longer allows this request")
+
+// Close ends the request now (liveConns calls it on reload).
+func (t *streamTimer) Close() error {
+	t.cancel(errNoLongerAllowed)
+	return nil
 }
 
 // touch records that bytes moved.
