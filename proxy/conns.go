@@ -121,7 +121,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			if len(c.ready) == 0 {
 				// Nothing held between reads: an idle keep-alive
 				// connection keeps no buffer.
-				putScanBuf(c.rbuf)
+				c.srv.scanBufs.Put(c.rbuf)
 				c.ready, c.rbuf = nil, nil
 			}
 			c.count(&c.up, n)
@@ -142,13 +142,13 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			c.count(&c.up, n)
 			return n, err
 		}
-		buf := getScanBuf()
+		buf := c.srv.scanBufs.Get()
 		c.mu.Unlock()
 		n, err := c.UnixConn.Read(buf)
 		c.mu.Lock()
 		if n > 0 {
 			if c.rbuf == nil {
-				c.rbuf = getScanBuf()
+				c.rbuf = c.srv.scanBufs.Get()
 				c.ready = c.rbuf[:0]
 			}
 			var ferr error
@@ -158,7 +158,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			}
 			c.headDeadline()
 		}
-		putScanBuf(buf)
+		c.srv.scanBufs.Put(buf)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -174,20 +174,10 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	}
 }
 
-// The scanner's read buffers, pooled: a connection holds one only while a
-// read is in progress or released bytes wait to be read.
-var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanBufSize); return &b }}
-
+// scanBufSize is the scanner's read buffer (Server.scanBufs, pooled): a
+// connection holds one only while a read is in progress or released bytes
+// wait to be read.
 const scanBufSize = 4 << 10
-
-func getScanBuf() []byte { return (*scanBufs.Get().(*[]byte))[:scanBufSize] }
-
-func putScanBuf(b []byte) {
-	if cap(b) == scanBufSize {
-		b = b[:scanBufSize]
-		scanBufs.Put(&b)
-	}
-}
 
 // framingError is the scanner's verdict on a broken body, if any.
 func (c *clientConn) framingError() error {

@@ -52,15 +52,18 @@ type Options struct {
 // and ServeRaw, swap its routes and policy with SetState, stop it with
 // Shutdown.
 type Server struct {
-	opts   Options
-	state  atomic.Pointer[State]
-	pools  *pools
-	http   *http.Server
-	rp     *httputil.ReverseProxy
-	conns  tracker   // hijacked connections: tunnels, WebSockets, raw sockets
-	live   liveConns // tunnels and raw connections, re-decided on reload
-	bufs   *bufferPool
-	counts connCounts // open client connections, for the limits
+	opts  Options
+	state atomic.Pointer[State]
+	pools *pools
+	http  *http.Server
+	rp    *httputil.ReverseProxy
+	conns tracker     // hijacked connections: tunnels, WebSockets, raw sockets
+	live  liveConns   // tunnels and raw connections, re-decided on reload
+	bufs  *bufferPool // copy buffers
+	// scanBufs are the HTTP/1.1 scanner's read buffers, held only while a
+	// request head is being read, so an idle connection holds none.
+	scanBufs *bufferPool
+	counts   connCounts // open client connections, for the limits
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -77,7 +80,7 @@ func New(opts Options, st *State) (*Server, error) {
 		return nil, errors.New("proxy: a State is required")
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize)}
+	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize)}
 	s.state.Store(st)
 	opts.Upstream.Logger = opts.Logger // auto's protocol switches and fallbacks
 	s.pools = newPools(opts.Identities, opts.Upstream)
