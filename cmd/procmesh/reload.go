@@ -103,6 +103,11 @@ func flatten(err error) []error {
 // restartOnly names the keys that differ between the config procmesh
 // started with and cfg but cannot change while it runs.
 func restartOnly(old, cfg *config.Config) []string {
+	// Line numbers move when lines above them do; they are not settings.
+	oldLimits, newLimits := old.Limits, cfg.Limits
+	oldLimits.Line, newLimits.Line = 0, 0
+	oldUp, newUp := old.Upstream, cfg.Upstream
+	oldUp.QUIC.Line, newUp.QUIC.Line = 0, 0
 	var keys []string
 	for key, pair := range map[string][2]any{
 		"trust_domain": {old.TrustDomain, cfg.TrustDomain},
@@ -110,8 +115,8 @@ func restartOnly(old, cfg *config.Config) []string {
 		"identity":     {old.Identity, cfg.Identity},
 		"cache":        {old.Cache, cfg.Cache},
 		"log":          {old.Log, cfg.Log},
-		"limits":       {old.Limits, cfg.Limits},
-		"upstream":     {old.Upstream, cfg.Upstream},
+		"limits":       {oldLimits, newLimits},
+		"upstream":     {oldUp, newUp},
 		"runtime":      {old.Runtime, cfg.Runtime},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {

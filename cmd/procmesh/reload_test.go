@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,5 +216,30 @@ func TestThreat_F5_InvalidReloadKeepsServing(t *testing.T) {
 	}
 	if status, err := e.get(e.client(), "http://echo.test/"); err != nil || status != http.StatusOK {
 		t.Fatalf("after the invalid reload: %d %v", status, err)
+	}
+}
+
+// TestRestartOnlyIgnoresLineMoves: adding a workload moves the lines of
+// limits and upstream.quic; that is not a change that needs a restart.
+func TestRestartOnlyIgnoresLineMoves(t *testing.T) {
+	const base = "trust_domain: example.org\n%slimits: {max_connections: 5000}\nupstream:\n  quic: {idle_timeout: 20s}\n"
+	parse := func(extra string) *config.Config {
+		c, err := config.Parse("test.yaml", []byte(fmt.Sprintf(base, extra)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old := parse("")
+	moved := parse("workloads:\n  - {spiffe_id: spiffe://example.org/a, selectors: [\"unix:uid:1\"]}\n")
+	if keys := restartOnly(old, moved); len(keys) != 0 {
+		t.Fatalf("line moves reported as restart-only changes: %v", keys)
+	}
+	c2, err := config.Parse("test.yaml", []byte("trust_domain: example.org\nlimits: {max_connections: 6000}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := restartOnly(old, c2); !slices.Contains(keys, "limits") {
+		t.Fatalf("a changed limit not reported: %v", keys)
 	}
 }
