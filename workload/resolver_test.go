@@ -274,3 +274,50 @@ func TestRematch(t *testing.T) {
 		t.Fatalf("rematch attested again: %+v", s)
 	}
 }
+
+// BenchmarkResolveHit is the cost of a new connection from a process the
+// cache knows: peer credentials, fingerprint, LRU hit, SVID store hit.
+func BenchmarkResolveHit(b *testing.B) {
+	dir := b.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	ca, err := tlsconf.LoadOrCreateCA(tlsconf.CAOptions{TrustDomain: demoID.TrustDomain(), StateDir: filepath.Join(dir, "ca")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := tlsconf.NewStore(ca, x509bundle.NewSet(ca.Bundle()), tlsconf.StoreOptions{})
+	defer store.Close()
+	reg, err := registry.New([]registry.Entry{selfEntry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := workload.New(attest.New(attest.Options{}), reg, store, workload.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Close()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := ln.AcceptUnix()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := res.Resolve(context.Background(), peer); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := res.Resolve(context.Background(), peer); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
