@@ -176,20 +176,9 @@ func (w *walker) workload(n *yaml.Node, path string) Workload {
 	}
 	for i, item := range items {
 		key := fmt.Sprintf("%s[%d]", f.key("selectors"), i)
-		s, ok := w.str(item, key)
-		if !ok {
-			continue
+		if s, ok := w.selector(item, key); ok {
+			wl.Selectors = append(wl.Selectors, s)
 		}
-		if _, _, err := registry.ParseSelector(s); err != nil {
-			var se *registry.SelectorError
-			if errors.As(err, &se) {
-				w.add(item.Line, key, "%q: %s", s, se.Reason)
-			} else {
-				w.add(item.Line, key, "%v", err)
-			}
-			continue
-		}
-		wl.Selectors = append(wl.Selectors, s)
 	}
 	return wl
 }
@@ -239,4 +228,23 @@ func (w *walker) notNull(n *yaml.Node, path string) {
 	if isNull(n) {
 		w.add(n.Line, path, "empty item; remove the lone '-' or fill it in")
 	}
+}
+
+// selector reads one selector string and checks its syntax with the
+// registry's parser, so config and registry agree on what a selector is.
+func (w *walker) selector(n *yaml.Node, key string) (string, bool) {
+	s, ok := w.str(n, key)
+	if !ok {
+		return "", false
+	}
+	if _, _, err := registry.ParseSelector(s); err != nil {
+		var se *registry.SelectorError
+		if errors.As(err, &se) {
+			w.add(n.Line, key, "%q: %s", s, se.Reason)
+		} else {
+			w.add(n.Line, key, "%v", err)
+		}
+		return "", false
+	}
+	return s, true
 }

@@ -115,18 +115,8 @@ func (w *walker) ruleSelectors(items []*yaml.Node, path string) []string {
 	bad := false
 	for i, item := range items {
 		key := fmt.Sprintf("%s[%d]", path, i)
-		s, ok := w.str(item, key)
+		s, ok := w.selector(item, key)
 		if !ok {
-			bad = true
-			continue
-		}
-		if _, _, err := registry.ParseSelector(s); err != nil {
-			var se *registry.SelectorError
-			if errors.As(err, &se) {
-				w.add(item.Line, key, "%q: %s", s, se.Reason)
-			} else {
-				w.add(item.Line, key, "%v", err)
-			}
 			bad = true
 			continue
 		}
