@@ -108,8 +108,14 @@ const (
 )
 
 func (o UpstreamOptions) withDefaults() UpstreamOptions {
+	// def keeps a negative value (H2ReadIdleTimeout: off); defDur does not.
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
+			*d = v
+		}
+	}
+	defDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
 			*d = v
 		}
 	}
@@ -118,27 +124,17 @@ func (o UpstreamOptions) withDefaults() UpstreamOptions {
 			*n = v
 		}
 	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = DefaultUpstreamDialTimeout
-	}
-	if o.IdleConnTimeout <= 0 {
-		o.IdleConnTimeout = DefaultUpstreamIdleConnTimeout
-	}
+	defDur(&o.DialTimeout, DefaultUpstreamDialTimeout)
+	defDur(&o.IdleConnTimeout, DefaultUpstreamIdleConnTimeout)
 	defInt(&o.MaxIdlePerPool, DefaultUpstreamMaxIdlePerPool)
 	defInt(&o.MaxResponseHeaderBytes, DefaultUpstreamMaxResponseHeaderBytes)
 	def(&o.H2ReadIdleTimeout, DefaultH2ReadIdleTimeout)
-	if o.H2PingTimeout <= 0 {
-		o.H2PingTimeout = DefaultH2PingTimeout
-	}
-	if o.QUICMaxIdleTimeout <= 0 {
-		o.QUICMaxIdleTimeout = DefaultQUICMaxIdleTimeout
-	}
+	defDur(&o.H2PingTimeout, DefaultH2PingTimeout)
+	defDur(&o.QUICMaxIdleTimeout, DefaultQUICMaxIdleTimeout)
 	defInt(&o.QUICMaxStreamReceiveWindow, DefaultQUICMaxStreamReceiveWindow)
 	defInt(&o.QUICMaxConnectionReceiveWindow, DefaultQUICMaxConnReceiveWindow)
 	defInt(&o.QUICMaxIncomingUniStreams, DefaultQUICMaxIncomingUniStreams)
-	if o.AltSvcBrokenBackoff <= 0 {
-		o.AltSvcBrokenBackoff = DefaultAltSvcBrokenBackoff
-	}
+	defDur(&o.AltSvcBrokenBackoff, DefaultAltSvcBrokenBackoff)
 	return o
 }
 
