@@ -146,16 +146,22 @@ func RunClosed(ctx context.Context, c Closed) ClosedResult {
 			}
 		}()
 	}
-	sleepCtx(ctx, c.Warmup)
-	counting.Store(true)
-	start := time.Now()
-	sleepCtx(ctx, c.Duration)
-	counting.Store(false)
-	elapsed := time.Since(start)
+	elapsed := measure(ctx, c.Warmup, c.Duration, &counting)
 	n := done.Load()
 	cancel()
 	wg.Wait()
 	return ClosedResult{Requests: n, All: all.Load(), Errors: errs.n.Load(), Elapsed: elapsed, FirstErr: errs.firstErr()}
+}
+
+// measure lets the workers warm up, then sets counting for d and returns
+// how long it was set: the window every closed-loop figure is taken over.
+func measure(ctx context.Context, warmup, d time.Duration, counting *atomic.Bool) time.Duration {
+	sleepCtx(ctx, warmup)
+	counting.Store(true)
+	start := time.Now()
+	sleepCtx(ctx, d)
+	counting.Store(false)
+	return time.Since(start)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -101,12 +101,7 @@ func (h HTTPClosed) Run(ctx context.Context) ClosedResult {
 			}
 		}()
 	}
-	sleepCtx(ctx, h.Warmup)
-	counting.Store(true)
-	start := time.Now()
-	sleepCtx(ctx, h.Duration)
-	counting.Store(false)
-	elapsed := time.Since(start)
+	elapsed := measure(ctx, h.Warmup, h.Duration, &counting)
 	n := done.Load()
 	cancel()
 	wg.Wait()
