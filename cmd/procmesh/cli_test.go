@@ -15,16 +15,7 @@ import (
 func writeConfig(t *testing.T, extra string) (path, dir string) {
 	t.Helper()
 	dir = t.TempDir()
-	self, _ := os.Executable()
-	cfg := fmt.Sprintf(`trust_domain: example.org
-listen:
-  socket: %s/egress.sock
-identity:
-  state_dir: %s/state
-workloads:
-  - spiffe_id: spiffe://example.org/tests
-    selectors: ["unix:path:%s"]
-routes:
+	cfg := configHead(dir) + fmt.Sprintf(`routes:
   - name: echo
     host: echo.test
     upstream: 127.0.0.1:1
@@ -35,12 +26,27 @@ policy:
     - name: tests-to-echo
       from: ["spiffe://example.org/tests"]
       to: [echo]
-%s`, dir, dir, self, extra)
+%s`, extra)
 	path = filepath.Join(dir, "procmesh.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path, dir
+}
+
+// configHead is the start every test config shares: state and socket in
+// dir, and the test binary registered as spiffe://example.org/tests.
+func configHead(dir string) string {
+	self, _ := os.Executable()
+	return fmt.Sprintf(`trust_domain: example.org
+listen:
+  socket: %s/egress.sock
+identity:
+  state_dir: %s/state
+workloads:
+  - spiffe_id: spiffe://example.org/tests
+    selectors: ["unix:path:%s"]
+`, dir, dir, self)
 }
 
 func run(args ...string) (code int, stdout, stderr string) {

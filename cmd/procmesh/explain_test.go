@@ -16,16 +16,7 @@ import (
 func explainConfig(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	self, _ := os.Executable()
-	cfg := fmt.Sprintf(`trust_domain: example.org
-listen:
-  socket: %s/egress.sock
-identity:
-  state_dir: %s/state
-workloads:
-  - spiffe_id: spiffe://example.org/tests
-    selectors: ["unix:path:%s"]
-routes:
+	cfg := configHead(dir) + `routes:
   - {name: echo, host: echo.test, upstream: "127.0.0.1:1", server_id: spiffe://example.org/echo}
   - {name: api, host: api.test, upstream: "127.0.0.1:2", server_id: spiffe://example.org/api, protocol: http2}
   - {name: db, host: db.test, upstream: "127.0.0.1:3", server_id: spiffe://example.org/db, protocol: tcp}
@@ -48,7 +39,7 @@ policy:
     - name: others
       from: ["spiffe://example.org/other"]
       to: [api]
-`, dir, dir, self)
+`
 	path := filepath.Join(dir, "procmesh.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
