@@ -49,6 +49,7 @@ const (
 	DefaultMaxRequestHeaderBytes     = 60 << 10 // Envoy's 60 KiB
 	DefaultMaxRequestHeaders         = 100      // Envoy's max_headers_count
 	DefaultMaxResponseHeaderBytes    = 60 << 10
+	DefaultMaxResponseHeaders        = 100 // Envoy's cluster max_headers_count
 	DefaultHeaderReadTimeout         = 10 * time.Second
 	DefaultIdleTimeout               = 60 * time.Second // downstream keep-alive idle; Envoy's 1h suits a shared edge, not a node-local socket
 	DefaultRequestTimeout            = 0                // off: streams and long polls must not be cut
@@ -197,6 +198,7 @@ type Limits struct {
 	MaxRequestHeaderBytes     int64         // default 60KiB; 1KiB-8MiB
 	MaxRequestHeaders         int           // default 100; 1-10000
 	MaxResponseHeaderBytes    int64         // default 60KiB; 1KiB-8MiB
+	MaxResponseHeaders        int           // default 100; 1-10000; header fields of an upstream response
 	HeaderReadTimeout         time.Duration // default 10s; 1s-10m
 	IdleTimeout               time.Duration // default 60s; 1s-24h; a client connection with no request in flight
 	RequestTimeout            time.Duration // default 0 = off; else 1s-24h; a whole request and response

@@ -44,7 +44,7 @@ func keys(section string) []string {
 	case "policy.rules[]":
 		return []string{"name", "from", "selectors", "to", "methods", "paths", "headers", "mode"}
 	case "limits":
-		return []string{"max_request_header_bytes", "max_request_headers", "max_response_header_bytes",
+		return []string{"max_request_header_bytes", "max_request_headers", "max_response_header_bytes", "max_response_headers",
 			"header_read_timeout", "idle_timeout", "request_timeout", "stream_idle_timeout",
 			"max_concurrent_streams", "max_connections", "max_connections_per_identity", "max_request_body_bytes"}
 	case "upstream":

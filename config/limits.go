@@ -1,12 +1,13 @@
 package config
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/procmesh/procmesh/internal/units"
 )
 
 // Decoding of limits, upstream and upstream.quic, and the byte sizes and
@@ -29,6 +30,7 @@ func (w *walker) limits(n *yaml.Node, l *Limits) {
 	l.MaxRequestHeaderBytes, _ = w.size(f.get("max_request_header_bytes"), f.key("max_request_header_bytes"), kib, 8*mib, false)
 	l.MaxRequestHeaders, _ = w.integer(f.get("max_request_headers"), f.key("max_request_headers"), 1, 10000)
 	l.MaxResponseHeaderBytes, _ = w.size(f.get("max_response_header_bytes"), f.key("max_response_header_bytes"), kib, 8*mib, false)
+	l.MaxResponseHeaders, _ = w.integer(f.get("max_response_headers"), f.key("max_response_headers"), 1, 10000)
 	l.HeaderReadTimeout, _ = w.duration(f.get("header_read_timeout"), f.key("header_read_timeout"), time.Second, 10*time.Minute)
 	l.IdleTimeout, _ = w.duration(f.get("idle_timeout"), f.key("idle_timeout"), time.Second, 24*time.Hour)
 	l.RequestTimeout, _ = w.durationOrOff(f.get("request_timeout"), f.key("request_timeout"), time.Second, 24*time.Hour)
@@ -96,7 +98,7 @@ func (w *walker) size(n *yaml.Node, path string, lo, hi int64, zeroOff bool) (in
 		if zeroOff {
 			off = " (0 turns it off)"
 		}
-		w.add(n.Line, path, "%s is not between %s and %s%s", fmtSize(v), fmtSize(lo), fmtSize(hi), off)
+		w.add(n.Line, path, "%s is not between %s and %s%s", units.FormatSize(v), units.FormatSize(lo), units.FormatSize(hi), off)
 		return 0, false
 	}
 	return v, true
@@ -140,16 +142,6 @@ func parseSize(s string) (int64, string) {
 	return v * mult, ""
 }
 
-// fmtSize writes a size the way a config file would: 60KiB, 1MiB, 100.
-func fmtSize(v int64) string {
-	for _, u := range sizeUnits[:4] {
-		if v != 0 && v%u.mult == 0 {
-			return fmt.Sprintf("%d%s", v/u.mult, u.name)
-		}
-	}
-	return strconv.FormatInt(v, 10)
-}
-
 // durationOrOff is duration, except that 0s turns the setting off.
 func (w *walker) durationOrOff(n *yaml.Node, path string, lo, hi time.Duration) (time.Duration, bool) {
 	if n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
@@ -157,7 +149,7 @@ func (w *walker) durationOrOff(n *yaml.Node, path string, lo, hi time.Duration) 
 			if d == 0 {
 				return 0, true
 			}
-			w.add(n.Line, path, "%s is below the minimum of %s (0s turns it off)", n.Value, fmtDuration(lo))
+			w.add(n.Line, path, "%s is below the minimum of %s (0s turns it off)", n.Value, units.FormatDuration(lo))
 			return 0, false
 		}
 	}

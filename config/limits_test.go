@@ -3,6 +3,8 @@ package config
 import (
 	"testing"
 	"time"
+
+	"github.com/procmesh/procmesh/internal/units"
 )
 
 // TestLimitErrors compares the exact message for each class of bad limit.
@@ -113,8 +115,8 @@ func TestLimitValues(t *testing.T) {
 
 func TestFmtSize(t *testing.T) {
 	for v, want := range map[int64]string{0: "0", 100: "100", 1024: "1KiB", 1536: "1536", 61440: "60KiB", 6 << 20: "6MiB", 3 << 30: "3GiB"} {
-		if got := fmtSize(v); got != want {
-			t.Errorf("fmtSize(%d) = %q; want %q", v, got, want)
+		if got := units.FormatSize(v); got != want {
+			t.Errorf("units.FormatSize(%d) = %q; want %q", v, got, want)
 		}
 	}
 }

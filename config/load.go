@@ -184,6 +184,7 @@ func (c *Config) applyLimitDefaults() {
 	setSize(&l.MaxRequestHeaderBytes, DefaultMaxRequestHeaderBytes)
 	setInt(&l.MaxRequestHeaders, DefaultMaxRequestHeaders)
 	setSize(&l.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes)
+	setInt(&l.MaxResponseHeaders, DefaultMaxResponseHeaders)
 	setDur(&l.HeaderReadTimeout, DefaultHeaderReadTimeout)
 	setDur(&l.IdleTimeout, DefaultIdleTimeout)
 	setDur(&l.StreamIdleTimeout, DefaultStreamIdleTimeout)

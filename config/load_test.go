@@ -68,7 +68,7 @@ func TestLoadFull(t *testing.T) {
 				Headers: map[string]string{"X-Env": "prod", "X-Request-Class": "batch job"}, Mode: "enforce", Line: 62},
 		}},
 		Limits: Limits{
-			MaxRequestHeaderBytes: 32 << 10, MaxRequestHeaders: 50, MaxResponseHeaderBytes: 131072,
+			MaxRequestHeaderBytes: 32 << 10, MaxRequestHeaders: 50, MaxResponseHeaderBytes: 131072, MaxResponseHeaders: 80,
 			HeaderReadTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, RequestTimeout: 30 * time.Second,
 			StreamIdleTimeout: time.Minute, MaxConcurrentStreams: 250, MaxConnections: 2000, MaxConnectionsPerIdentity: 200,
 			MaxRequestBodyBytes: 10 << 20, Line: 73,
@@ -77,7 +77,7 @@ func TestLoadFull(t *testing.T) {
 			ConnectTimeout: 2500 * time.Millisecond, IdleTimeout: time.Minute, MaxIdlePerPool: 8,
 			ResponseHeaderTimeout: 20 * time.Second, HTTP2ReadIdleTimeout: 45 * time.Second, CopyBufferSize: 64 << 10,
 			QUIC: QUIC{MaxIncomingStreams: 500, IdleTimeout: time.Minute, KeepAlivePeriod: 20 * time.Second,
-				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 92},
+				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 93},
 		},
 		Reload:   Reload{Watch: false, Debounce: 2 * time.Second},
 		Shutdown: Shutdown{DrainTimeout: 5 * time.Minute},
@@ -111,7 +111,7 @@ func TestDefaults(t *testing.T) {
 			Protocol: "http1", SocketMode: 0o660, Line: 6}},
 		Policy: Policy{Default: "deny", Rules: []Rule{{Name: "rule[0]", From: []Caller{{ID: sid("spiffe://example.org/a")}}, To: []string{"e"}, Mode: "enforce", Line: 9}}},
 		Limits: Limits{
-			MaxRequestHeaderBytes: 61440, MaxRequestHeaders: 100, MaxResponseHeaderBytes: 61440,
+			MaxRequestHeaderBytes: 61440, MaxRequestHeaders: 100, MaxResponseHeaderBytes: 61440, MaxResponseHeaders: 100,
 			HeaderReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, RequestTimeout: 0,
 			StreamIdleTimeout: 5 * time.Minute, MaxConcurrentStreams: 100, MaxConnections: 10000, MaxConnectionsPerIdentity: 1000,
 			MaxRequestBodyBytes: 0,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/procmesh/procmesh/internal/units"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/registry"
 )
@@ -216,10 +217,10 @@ func (c *Config) validateLimits(ps *problems) {
 	}
 	if q.IdleTimeout > 0 && q.KeepAlivePeriod >= q.IdleTimeout {
 		ps.add(q.Line, "upstream.quic.keep_alive_period", "%s is not below upstream.quic.idle_timeout (%s); the connection would time out between keep-alives",
-			fmtDuration(q.KeepAlivePeriod), fmtDuration(q.IdleTimeout))
+			units.FormatDuration(q.KeepAlivePeriod), units.FormatDuration(q.IdleTimeout))
 	}
 	if q.MaxConnectionReceiveWindow > 0 && q.MaxStreamReceiveWindow > q.MaxConnectionReceiveWindow {
 		ps.add(q.Line, "upstream.quic.max_stream_receive_window", "%s is above upstream.quic.max_connection_receive_window (%s); one stream could never use it",
-			fmtSize(q.MaxStreamReceiveWindow), fmtSize(q.MaxConnectionReceiveWindow))
+			units.FormatSize(q.MaxStreamReceiveWindow), units.FormatSize(q.MaxConnectionReceiveWindow))
 	}
 }

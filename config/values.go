@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
+
+	"github.com/procmesh/procmesh/internal/units"
 )
 
 // Parsers of plain values: durations, file modes, integers, paths and
@@ -22,7 +23,7 @@ const maxSocketPath = 107
 
 func (w *walker) duration(n *yaml.Node, path string, lo, hi time.Duration) (time.Duration, bool) {
 	if n != nil && n.Kind == yaml.ScalarNode && isPlainScalar(n) {
-		w.add(n.Line, path, "expected a duration like %s, got %s; durations need a unit (s, m, h)", fmtDuration(lo), describe(n))
+		w.add(n.Line, path, "expected a duration like %s, got %s; durations need a unit (s, m, h)", units.FormatDuration(lo), describe(n))
 		return 0, false
 	}
 	s, ok := w.str(n, path)
@@ -34,26 +35,13 @@ func (w *walker) duration(n *yaml.Node, path string, lo, hi time.Duration) (time
 	case err != nil:
 		w.add(n.Line, path, "%q is not a duration; write it like 90s, 5m or 1h30m", s)
 	case d < lo:
-		w.add(n.Line, path, "%s is below the minimum of %s", s, fmtDuration(lo))
+		w.add(n.Line, path, "%s is below the minimum of %s", s, units.FormatDuration(lo))
 	case d > hi:
-		w.add(n.Line, path, "%s is above the maximum of %s", s, fmtDuration(hi))
+		w.add(n.Line, path, "%s is above the maximum of %s", s, units.FormatDuration(hi))
 	default:
 		return d, true
 	}
 	return 0, false
-}
-
-// fmtDuration writes round durations the way a config file would: 1h, 5m, 1s.
-func fmtDuration(d time.Duration) string {
-	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	case d%time.Second == 0:
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
-	return d.String()
 }
 
 // mode parses a socket's file mode: a quoted string of four octal digits,

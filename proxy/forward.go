@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/procmesh/procmesh/internal/units"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -142,7 +143,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 			ev.up, ev.down = ev.up+cc.up.Load(), ev.down+cc.down.Load()
 			if cc.idleFired.Load() {
 				ev.err = &limitError{what: fmt.Sprintf("no byte moved on the WebSocket for %s", lim.StreamIdleTimeout),
-					key: keyStreamIdleTimeout, value: yamlDuration(lim.StreamIdleTimeout)}
+					key: keyStreamIdleTimeout, value: units.FormatDuration(lim.StreamIdleTimeout)}
 			}
 		}
 		if ev.status == 0 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/procmesh/procmesh/internal/units"
 )
 
 // Limits bound what one client, connection or request can make procmesh
@@ -15,25 +17,25 @@ import (
 //
 // Two limits of the same family live in UpstreamOptions, with the upstream
 // connections they bound: DialTimeout, the connect timeout (TCP and TLS
-// handshake; YAML limits.connect_timeout; Envoy's connect_timeout is 5s),
-// and MaxResponseHeaderBytes (YAML limits.max_response_headers_kb).
+// handshake; YAML upstream.connect_timeout; Envoy's connect_timeout is 5s),
+// and MaxResponseHeaderBytes (YAML limits.max_response_header_bytes).
 type Limits struct {
 	// MaxRequestHeaderBytes bounds a request's header section: for
 	// HTTP/1.1 the request line and header lines as received, for HTTP/2
 	// the pseudo-headers and every field's name and value. Over it the
 	// request is answered 431 and, on HTTP/1.1, the connection closed.
 	// Default 60 KiB, Envoy's max_request_headers_kb default.
-	// YAML limits.max_request_headers_kb.
+	// YAML limits.max_request_header_bytes.
 	MaxRequestHeaderBytes int
 	// MaxRequestHeaders bounds the number of request header fields; 431
 	// over it. Default 100, Envoy's max_headers_count default.
-	// YAML limits.max_request_headers_count.
+	// YAML limits.max_request_headers.
 	MaxRequestHeaders int
 	// MaxResponseHeaders bounds the number of header fields of an upstream
 	// response; 502 over it. (Response header bytes are bounded by
 	// UpstreamOptions.MaxResponseHeaderBytes.) Default 100, Envoy's
 	// cluster max_headers_count default.
-	// YAML limits.max_response_headers_count.
+	// YAML limits.max_response_headers.
 	MaxResponseHeaders int
 
 	// ReadHeaderTimeout bounds how long a client may take to send a
@@ -41,7 +43,7 @@ type Limits struct {
 	// connection, from the accept). Negative: no limit. Default 10s. Envoy's
 	// request_headers_timeout is off by default; procmesh's clients are
 	// local and send headers in one write, so a slow header is an attack
-	// (slowloris, P7). YAML limits.request_headers_timeout.
+	// (slowloris, P7). YAML limits.header_read_timeout.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes client connections with no request in flight for
 	// this long (HTTP/1.1 keep-alive, HTTP/2 with no open stream).
@@ -107,10 +109,10 @@ const (
 
 // YAML keys of the limits, named in the refusals they cause.
 const (
-	keyRequestHeaderBytes  = "limits.max_request_headers_kb"
-	keyRequestHeaders      = "limits.max_request_headers_count"
-	keyResponseHeaders     = "limits.max_response_headers_count"
-	keyResponseHeaderBytes = "limits.max_response_headers_kb"
+	keyRequestHeaderBytes  = "limits.max_request_header_bytes"
+	keyRequestHeaders      = "limits.max_request_headers"
+	keyResponseHeaders     = "limits.max_response_headers"
+	keyResponseHeaderBytes = "limits.max_response_header_bytes"
 	keyRequestTimeout      = "limits.request_timeout"
 	keyStreamIdleTimeout   = "limits.stream_idle_timeout"
 	keyMaxConnections      = "limits.max_connections"
@@ -182,7 +184,7 @@ func headerBytesError(n int, limit int) *limitError {
 	if n > 0 {
 		what = fmt.Sprintf("request header section is %d bytes, over %d", n, limit)
 	}
-	return &limitError{status: http.StatusRequestHeaderFieldsTooLarge, what: what, key: keyRequestHeaderBytes, value: kb(limit)}
+	return &limitError{status: http.StatusRequestHeaderFieldsTooLarge, what: what, key: keyRequestHeaderBytes, value: units.FormatSize(int64(limit))}
 }
 
 func headerCountError(limit int) *limitError {
@@ -191,27 +193,6 @@ func headerCountError(limit int) *limitError {
 		what:   fmt.Sprintf("request has more than %d header fields", limit),
 		key:    keyRequestHeaders, value: fmt.Sprint(limit),
 	}
-}
-
-// yamlDuration writes a duration as a config file would: 5m, 10s, 400ms.
-func yamlDuration(d time.Duration) string {
-	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	case d%time.Second == 0:
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
-	return d.String()
-}
-
-// kb writes a byte count as the _kb keys take it.
-func kb(n int) string {
-	if n%1024 == 0 {
-		return fmt.Sprint(n / 1024)
-	}
-	return fmt.Sprintf("%.2f", float64(n)/1024)
 }
 
 // requestHeaderSize measures a parsed request's header section the way the

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/procmesh/procmesh/internal/units"
 )
 
 // streamTimer ends a forwarded request on which no byte moved, either way,
@@ -44,7 +46,7 @@ func newStreamTimer(ctx context.Context, w http.ResponseWriter, l Limits) (conte
 	if on(l.RequestTimeout) {
 		lim := &limitError{status: http.StatusGatewayTimeout,
 			what: fmt.Sprintf("the request took longer than %s", l.RequestTimeout),
-			key:  keyRequestTimeout, value: yamlDuration(l.RequestTimeout)}
+			key:  keyRequestTimeout, value: units.FormatDuration(l.RequestTimeout)}
 		t.reqT = time.AfterFunc(l.RequestTimeout, func() { t.fire(lim) })
 	}
 	return ctx, t
@@ -74,7 +76,7 @@ func (t *streamTimer) checkIdle() {
 	}
 	t.fire(&limitError{status: http.StatusGatewayTimeout,
 		what: fmt.Sprintf("no byte moved on the request for %s", t.idle),
-		key:  keyStreamIdleTimeout, value: yamlDuration(t.idle)})
+		key:  keyStreamIdleTimeout, value: units.FormatDuration(t.idle)})
 }
 
 // fire ends the request because of lim, once, unless it already ended.

@@ -66,9 +66,9 @@ func TestThreat_P8_OversizedHeaders(t *testing.T) {
 	for _, c := range []struct {
 		name, extra, status, want string
 	}{
-		{"h1-70KiB", "X-Big: " + strings.Repeat("a", 70<<10) + "\r\n", "431", "limits.max_request_headers_kb: 60"},
-		{"h1-1MiB", "X-Big: " + strings.Repeat("a", 1<<20) + "\r\n", "431", "limits.max_request_headers_kb: 60"},
-		{"h1-101-fields", fields(100), "431", "limits.max_request_headers_count: 100"},
+		{"h1-70KiB", "X-Big: " + strings.Repeat("a", 70<<10) + "\r\n", "431", "limits.max_request_header_bytes: 60KiB"},
+		{"h1-1MiB", "X-Big: " + strings.Repeat("a", 1<<20) + "\r\n", "431", "limits.max_request_header_bytes: 60KiB"},
+		{"h1-101-fields", fields(100), "431", "limits.max_request_headers: 100"},
 		{"h1-50KiB", "X-Big: " + strings.Repeat("a", 50<<10) + "\r\n", "200", ""},
 		{"h1-100-fields", fields(98), "200", ""}, // and Host, Connection
 	} {
@@ -88,12 +88,12 @@ func TestThreat_P8_OversizedHeaders(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"h2c-70KiB", func(h http.Header) { h.Set("X-Big", strings.Repeat("a", 70<<10)) }, 431, "limits.max_request_headers_kb: 60"},
+		{"h2c-70KiB", func(h http.Header) { h.Set("X-Big", strings.Repeat("a", 70<<10)) }, 431, "limits.max_request_header_bytes: 60KiB"},
 		{"h2c-101-fields", func(h http.Header) {
 			for i := range 101 {
 				h.Set(fmt.Sprintf("X-F%d", i), "v")
 			}
-		}, 431, "limits.max_request_headers_count: 100"},
+		}, 431, "limits.max_request_headers: 100"},
 		{"h2c-50KiB", func(h http.Header) { h.Set("X-Big", strings.Repeat("a", 50<<10)) }, 200, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -114,8 +114,8 @@ func TestThreat_P8_OversizedHeaders(t *testing.T) {
 	for _, c := range []struct {
 		path, status, want string
 	}{
-		{"/fields/150", "502", "limits.max_response_headers_count: 100"},
-		{"/field-bytes/70000", "502", "limits.max_response_headers_kb"},
+		{"/fields/150", "502", "limits.max_response_headers: 100"},
+		{"/field-bytes/70000", "502", "limits.max_response_header_bytes"},
 		{"/fields/90", "200", ""},
 		{"/field-bytes/30000", "200", ""},
 	} {

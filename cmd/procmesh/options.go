@@ -21,6 +21,7 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 		Limits: proxy.Limits{
 			MaxRequestHeaderBytes:     int(l.MaxRequestHeaderBytes),
 			MaxRequestHeaders:         l.MaxRequestHeaders,
+			MaxResponseHeaders:        l.MaxResponseHeaders,
 			ReadHeaderTimeout:         l.HeaderReadTimeout,
 			IdleTimeout:               l.IdleTimeout,
 			RequestTimeout:            l.RequestTimeout,
