@@ -82,13 +82,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		// Policy matches the normalised path and the upstream receives
 		// that same path, so the two can never disagree about it.
-		norm, err := policy.NormalizePath(r.URL.EscapedPath())
+		escaped := r.URL.EscapedPath()
+		norm, err := policy.NormalizePath(escaped)
 		if err != nil {
 			ev.status, ev.err = http.StatusBadRequest, err
 			writeError(w, ev.status, fmt.Sprintf("procmesh: request path refused: %v\n", err))
 			return
 		}
-		if norm != r.URL.EscapedPath() {
+		if norm != escaped {
 			if err := setEscapedPath(r.URL, norm); err != nil {
 				ev.status, ev.err = http.StatusBadRequest, err
 				writeError(w, ev.status, fmt.Sprintf("procmesh: request path refused: %v\n", err))
