@@ -30,22 +30,20 @@ type connIdentity struct {
 
 type connIdentityKey struct{}
 
-// attestOnAccept is net/http's ConnContext hook: it starts attesting the
-// peer of c in the background and stores the pending result in the
-// connection's context.
-func (s *Server) attestOnAccept(ctx context.Context, c net.Conn) context.Context {
+// startAttest starts attesting the peer of c in the background.
+func (s *Server) startAttest(ctx context.Context, c net.Conn) *connIdentity {
 	ci := &connIdentity{done: make(chan struct{})}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		ci.err = errors.New("proxy: not a Unix socket connection; procmesh serves applications over Unix sockets only")
 		close(ci.done)
-		return context.WithValue(ctx, connIdentityKey{}, ci)
+		return ci
 	}
 	go func() {
 		defer close(ci.done)
 		ci.id, ci.err = s.opts.Resolver.Resolve(ctx, uc)
 	}()
-	return context.WithValue(ctx, connIdentityKey{}, ci)
+	return ci
 }
 
 // identityOf waits for the attestation of the request's connection and

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -32,7 +34,11 @@ import (
 //     connection when they dominate (rapid reset, P5).
 type clientConn struct {
 	*net.UnixConn
+	raw syscall.RawConn
 	srv *Server
+	// ident is the connection's attestation, started at accept; it
+	// follows the connection when the fast path hands it to net/http.
+	ident *connIdentity
 
 	// Accounting. overTotal: accepted while MaxConnections were open, so
 	// never counted; it is refused at its first request.
@@ -45,6 +51,7 @@ type clientConn struct {
 	// read deadlines: the one net/http set and the header-read one.
 	mu     sync.Mutex
 	scan   *h1Scanner // nil: raw bytes (raw sockets)
+	replay []byte     // scanned bytes the fast path read and handed back
 	ready  []byte
 	rbuf   []byte    // pooled backing of ready, when it has one
 	rerr   error     // sticky read error (EOF, broken framing)
@@ -76,36 +83,20 @@ func clientConnOf(ctx context.Context) *clientConn {
 	return c
 }
 
-// acceptor wraps a listener so that every connection is a clientConn.
-type acceptor struct {
-	net.Listener
-	srv  *Server
-	http bool // main socket: scan HTTP/1.1 framing
-}
-
-func (a *acceptor) Accept() (net.Conn, error) {
-	c, err := a.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return c, nil // refused at its first request: not a Unix socket
-	}
-	return a.srv.newClientConn(uc, a.http), nil
-}
-
 func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
 	c := &clientConn{UnixConn: uc, srv: s}
 	c.overTotal = !s.counts.open(s.opts.MaxConnections)
 	if scanHTTP {
+		if raw, err := uc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
 		c.scan = newH1Scanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders)
 	}
 	return c
 }
 
-// Read hands net/http (or a tunnel) what the client sent, as released by
-// the scanner.
+// Read hands net/http, the fast path or a tunnel what the client sent, as
+// released by the scanner; bytes the fast path handed back come first.
 func (c *clientConn) Read(p []byte) (int, error) {
 	if c.scan == nil || c.passing() {
 		n, err := c.UnixConn.Read(p)
@@ -115,6 +106,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
+		if len(c.replay) > 0 {
+			n := copy(p, c.replay)
+			c.replay = c.replay[n:]
+			return n, nil
+		}
 		if len(c.ready) > 0 {
 			n := copy(p, c.ready)
 			c.ready = c.ready[n:]
@@ -142,36 +138,98 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			c.count(&c.up, n)
 			return n, err
 		}
-		buf := c.srv.scanBufs.Get()
-		c.mu.Unlock()
-		n, err := c.UnixConn.Read(buf)
-		c.mu.Lock()
-		if n > 0 {
-			if c.rbuf == nil {
-				c.rbuf = c.srv.scanBufs.Get()
-				c.ready = c.rbuf[:0]
-			}
-			var ferr error
-			c.ready, ferr = c.scan.feed(buf[:n], c.ready)
-			if ferr != nil {
-				c.rerr = ferr
-			}
-			c.headDeadline()
-		}
-		c.srv.scanBufs.Put(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				if len(c.ready) > 0 {
-					continue // hand over what we have; the deadline still holds
-				}
-				return 0, err
-			}
-			if c.rerr == nil {
-				c.rerr = err
-			}
+		if err := c.fill(); err != nil {
+			return 0, err
 		}
 	}
+}
+
+// awaitReady waits, holding no buffer, until the client sent something the
+// scanner released, or the read failed; the fast path then takes a reader
+// from its pool.
+func (c *clientConn) awaitReady() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.replay) == 0 && len(c.ready) == 0 && c.rerr == nil && !c.scan.done() {
+		if err := c.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fill reads once from the socket and feeds the scanner. It returns a
+// timeout that left nothing to hand over; other errors become sticky
+// (rerr). Called with mu held; it is released during the read.
+func (c *clientConn) fill() error {
+	c.mu.Unlock()
+	buf, n, err := c.readPooled()
+	c.mu.Lock()
+	if n > 0 {
+		if c.rbuf == nil {
+			c.rbuf = c.srv.scanBufs.Get()
+			c.ready = c.rbuf[:0]
+		}
+		var ferr error
+		c.ready, ferr = c.scan.feed(buf[:n], c.ready)
+		if ferr != nil {
+			c.rerr = ferr
+		}
+		c.headDeadline()
+	}
+	if buf != nil {
+		c.srv.scanBufs.Put(buf)
+	}
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if len(c.ready) > 0 {
+				return nil // hand over what we have; the deadline still holds
+			}
+			return err
+		}
+		if c.rerr == nil {
+			c.rerr = err
+		}
+	}
+	return nil
+}
+
+// readPooled reads once from the socket into a pooled buffer taken only
+// once the socket is readable, so a connection waiting for its next
+// request holds no buffer (an idle connection costs its goroutine and
+// descriptors, not 4 KiB more). The caller returns buf to scanBufs.
+func (c *clientConn) readPooled() (buf []byte, n int, err error) {
+	if c.raw == nil {
+		buf = c.srv.scanBufs.Get()
+		n, err = c.UnixConn.Read(buf)
+		return buf, n, err
+	}
+	var serr error
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		buf = c.srv.scanBufs.Get()
+		for {
+			n, serr = syscall.Read(int(fd), buf)
+			if serr != syscall.EINTR {
+				break
+			}
+		}
+		if serr == syscall.EAGAIN {
+			c.srv.scanBufs.Put(buf)
+			buf = nil
+			return false // wait until readable
+		}
+		return true
+	})
+	switch {
+	case rerr != nil:
+		return buf, 0, rerr
+	case serr != nil:
+		return buf, 0, &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("read", serr)}
+	case n == 0:
+		return buf, 0, io.EOF
+	}
+	return buf, n, nil
 }
 
 // scanBufSize is the scanner's read buffer (Server.scanBufs, pooled): a
@@ -197,7 +255,7 @@ func (c *clientConn) passing() bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.ready) == 0 && c.rerr == nil
+	return len(c.ready) == 0 && len(c.replay) == 0 && c.rerr == nil
 }
 
 // headDeadline starts the header-read timeout at the first byte of a

@@ -172,9 +172,15 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 			}
 		}
 		waited := eventually(5*time.Second, func() bool {
-			s := lp.log.String()
-			return strings.Contains(s, "http: Accept error") && strings.Contains(s, "accept failed; retrying") &&
-				strings.Count(s, "too many open files") >= 2
+			failed := func(sock string) bool {
+				for _, l := range lp.log.lines("too many open files") {
+					if strings.Contains(l, "accept failed; retrying") && strings.Contains(l, `"socket":"`+sock+`"`) {
+						return true
+					}
+				}
+				return false
+			}
+			return failed(lp.sock) && failed(lp.rawSock)
 		})
 		restore()
 		if !waited {

@@ -120,7 +120,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 		return
 	}
 	cw := &countingWriter{ResponseWriter: w}
-	ctx, timer := newStreamTimer(r.Context(), cw, lim)
+	ctx, timer := newStreamTimer(r.Context(), http.NewResponseController(cw), lim)
 	defer timer.stop()
 	// A reload that no longer allows this request (or its identity) ends
 	// it through the timer's context, WebSocket sessions included:

@@ -116,6 +116,13 @@ func (u *testUpstream) clientIDs() []spiffeid.ID {
 
 func (e *env) startUpstream(h http.Handler) *testUpstream {
 	e.t.Helper()
+	return e.startUpstreamWith(func(*http.Server) {}, h)
+}
+
+// startUpstreamWith is startUpstream with the server's settings changed by
+// configure before it starts.
+func (e *env) startUpstreamWith(configure func(*http.Server), h http.Handler) *testUpstream {
+	e.t.Helper()
 	svid, err := e.upCA.Mint(echoID)
 	if err != nil {
 		e.t.Fatal(err)
@@ -139,6 +146,7 @@ func (e *env) startUpstream(h http.Handler) *testUpstream {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          newDiscardLogger(),
 	}
+	configure(srv)
 	go srv.Serve(tls.NewListener(ln, conf))
 	e.t.Cleanup(func() { srv.Close() })
 	return u

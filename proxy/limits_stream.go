@@ -25,18 +25,26 @@ type streamTimer struct {
 	cause   atomic.Pointer[limitError]
 	started atomic.Bool // the upstream's response is being copied to the client
 	cancel  context.CancelCauseFunc
-	rc      *http.ResponseController
+	rc      deadliner
 
 	mu          sync.Mutex
 	stopped     bool
 	idleT, reqT *time.Timer
 }
 
+// deadliner moves the deadlines that free a request's goroutines: an
+// http.ResponseController on the net/http path, fastDeadlines on the
+// fast path.
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
 // newStreamTimer starts the timers of one request; stop them when the
 // request ends. The returned context ends when a timer fires.
-func newStreamTimer(ctx context.Context, w http.ResponseWriter, l Limits) (context.Context, *streamTimer) {
+func newStreamTimer(ctx context.Context, rc deadliner, l Limits) (context.Context, *streamTimer) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	t := &streamTimer{idle: l.StreamIdleTimeout, cancel: cancel, rc: http.NewResponseController(w)}
+	t := &streamTimer{idle: l.StreamIdleTimeout, cancel: cancel, rc: rc}
 	t.touch()
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -156,6 +156,7 @@ type pool struct {
 	tcp       *http.Transport // HTTP/1.1 and HTTP/2; nil for http3
 	h3        *h3Transport    // http3 and auto; nil otherwise
 	auto      *autoTransport  // auto; nil otherwise
+	h1        *h1Pool         // http1: the fast path's connections; nil otherwise
 	dialer    *net.Dialer
 }
 
@@ -222,6 +223,9 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 		p.tls = newTLS(route.TunnelALPN()...)
 		p.tcp = ps.newTCPTransport(p, p.tls, false)
 		p.transport = p.tcp
+		if route.Protocol == ProtocolHTTP1 {
+			p.h1 = newH1Pool(p, ps.opts)
+		}
 	}
 	return p
 }
@@ -250,6 +254,9 @@ func (p *pool) dialTLSWith(ctx context.Context, conf *tls.Config) (*tls.Conn, er
 // close retires the pool: idle connections close now, busy ones once their
 // last request ends (HTTP/3) or when they go idle (TCP).
 func (p *pool) close() {
+	if p.h1 != nil {
+		p.h1.close()
+	}
 	if p.auto != nil {
 		p.auto.stop()
 	}
@@ -263,6 +270,9 @@ func (p *pool) close() {
 
 // closeNow closes every connection of the pool, busy or not.
 func (p *pool) closeNow() {
+	if p.h1 != nil {
+		p.h1.closeNow()
+	}
 	if p.auto != nil {
 		p.auto.stop()
 	}

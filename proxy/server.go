@@ -65,6 +65,16 @@ type Server struct {
 	scanBufs *bufferPool
 	counts   connCounts // open client connections, for the limits
 
+	// The HTTP/1.1 fast path (h1fast.go): its connections, its pooled
+	// request readers and response writers, and the listener through
+	// which it hands connections to net/http.
+	fast        fastConns
+	readers     readerPool
+	writers     writerPool
+	handoff     *handoffListener
+	handoffOnce sync.Once
+	stats       stats
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	closing   bool
@@ -80,7 +90,8 @@ func New(opts Options, st *State) (*Server, error) {
 		return nil, errors.New("proxy: a State is required")
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize)}
+	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
+		handoff: newHandoffListener()}
 	s.state.Store(st)
 	opts.Upstream.Logger = opts.Logger // auto's protocol switches and fallbacks
 	s.pools = newPools(opts.Identities, opts.Upstream)
@@ -124,22 +135,41 @@ func (s *Server) SetState(st *State) {
 }
 
 // Serve accepts HTTP forward-proxy connections on l until Shutdown.
+// HTTP/1.1 requests take the fast path (h1fast.go); a connection it does
+// not serve is handed to net/http.
 func (s *Server) Serve(l net.Listener) error {
 	if !s.track(l) {
 		return http.ErrServerClosed
 	}
 	defer s.untrack(l)
-	// net/http retries accept errors such as EMFILE with a backoff.
-	return s.http.Serve(&acceptor{Listener: l, srv: s, http: true})
+	s.handoffOnce.Do(func() {
+		go s.http.Serve(s.handoff)
+	})
+	return s.acceptLoop(l, func(c net.Conn) {
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			// Refused at its first request: not a Unix socket.
+			if !s.handoff.hand(c) {
+				c.Close()
+			}
+			return
+		}
+		go s.serveFast(s.newClientConn(uc, true))
+	})
 }
 
 // connContext is net/http's ConnContext hook: it makes the clientConn
-// reachable from requests and starts attesting the peer.
+// reachable from requests and carries its attestation, started at accept.
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
-	if cc, ok := c.(*clientConn); ok {
-		return s.attestOnAccept(context.WithValue(ctx, clientConnKey{}, cc), cc.UnixConn)
+	cc, ok := c.(*clientConn)
+	if !ok {
+		return context.WithValue(ctx, connIdentityKey{}, s.startAttest(ctx, c))
 	}
-	return s.attestOnAccept(ctx, c)
+	if cc.ident == nil {
+		cc.ident = s.startAttest(ctx, cc.UnixConn)
+	}
+	ctx = context.WithValue(ctx, clientConnKey{}, cc)
+	return context.WithValue(ctx, connIdentityKey{}, cc.ident)
 }
 
 // ServeRaw accepts connections on l and splices each, as raw bytes, to the
@@ -152,6 +182,29 @@ func (s *Server) ServeRaw(l net.Listener, route string) error {
 		return http.ErrServerClosed
 	}
 	defer s.untrack(l)
+	return s.acceptLoop(l, func(c net.Conn) {
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			return
+		}
+		cc := s.newClientConn(uc, false)
+		if !s.conns.add(cc) {
+			cc.Close()
+			return
+		}
+		cc.tracked.Store(true)
+		go func() {
+			defer cc.Close()
+			s.serveRaw(cc, route)
+		}()
+	})
+}
+
+// acceptLoop accepts connections on l and gives each to serve, until
+// Shutdown. Running out of descriptors or memory (F9) is waited out with a
+// backoff, as net/http does; the connections wait in the listen backlog.
+func (s *Server) acceptLoop(l net.Listener, serve func(net.Conn)) error {
 	var backoff time.Duration
 	for {
 		c, err := l.Accept()
@@ -162,29 +215,13 @@ func (s *Server) ServeRaw(l net.Listener, route string) error {
 			if !isTemporary(err) {
 				return fmt.Errorf("proxy: accept on %s: %w", l.Addr(), err)
 			}
-			// Out of file descriptors or memory (F9): wait and retry, as
-			// net/http does; the connections wait in the listen backlog.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			s.opts.Logger.Warn().Err(err).Str("socket", socketName(l)).Dur("retry_in", backoff).Msg("accept failed; retrying")
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		uc, ok := c.(*net.UnixConn)
-		if !ok {
-			c.Close()
-			continue
-		}
-		cc := s.newClientConn(uc, false)
-		if !s.conns.add(cc) {
-			cc.Close()
-			continue
-		}
-		cc.tracked.Store(true)
-		go func() {
-			defer cc.Close()
-			s.serveRaw(cc, route)
-		}()
+		serve(c)
 	}
 }
 
@@ -247,9 +284,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.conns.closeIdle()
+	fastErr := s.fast.shutdown(ctx)
+	s.handoff.Close()
 	httpErr := s.http.Shutdown(ctx)
 	connErr := s.conns.wait(ctx)
 	s.serving.Wait()
 	s.pools.closeAll()
-	return errors.Join(httpErr, connErr)
+	return errors.Join(fastErr, httpErr, connErr)
 }

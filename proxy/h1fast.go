@@ -1,0 +1,327 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/workload"
+)
+
+// The HTTP/1.1 fast path serves the main socket's plain HTTP/1.1 requests
+// itself: it reads a request head the h1Scanner released, decides it
+// (identity, limits, route, policy) exactly as serveHTTP does, writes it
+// to a pooled mTLS connection of the caller's own (identity, route) pool
+// and copies the response back, on the connection's one goroutine. No
+// net/http server, ReverseProxy or Transport goroutines sit in between, and
+// a connection waiting for its next request holds no buffer.
+//
+// It serves only what it can serve exactly: HTTP/1.1 requests without
+// Upgrade, Expect or Transfer-Encoding, with a body of at most
+// fastMaxBody bytes, that the policy allows, to http1 routes. Anything
+// else, refusals included, is handed to net/http with the bytes already
+// read (handoff.go), and net/http serves the connection from that request
+// on, through serveHTTP: one set of rules decides both paths, and every
+// refusal is written by the same code.
+
+// fastMaxBody is the largest request body the fast path forwards. It
+// writes a body before it reads the response; a body this small fits the
+// socket buffers on the way, so an upstream that answers before reading
+// it cannot deadlock the exchange. Larger bodies go to net/http, whose
+// transport writes and reads at once.
+const fastMaxBody = 64 << 10
+
+// Connection states of the fast path, for Shutdown.
+const (
+	fastIdle int32 = iota
+	fastActive
+	fastClosed
+)
+
+// fastConn is a client connection served by the fast path.
+type fastConn struct {
+	srv   *Server
+	cc    *clientConn
+	state atomic.Int32
+	br    *bufio.Reader // while a request is read; pooled
+	head  []byte        // copy of the head being served, for a handoff
+}
+
+// fastConns tracks the fast path's connections so Shutdown can close the
+// idle ones and wait for the busy ones.
+type fastConns struct {
+	mu      sync.Mutex
+	m       map[*fastConn]struct{}
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+func (fs *fastConns) add(fc *fastConn) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closing.Load() {
+		return false
+	}
+	if fs.m == nil {
+		fs.m = make(map[*fastConn]struct{})
+	}
+	fs.m[fc] = struct{}{}
+	fs.wg.Add(1)
+	return true
+}
+
+func (fs *fastConns) remove(fc *fastConn) {
+	fs.mu.Lock()
+	delete(fs.m, fc)
+	fs.mu.Unlock()
+	fs.wg.Done()
+}
+
+// shutdown closes idle connections, lets busy ones finish their request
+// until ctx ends, then closes them.
+func (fs *fastConns) shutdown(ctx context.Context) error {
+	fs.mu.Lock()
+	fs.closing.Store(true)
+	var idle []*fastConn
+	for fc := range fs.m {
+		if fc.state.CompareAndSwap(fastIdle, fastClosed) {
+			idle = append(idle, fc)
+		}
+	}
+	fs.mu.Unlock()
+	for _, fc := range idle {
+		fc.cc.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		fs.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		fs.mu.Lock()
+		for fc := range fs.m {
+			fc.cc.Close()
+		}
+		fs.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// serveFast serves one connection of the main socket until it closes or
+// is handed to net/http.
+func (s *Server) serveFast(cc *clientConn) {
+	fc := &fastConn{srv: s, cc: cc}
+	cc.ident = s.startAttest(context.Background(), cc.UnixConn)
+	if !s.fast.add(fc) {
+		cc.Close()
+		return
+	}
+	handed := fc.serve()
+	fc.releaseReader()
+	s.fast.remove(fc)
+	if handed {
+		s.stats.handoffs.Add(1)
+		if !s.handoff.hand(cc) {
+			cc.Close()
+		}
+		return
+	}
+	cc.Close()
+}
+
+// serve runs the connection's requests; it reports true when the
+// connection is to be handed to net/http.
+func (fc *fastConn) serve() (handoff bool) {
+	s, cc := fc.srv, fc.cc
+	// A new connection has ReadHeaderTimeout to send its first request, as
+	// under net/http; then IdleTimeout between requests.
+	wait := s.opts.ReadHeaderTimeout
+	for {
+		if fc.br == nil || fc.br.Buffered() == 0 {
+			// Nothing pipelined: wait, without a buffer, for the next head.
+			fc.releaseReader()
+			if on(wait) {
+				cc.SetReadDeadline(time.Now().Add(wait))
+			} else {
+				cc.SetReadDeadline(time.Time{})
+			}
+			if err := cc.awaitReady(); err != nil {
+				return false
+			}
+		}
+		wait = s.opts.IdleTimeout
+		if !fc.state.CompareAndSwap(fastIdle, fastActive) {
+			return false // closed by Shutdown
+		}
+		cc.SetReadDeadline(time.Time{})
+		keep, handoff := fc.serveOne()
+		if handoff {
+			fc.handBack()
+			return true
+		}
+		if !keep || !fc.state.CompareAndSwap(fastActive, fastIdle) || s.fast.closing.Load() {
+			return false
+		}
+	}
+}
+
+// serveOne reads one request head and serves it, or decides to hand it
+// over. keep reports that the connection may carry another request.
+func (fc *fastConn) serveOne() (keep, handoff bool) {
+	s, cc := fc.srv, fc.cc
+	if fc.br == nil {
+		fc.br = s.readers.get(cc)
+	}
+	fits, err := fc.copyHead()
+	if err != nil {
+		return false, false // the client left or timed out between requests
+	}
+	if !fits {
+		return false, true
+	}
+	r, err := http.ReadRequest(fc.br)
+	if err != nil {
+		return false, true // net/http answers it 400
+	}
+	if !fastEligible(r) || cc.overTotal || cc.refusalFor(r) != nil {
+		return false, true
+	}
+	id, err := fc.identity()
+	if err != nil || cc.admit(id.ID()) != nil || checkRequestHeaders(r, s.opts.Limits) != nil {
+		return false, true
+	}
+	st := s.state.Load()
+	route, _, _ := routeFor(st, r)
+	if route == nil || route.Protocol != ProtocolHTTP1 {
+		return false, true
+	}
+	escaped := r.URL.EscapedPath()
+	norm, err := policy.NormalizePath(escaped)
+	if err != nil || norm != escaped && setEscapedPath(r.URL, norm) != nil {
+		return false, true
+	}
+	preq := policy.Request{Source: id.ID(), Selectors: id.Process.Selectors, Route: route.Name,
+		Method: r.Method, Path: norm, Header: r.Header}
+	dec := st.Policy.Decide(preq)
+	if !dec.Allow {
+		return false, true
+	}
+	fc.head = fc.head[:0]
+	s.stats.fastRequests.Add(1)
+	return fc.forward(r, id, route, preq, &dec), false
+}
+
+// fastEligible reports requests the fast path serves exactly.
+func fastEligible(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.ProtoMinor == 1 &&
+		r.Method != http.MethodConnect &&
+		len(r.TransferEncoding) == 0 &&
+		r.ContentLength >= 0 && r.ContentLength <= fastMaxBody &&
+		len(r.Header["Upgrade"]) == 0 && len(r.Header["Expect"]) == 0 &&
+		(r.URL.IsAbs() || len(r.URL.Path) > 0 && r.URL.Path[0] == '/')
+}
+
+// copyHead keeps a copy of the request head at the front of the reader,
+// so that a handoff can replay it. fits is false when no complete head
+// fits the reader's buffer, or blank lines precede it (net/http reads it
+// instead); err is the read's failure before any byte of a head.
+func (fc *fastConn) copyHead() (fits bool, err error) {
+	br := fc.br
+	if _, err := br.Peek(1); err != nil {
+		return false, err
+	}
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if b[0] == '\r' || b[0] == '\n' {
+			return false, nil
+		}
+		if i := headEnd(b); i >= 0 {
+			fc.head = append(fc.head[:0], b[:i]...)
+			return true, nil
+		}
+		if br.Buffered() == br.Size() {
+			return false, nil
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return false, nil // net/http reads the rest, and its error
+		}
+	}
+}
+
+// headEnd returns the length of the head at the start of b, or -1.
+func headEnd(b []byte) int {
+	crlf := bytes.Index(b, []byte("\r\n\r\n"))
+	lf := bytes.Index(b, []byte("\n\n"))
+	switch {
+	case crlf < 0 && lf < 0:
+		return -1
+	case lf < 0 || crlf >= 0 && crlf+2 < lf:
+		return crlf + 4
+	}
+	return lf + 2
+}
+
+// handBack puts what the fast path read of the connection back in front
+// of what the client sends next, for net/http to read.
+func (fc *fastConn) handBack() {
+	cc := fc.cc
+	var replay []byte
+	replay = append(replay, fc.head...)
+	if fc.br != nil {
+		rest, _ := fc.br.Peek(fc.br.Buffered())
+		replay = append(replay, rest...)
+	}
+	fc.head = fc.head[:0]
+	fc.releaseReader()
+	cc.mu.Lock()
+	cc.replay = append(replay, cc.replay...)
+	cc.mu.Unlock()
+}
+
+func (fc *fastConn) releaseReader() {
+	if fc.br != nil {
+		fc.srv.readers.put(fc.br)
+		fc.br = nil
+	}
+}
+
+// identity waits for the connection's attestation and returns its
+// identity under the registration entries in force now.
+func (fc *fastConn) identity() (*workload.Identity, error) {
+	ci := fc.cc.ident
+	<-ci.done
+	if ci.err != nil {
+		return nil, ci.err
+	}
+	return ci.current(fc.srv.opts.Resolver)
+}
+
+// readerPool pools the fast path's request readers: a connection holds
+// one only while it reads and serves a request.
+type readerPool struct{ p sync.Pool }
+
+func (rp *readerPool) get(c *clientConn) *bufio.Reader {
+	if br, ok := rp.p.Get().(*bufio.Reader); ok {
+		br.Reset(c)
+		return br
+	}
+	return bufio.NewReaderSize(c, fastReaderSize)
+}
+
+func (rp *readerPool) put(br *bufio.Reader) {
+	br.Reset(nil)
+	rp.p.Put(br)
+}
+
+// fastReaderSize bounds the request heads the fast path reads itself;
+// larger heads (up to limits.max_request_header_bytes) go to net/http.
+const fastReaderSize = 8 << 10

@@ -1,0 +1,329 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/workload"
+)
+
+// forward sends one fast-path request upstream and copies the response to
+// the client; it reports whether the client connection may carry another
+// request.
+func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route, preq policy.Request, dec *policy.Decision) (keep bool) {
+	s, cc := fc.srv, fc.cc
+	ev := &auditEvent{kind: "request", start: time.Now(), method: r.Method, target: r.RequestURI,
+		id: id, route: route, decision: dec}
+	defer ev.write(&s.opts.Audit)
+
+	// The stream limits and a reload act through the timer, as on the
+	// net/http path: its deadlines free whichever side the exchange waits
+	// on.
+	dl := &fastDeadlines{cc: cc}
+	ctx, timer := newStreamTimer(context.Background(), dl, s.opts.Limits)
+	defer timer.stop()
+	stopAbort := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), errNoLongerAllowed) {
+			dl.abort()
+		}
+	})
+	defer stopAbort()
+	defer s.live.add(&liveConn{conn: timer, id: id, req: preq})()
+
+	body := &countingReader{r: r.Body, timer: timer, limit: s.opts.MaxRequestBodyBytes}
+	fi := &forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}
+	x := &exchange{fc: fc, r: r, body: body, timer: timer, dl: dl, h1: s.pools.get(id, route).h1}
+	// The audit line is written before the response's last bytes go out,
+	// as on the net/http path: a client that has its answer finds its line.
+	x.finish = func() {
+		ev.up, ev.down, ev.status = body.n.Load(), x.down, x.status
+		ev.write(&s.opts.Audit)
+	}
+	err := x.run()
+	if err == nil {
+		return !r.Close && !x.clientClose
+	}
+	// From here nothing but this goroutine moves the deadlines.
+	timer.stop()
+	dl.settle()
+	ev.up, ev.down = body.n.Load(), x.down
+	if ev.status = x.status; x.started {
+		// The response was under way: all that is left is to cut it.
+		ev.err = err
+		if lim := timer.cause.Load(); lim != nil {
+			ev.err = lim
+		}
+		return false
+	}
+	status, msg, cause := fi.failure(r, err)
+	if errors.Is(context.Cause(ctx), errNoLongerAllowed) {
+		status, msg, cause = http.StatusForbidden, "procmesh: denied by policy: the reloaded config no longer allows this request\n", errNoLongerAllowed
+	}
+	ev.status, ev.err = status, cause
+	// After a failure the client's body may be half read and its
+	// deadlines spent: the connection ends with the answer.
+	cc.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
+	bw := s.writers.get(cc)
+	writeFastError(bw, status, msg)
+	bw.Flush()
+	s.writers.put(bw)
+	cc.refuseAndClose()
+	return false
+}
+
+// errorWriteTimeout bounds the write of an error answer to a client that
+// does not read.
+const errorWriteTimeout = 5 * time.Second
+
+// exchange is one request and its response on the fast path.
+type exchange struct {
+	fc    *fastConn
+	r     *http.Request
+	body  *countingReader
+	timer *streamTimer
+	dl    *fastDeadlines
+	h1    *h1Pool
+	// finish is called once the whole response is buffered for the
+	// client, before its last write.
+	finish func()
+
+	status      int
+	started     bool // response bytes went to the client
+	clientClose bool // the response ends the client connection
+	down        int64
+}
+
+// run writes the request upstream, retrying once on a fresh connection
+// when a reused one turns out closed before anything came back and the
+// request can be sent again, and copies the response back.
+func (x *exchange) run() error {
+	replayable := x.r.ContentLength == 0
+	for attempt := 0; ; attempt++ {
+		uc, reused, err := x.h1.get(!replayable)
+		if err != nil {
+			return err
+		}
+		x.dl.up.Store(uc)
+		res, err := x.roundTrip(uc)
+		if err != nil {
+			uc.close()
+			if reused && replayable && attempt == 0 && uc.received == 0 && x.timer.cause.Load() == nil {
+				continue
+			}
+			return err
+		}
+		err = x.respond(uc, res)
+		x.dl.up.Store(nil)
+		x.timer.stop()
+		if err == nil && uc.reusable(res) && x.timer.cause.Load() == nil {
+			x.h1.put(uc)
+		} else {
+			uc.close()
+		}
+		return err
+	}
+}
+
+// roundTrip writes the request and reads the response head, forwarding
+// interim (1xx) responses to the client.
+func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
+	uc.received = 0
+	writeRequestHead(uc.bw, x.r, x.h1.host)
+	if x.r.ContentLength > 0 {
+		buf := x.fc.srv.bufs.Get()
+		defer x.fc.srv.bufs.Put(buf)
+		left := x.r.ContentLength
+		for left > 0 {
+			n, err := x.body.Read(buf[:min(int64(len(buf)), left)])
+			if n > 0 {
+				left -= int64(n)
+				if _, werr := uc.bw.Write(buf[:n]); werr != nil {
+					return nil, werr
+				}
+				if left > 0 {
+					// What the client sends slowly reaches the upstream
+					// as it comes.
+					if werr := uc.bw.Flush(); werr != nil {
+						return nil, werr
+					}
+				}
+			}
+			if err != nil && left > 0 {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, err
+			}
+		}
+	}
+	if err := uc.bw.Flush(); err != nil {
+		return nil, err
+	}
+	x.timer.touch()
+	for interim := 0; ; interim++ {
+		res, err := uc.readResponse(x.r, x.h1.opts)
+		if err != nil {
+			return nil, err
+		}
+		x.timer.touch()
+		if n, max := headerFields(res.Header), x.fc.srv.opts.MaxResponseHeaders; n > max {
+			return nil, &limitError{status: http.StatusBadGateway,
+				what: fmt.Sprintf("upstream response has %d header fields, over %d", n, max),
+				key:  keyResponseHeaders, value: itoa(max)}
+		}
+		if res.StatusCode >= 200 {
+			return res, nil
+		}
+		if res.StatusCode == http.StatusSwitchingProtocols || interim >= maxInterim {
+			return nil, fmt.Errorf("upstream sent %s", res.Status)
+		}
+		if err := x.interim(res); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// maxInterim bounds the 1xx responses before a final one, as net/http's
+// transport does.
+const maxInterim = 5
+
+// interim passes a 1xx response on to the client.
+func (x *exchange) interim(res *http.Response) error {
+	bw := x.fc.srv.writers.get(x.fc.cc)
+	defer x.fc.srv.writers.put(bw)
+	writeResponseHead(bw, res, nil, frameInterim)
+	x.started = true
+	return bw.Flush()
+}
+
+// respond copies the response to the client.
+func (x *exchange) respond(uc *upConn, res *http.Response) error {
+	s := x.fc.srv
+	x.timer.started.Store(true)
+	if lim := x.timer.cause.Load(); lim != nil {
+		res.Body.Close()
+		return lim
+	}
+	x.status = res.StatusCode
+	bw := s.writers.get(x.fc.cc)
+	defer s.writers.put(bw)
+	f := frameLength
+	switch {
+	case x.r.Method == http.MethodHead || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified:
+		f = frameNone
+	case res.ContentLength < 0:
+		f = frameChunked
+	}
+	chunked := f == frameChunked
+	x.clientClose = x.r.Close
+	writeResponseHead(bw, res, x.r, f)
+	x.started = true
+	if f == frameNone {
+		x.finish()
+		return bw.Flush()
+	}
+	buf := s.bufs.Get()
+	defer s.bufs.Put(buf)
+	left := res.ContentLength
+	for {
+		n, err := res.Body.Read(buf)
+		if n > 0 {
+			x.timer.touch()
+			var werr error
+			if chunked {
+				werr = writeChunk(bw, buf[:n])
+			} else {
+				_, werr = bw.Write(buf[:n])
+				left -= int64(n)
+			}
+			x.down += int64(n)
+			if werr == nil && (chunked || left > 0) {
+				werr = bw.Flush() // streams as the upstream sends
+			}
+			if werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if chunked {
+		writeLastChunk(bw, res.Trailer)
+	}
+	x.finish()
+	return bw.Flush()
+}
+
+// fastDeadlines lets the stream timer free a fast-path exchange: it moves
+// the deadlines of the client connection and of the upstream connection
+// in use (streamTimer.fire, and abort for a reload).
+type fastDeadlines struct {
+	cc *clientConn
+	up atomic.Pointer[upConn]
+
+	mu      sync.Mutex
+	settled bool
+}
+
+func (d *fastDeadlines) SetReadDeadline(t time.Time) error {
+	d.cc.SetReadDeadline(t)
+	if uc := d.up.Load(); uc != nil {
+		uc.tc.SetDeadline(t)
+	}
+	return nil
+}
+
+func (d *fastDeadlines) SetWriteDeadline(t time.Time) error {
+	return d.cc.UnixConn.SetWriteDeadline(t)
+}
+
+// abort ends the exchange now: a reload no longer allows it.
+func (d *fastDeadlines) abort() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return
+	}
+	past := time.Unix(1, 0)
+	d.SetReadDeadline(past)
+	d.SetWriteDeadline(past)
+}
+
+// settle stops abort from moving deadlines from now on, so the exchange
+// can write its error answer.
+func (d *fastDeadlines) settle() {
+	d.mu.Lock()
+	d.settled = true
+	d.mu.Unlock()
+}
+
+// writerPool pools the writers of responses to clients: a connection
+// holds one only while it writes a response.
+type writerPool struct{ p sync.Pool }
+
+func (wp *writerPool) get(w io.Writer) *bufio.Writer {
+	if bw, ok := wp.p.Get().(*bufio.Writer); ok {
+		bw.Reset(w)
+		return bw
+	}
+	return bufio.NewWriterSize(w, fastWriterSize)
+}
+
+func (wp *writerPool) put(bw *bufio.Writer) {
+	bw.Reset(nil)
+	wp.p.Put(bw)
+}
+
+const fastWriterSize = 4 << 10

@@ -1,0 +1,22 @@
+package proxy
+
+import "sync/atomic"
+
+// Stats counts how the main socket's HTTP/1.1 requests were served.
+type Stats struct {
+	// FastRequests is the requests the HTTP/1.1 fast path forwarded.
+	FastRequests int64
+	// Handoffs is the connections the fast path handed to net/http, at
+	// the first request it does not serve itself (h1fast.go).
+	Handoffs int64
+}
+
+// stats are the Server's counters behind Stats.
+type stats struct {
+	fastRequests, handoffs atomic.Int64
+}
+
+// Stats returns the Server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{FastRequests: s.stats.fastRequests.Load(), Handoffs: s.stats.handoffs.Load()}
+}
