@@ -36,3 +36,9 @@ func (bp *bufferPool) Put(b []byte) {
 	b = b[:bp.size]
 	bp.p.Put(&b)
 }
+
+// get and put move a buffer by its handle: a pool user that keeps the
+// handle puts it back without allocating a new one.
+func (bp *bufferPool) get() *[]byte { return bp.p.Get().(*[]byte) }
+
+func (bp *bufferPool) put(b *[]byte) { bp.p.Put(b) }

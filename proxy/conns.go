@@ -35,6 +35,7 @@ import (
 type clientConn struct {
 	*net.UnixConn
 	raw syscall.RawConn
+	rd  *rawRead
 	srv *Server
 	// ident is the connection's attestation, started at accept; it
 	// follows the connection when the fast path hands it to net/http.
@@ -53,7 +54,7 @@ type clientConn struct {
 	scan   *h1Scanner // nil: raw bytes (raw sockets)
 	replay []byte     // scanned bytes the fast path read and handed back
 	ready  []byte
-	rbuf   []byte    // pooled backing of ready, when it has one
+	rbuf   *[]byte   // pooled backing of ready, when it has one
 	rerr   error     // sticky read error (EOF, broken framing)
 	goDL   time.Time // deadline net/http asked for
 	headDL time.Time // header-read deadline of the head being read
@@ -88,7 +89,7 @@ func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
 	c.overTotal = !s.counts.open(s.opts.MaxConnections)
 	if scanHTTP {
 		if raw, err := uc.SyscallConn(); err == nil {
-			c.raw = raw
+			c.raw, c.rd = raw, newRawRead(s.scanBufs)
 		}
 		c.scan = newH1Scanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders)
 	}
@@ -117,7 +118,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			if len(c.ready) == 0 {
 				// Nothing held between reads: an idle keep-alive
 				// connection keeps no buffer.
-				c.srv.scanBufs.Put(c.rbuf)
+				c.srv.scanBufs.put(c.rbuf)
 				c.ready, c.rbuf = nil, nil
 			}
 			c.count(&c.up, n)
@@ -167,18 +168,18 @@ func (c *clientConn) fill() error {
 	c.mu.Lock()
 	if n > 0 {
 		if c.rbuf == nil {
-			c.rbuf = c.srv.scanBufs.Get()
-			c.ready = c.rbuf[:0]
+			c.rbuf = c.srv.scanBufs.get()
+			c.ready = (*c.rbuf)[:0]
 		}
 		var ferr error
-		c.ready, ferr = c.scan.feed(buf[:n], c.ready)
+		c.ready, ferr = c.scan.feed((*buf)[:n], c.ready)
 		if ferr != nil {
 			c.rerr = ferr
 		}
 		c.headDeadline()
 	}
 	if buf != nil {
-		c.srv.scanBufs.Put(buf)
+		c.srv.scanBufs.put(buf)
 	}
 	if err != nil {
 		var ne net.Error
@@ -195,37 +196,58 @@ func (c *clientConn) fill() error {
 	return nil
 }
 
+// rawRead is the state of one readPooled: its callback is made once per
+// connection, so a read allocates nothing.
+type rawRead struct {
+	mu   sync.Mutex // one read at a time uses the fields
+	pool *bufferPool
+	buf  *[]byte
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+func newRawRead(pool *bufferPool) *rawRead {
+	rr := &rawRead{pool: pool}
+	rr.fn = func(fd uintptr) bool {
+		rr.buf = rr.pool.get()
+		for {
+			rr.n, rr.err = syscall.Read(int(fd), *rr.buf)
+			if rr.err != syscall.EINTR {
+				break
+			}
+		}
+		if rr.err == syscall.EAGAIN {
+			rr.pool.put(rr.buf)
+			rr.buf = nil
+			return false // wait until readable
+		}
+		return true
+	}
+	return rr
+}
+
 // readPooled reads once from the socket into a pooled buffer taken only
 // once the socket is readable, so a connection waiting for its next
 // request holds no buffer (an idle connection costs its goroutine and
 // descriptors, not 4 KiB more). The caller returns buf to scanBufs.
-func (c *clientConn) readPooled() (buf []byte, n int, err error) {
+func (c *clientConn) readPooled() (buf *[]byte, n int, err error) {
 	if c.raw == nil {
-		buf = c.srv.scanBufs.Get()
-		n, err = c.UnixConn.Read(buf)
+		buf = c.srv.scanBufs.get()
+		n, err = c.UnixConn.Read(*buf)
 		return buf, n, err
 	}
-	var serr error
-	rerr := c.raw.Read(func(fd uintptr) bool {
-		buf = c.srv.scanBufs.Get()
-		for {
-			n, serr = syscall.Read(int(fd), buf)
-			if serr != syscall.EINTR {
-				break
-			}
-		}
-		if serr == syscall.EAGAIN {
-			c.srv.scanBufs.Put(buf)
-			buf = nil
-			return false // wait until readable
-		}
-		return true
-	})
+	rr := c.rd
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	rr.buf, rr.n, rr.err = nil, 0, nil
+	rerr := c.raw.Read(rr.fn)
+	buf, n = rr.buf, rr.n
 	switch {
 	case rerr != nil:
 		return buf, 0, rerr
-	case serr != nil:
-		return buf, 0, &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("read", serr)}
+	case rr.err != nil:
+		return buf, 0, &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("read", rr.err)}
 	case n == 0:
 		return buf, 0, io.EOF
 	}

@@ -139,14 +139,23 @@ func (st *State) routeForAuthority(authority string) (*Route, bool) {
 // Configured hosts are ASCII, so a non-ASCII name matches none.
 func normalHost(authority string) string {
 	h := authority
-	if host, _, err := net.SplitHostPort(authority); err == nil {
-		h = host
-	}
-	b := []byte(strings.TrimSuffix(h, "."))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
+	if strings.IndexByte(h, ':') >= 0 {
+		if host, _, err := net.SplitHostPort(authority); err == nil {
+			h = host
 		}
 	}
-	return strings.TrimSuffix(strings.TrimPrefix(string(b), "["), "]")
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if 'A' <= h[i] && h[i] <= 'Z' {
+			b := []byte(h)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			h = string(b)
+			break
+		}
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
 }
