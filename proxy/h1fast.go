@@ -50,6 +50,7 @@ type fastConn struct {
 	state atomic.Int32
 	br    *bufio.Reader // while a request is read; pooled
 	head  []byte        // copy of the head being served, for a handoff
+	watch clientWatch   // for a client hanging up while the upstream thinks
 }
 
 // fastConns tracks the fast path's connections so Shutdown can close the
@@ -120,6 +121,7 @@ func (fs *fastConns) shutdown(ctx context.Context) error {
 // is handed to net/http.
 func (s *Server) serveFast(cc *clientConn) {
 	fc := &fastConn{srv: s, cc: cc}
+	fc.watch.cc = cc
 	cc.ident = s.startAttest(context.Background(), cc.UnixConn)
 	if !s.fast.add(fc) {
 		cc.Close()
@@ -127,6 +129,9 @@ func (s *Server) serveFast(cc *clientConn) {
 	}
 	handed := fc.serve()
 	fc.releaseReader()
+	if fc.watch.timer != nil {
+		fc.watch.timer.Stop()
+	}
 	s.fast.remove(fc)
 	if handed {
 		s.stats.handoffs.Add(1)

@@ -55,6 +55,10 @@ func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route
 	timer.stop()
 	dl.settle()
 	ev.up, ev.down = body.n.Load(), x.down
+	if fc.watch.gone.Load() {
+		ev.status, ev.err = 499, errClientGone // nobody to answer
+		return false
+	}
 	if ev.status = x.status; x.started {
 		// The response was under way: all that is left is to cut it.
 		ev.err = err
@@ -115,7 +119,7 @@ func (x *exchange) run() error {
 		res, err := x.roundTrip(uc)
 		if err != nil {
 			uc.close()
-			if reused && replayable && attempt == 0 && uc.received == 0 && x.timer.cause.Load() == nil {
+			if reused && replayable && attempt == 0 && uc.received == 0 && x.timer.cause.Load() == nil && !x.fc.watch.gone.Load() {
 				continue
 			}
 			return err
@@ -168,6 +172,8 @@ func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
 		return nil, err
 	}
 	x.timer.touch()
+	x.fc.watch.start(x.dl)
+	defer x.fc.watch.stop()
 	for interim := 0; ; interim++ {
 		res, err := uc.readResponse(x.r, x.h1.opts)
 		if err != nil {

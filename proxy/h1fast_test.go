@@ -281,3 +281,37 @@ func TestThreat_F6_ReloadEndsFastPathRequest(t *testing.T) {
 		t.Error("the upstream request was not ended")
 	}
 }
+
+// TestFastPathClientHangsUp: a client that closes its connection while the
+// upstream has not answered ends the upstream request too (as net/http's
+// background read does), and the audit line says so; the upstream is not
+// left holding it until the stream idle timeout.
+func TestFastPathClientHangsUp(t *testing.T) {
+	e := newEnv(t, envOptions{defaultAllow: true})
+	e.selfAsA()
+	gone := make(chan struct{})
+	up := e.startUpstream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		close(gone)
+	}))
+	lp := e.startLimited("hangup", proxy.Limits{}, upRoute("up", up))
+	c, err := net.Dial("unix", lp.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /long-poll HTTP/1.1\r\nHost: up.test\r\n\r\n")
+	if !eventually(5*time.Second, func() bool { return len(up.clientIDs()) == 1 }) {
+		t.Fatal("the request never reached the upstream")
+	}
+	c.Close()
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request outlived its client")
+	}
+	if !eventually(5*time.Second, func() bool {
+		return len(lp.audit.lines(`"target":"/long-poll"`, `"status":499`, "closed its connection")) == 1
+	}) {
+		t.Errorf("no audit line for the abandoned request:\n%s", lp.audit.String())
+	}
+}
