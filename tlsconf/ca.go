@@ -39,6 +39,10 @@ type CAOptions struct {
 	SVIDTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Keys, when set, supplies the keys of minted SVIDs, generated ahead of
+	// time. The caller owns it and closes it once the CA mints no more.
+	// Default nil: each Mint generates its key.
+	Keys *KeyPool
 	// Logger receives CA lifecycle events. Default: no logging.
 	Logger zerolog.Logger
 }
@@ -51,6 +55,7 @@ type CA struct {
 	chain  []*x509.Certificate // appended to every SVID: cert and its parents, no self-signed root
 	signer crypto.Signer
 	bundle *x509bundle.Bundle // trust anchors of td
+	keys   *KeyPool           // nil: generate per Mint
 	ttl    time.Duration
 	now    func() time.Time
 }
@@ -148,6 +153,7 @@ func loadCA(opts CAOptions, certFile, keyFile string) (*CA, error) {
 		chain:  chain,
 		signer: signer,
 		bundle: x509bundle.FromX509Authorities(opts.TrustDomain, roots),
+		keys:   opts.Keys,
 		ttl:    opts.SVIDTTL,
 		now:    opts.Now,
 	}, nil

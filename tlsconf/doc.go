@@ -6,10 +6,14 @@
 //   - CA, the builtin issuer: an ECDSA P-256 root generated once under a
 //     state directory, or an operator-supplied intermediate under an
 //     organisation root, that mints short-lived X509-SVIDs;
+//   - KeyPool, SVID keys generated ahead of time by one background
+//     goroutine, so that minting for a new identity does not wait for key
+//     generation (sign.go explains why Mint also skips the re-verification
+//     x509.CreateCertificate does, for in-memory ECDSA CA keys only);
 //   - Store, a per-SPIFFE-ID cache of SVIDs over an Issuer that issues at most
 //     once per identity at a time, renews at half-life in the background and
 //     keeps serving still-valid SVIDs with exponential backoff while the
-//     issuer is down;
+//     issuer is down; Prefetch starts an issuance without waiting for it;
 //   - LoadBundles, the trust bundles per trust domain read from PEM files;
 //   - ClientConfig and AuthorizerFor, the upstream mTLS client configuration
 //     built with go-spiffe's tlsconfig, one TLS session cache per config.

@@ -1,10 +1,7 @@
 package tlsconf
 
 import (
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -23,7 +20,8 @@ const clockSkew = 30 * time.Second
 // Mint issues a fresh X509-SVID for id, which must be in the CA's trust
 // domain and have a path.
 //
-// The SVID follows the SPIFFE X509-SVID profile: a new ECDSA P-256 key, one
+// The SVID follows the SPIFFE X509-SVID profile: a new ECDSA P-256 key
+// (taken from CAOptions.Keys when set, never used for anything else), one
 // URI SAN (the ID) and no DNS SAN, CA:FALSE, key usage digitalSignature,
 // extended key usage serverAuth and clientAuth, a random 128-bit serial,
 // NotBefore = now-30s and NotAfter = now+SVIDTTL, capped at the CA's
@@ -51,9 +49,9 @@ func (ca *CA) Mint(id spiffeid.ID) (*x509svid.SVID, error) {
 	if notBefore.Before(ca.cert.NotBefore) {
 		notBefore = ca.cert.NotBefore
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ca.newKey()
 	if err != nil {
-		return nil, fmt.Errorf("tlsconf: mint %s: generate key: %w", id, err)
+		return nil, fmt.Errorf("tlsconf: mint %s: %w", id, err)
 	}
 	serial, err := randomSerial()
 	if err != nil {
@@ -78,15 +76,10 @@ func (ca *CA) Mint(id spiffeid.ID) (*x509svid.SVID, error) {
 	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, nil
 }
 
-// sign signs tmpl for pub with the CA key and parses the result.
-func (ca *CA) sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.signer)
-	if err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
+// newKey returns the new SVID's key: from the CA's KeyPool when it has one.
+func (ca *CA) newKey() (*ecdsa.PrivateKey, error) {
+	if ca.keys != nil {
+		return ca.keys.Key()
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse signed certificate: %w", err)
-	}
-	return cert, nil
+	return generateKey()
 }

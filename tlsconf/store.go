@@ -120,6 +120,42 @@ func (s *Store) SVID(ctx context.Context, w Workload) (*x509svid.SVID, error) {
 	}
 }
 
+// Prefetch makes sure an SVID for w.ID is on its way without waiting for
+// it: it starts an issuance when there is no valid SVID and none is in
+// flight (or a renewal, as SVID does), so that a caller can do other work —
+// dial the upstream, start the TLS handshake — while the SVID is minted,
+// and the handshake's SVID call waits only for what is left. It returns an
+// error only when no SVID can be had now: w has no usable ID, the Store is
+// closed, or the last issuance failed and its backoff has not passed.
+func (s *Store) Prefetch(w Workload) error {
+	if err := checkWorkload(w); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errStoreClosed
+	}
+	e, ok := s.entries.Get(w.ID)
+	if !ok {
+		e = &entry{id: w.ID}
+		s.entries.Add(w.ID, e)
+	}
+	now := s.opts.Now()
+	switch {
+	case e.inflight != nil:
+	case e.valid(now):
+		if !now.Before(e.renewAt) && !now.Before(e.retryAt) {
+			s.startIssue(e)
+		}
+	case e.err != nil && now.Before(e.retryAt):
+		return noValidSVID(e)
+	default:
+		s.startIssue(e)
+	}
+	return nil
+}
+
 func (e *entry) valid(now time.Time) bool {
 	return e.svid != nil && now.Before(e.notAfter)
 }
