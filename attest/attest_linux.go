@@ -12,14 +12,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Attest reads /proc for peer and returns the full process description.
+// Attest reads /proc for peer and returns the full process description,
+// user and group names included: AttestWith with Names set.
+func (a *Attestor) Attest(p *Peer, fp Fingerprint) (*Process, error) {
+	return a.AttestWith(p, fp, AttestOptions{Names: true})
+}
+
+// AttestWith reads /proc for peer and returns the process description,
+// with the optional parts o asks for.
 // PID-reuse protection (I2): with a pidfd, liveness is checked after all /proc
 // reads; without, start time is read before and after and must not change;
 // either way the Fingerprint is recomputed at the end and must equal fp —
 // otherwise ErrPeerGone (wrapped). The exe is hashed through the opened
 // /proc/PID/exe (what runs, not a path re-read later; "(deleted)" suffix on the
 // readlink handled and reported as the path without suffix plus Deleted=true).
-func (a *Attestor) Attest(p *Peer, fp Fingerprint) (*Process, error) {
+func (a *Attestor) AttestWith(p *Peer, fp Fingerprint, o AttestOptions) (*Process, error) {
 	if p == nil || p.PID <= 0 {
 		return nil, errors.New("attest: no peer PID")
 	}
@@ -44,6 +51,9 @@ func (a *Attestor) Attest(p *Peer, fp Fingerprint) (*Process, error) {
 		return nil, gone(p.PID, "process changed since it was fingerprinted: "+fp.changes(now), nil)
 	}
 	proc.Fingerprint = fp
+	if o.Names {
+		a.lookupNames(proc)
+	}
 	proc.Selectors = selectors(proc)
 	a.log.Debug().Int32("pid", p.PID).Str("exe", proc.ExePath).Strs("selectors", proc.Selectors).Msg("attest: attested")
 	return proc, nil
@@ -96,8 +106,6 @@ func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, error) 
 	if err := a.readExe(pid, fp, proc); err != nil {
 		return nil, err
 	}
-	proc.User = a.names.user(fp.UID)
-	proc.Group = a.names.group(fp.GID)
 	return proc, nil
 }
 

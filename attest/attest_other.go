@@ -6,3 +6,8 @@ package attest
 func (a *Attestor) Attest(p *Peer, fp Fingerprint) (*Process, error) {
 	return nil, ErrUnsupported
 }
+
+// AttestWith returns ErrUnsupported off Linux.
+func (a *Attestor) AttestWith(p *Peer, fp Fingerprint, o AttestOptions) (*Process, error) {
+	return nil, ErrUnsupported
+}

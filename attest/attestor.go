@@ -84,7 +84,8 @@ func New(opts Options) *Attestor {
 type Process struct {
 	Fingerprint
 	SupplementaryGIDs []uint32
-	User, Group       string // names, "" when unknown (os/user lookup)
+	User, Group       string // names, "" when unknown (os/user lookup) or not looked up
+	NamesLookedUp     bool   // User and Group were looked up (AttestOptions.Names, WithNames)
 	ExePath           string // without a " (deleted)" suffix
 	ExeDeleted        bool
 	ExeSHA256         string // lowercase hex, "" when over the size cap

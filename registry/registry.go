@@ -33,6 +33,9 @@ type Registry struct {
 	// positions of the entries keyed by it; an entry can only match a process
 	// that has its key selector.
 	byKey map[string][]int32
+	// names: an entry, or a selector matched elsewhere (AlsoMatched), uses
+	// unix:user or unix:group.
+	names bool
 }
 
 type entry struct {
@@ -85,9 +88,9 @@ func (e *TieError) Advice() string {
 		"e.g. unix:path or unix:sha256) or an extra selector", n, s)
 }
 
-// New checks entries and builds a Registry. Every problem is reported: the
-// error joins one *EntryError or *TieError per problem (use errors.As on each
-// of the errors from Unwrap() []error to tell them apart).
+// New checks entries and builds a Registry with opts. Every problem is
+// reported: the error joins one *EntryError or *TieError per problem (use
+// errors.As on each of the errors from Unwrap() []error to tell them apart).
 //
 // Tie rule: two entries can match the same process unless some single-valued
 // selector type (every type except unix:supplementary_gid) appears in both
@@ -95,9 +98,12 @@ func (e *TieError) Advice() string {
 // number of selectors are a tie, reported even when no real process could
 // have both sets (unix:uid:1000 and unix:user:bob tie although bob may not be
 // uid 1000). Equal selector sets are duplicates.
-func New(entries []Entry) (*Registry, error) {
+func New(entries []Entry, opts ...Option) (*Registry, error) {
 	var errs []error
 	r := &Registry{entries: make([]entry, 0, len(entries))}
+	for _, o := range opts {
+		o(r)
+	}
 	for _, in := range entries {
 		e, err := newEntry(in)
 		if err != nil {
@@ -111,6 +117,9 @@ func New(entries []Entry) (*Registry, error) {
 		return nil, errors.Join(errs...)
 	}
 	r.index()
+	for _, e := range r.entries {
+		r.names = r.names || usesNames(e.Selectors)
+	}
 	return r, nil
 }
 

@@ -1,7 +1,11 @@
 // Package workload turns a connected Unix-socket peer into a workload
 // identity: it attests the process (package attest), matches the selectors
 // against the registration entries (package registry) and makes sure an SVID
-// can be had for the matched SPIFFE ID (package tlsconf).
+// can be had for the matched SPIFFE ID (package tlsconf): a new identity's
+// SVID is minted in the background while the caller goes on (the TLS
+// handshake that needs it waits for it), and an identity whose issuer is
+// failing is refused. User and group names are looked up only while the
+// registry needs them (registry.NeedsNames), and always for a refusal.
 //
 // Results are cached per process in a bounded LRU keyed by
 // attest.Fingerprint, so a new connection from a known process costs a few

@@ -111,18 +111,48 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 		return nil, err
 	}
 	if !c.matched {
-		return nil, &NoMatchError{Process: c.proc}
+		// The refusal lists the process's selectors so that an operator can
+		// write its entry: names included, even when no entry uses them.
+		return nil, &NoMatchError{Process: r.att.WithNames(c.proc)}
 	}
 	w := tlsconf.Workload{ID: c.entry.ID, PID: c.proc.PID, Selectors: c.proc.Selectors}
-	if _, err := r.src.SVID(ctx, w); err != nil {
+	if err := r.ensureSVID(ctx, w); err != nil {
 		return nil, fmt.Errorf("workload: no SVID for %s: %w", c.entry.ID, err)
 	}
 	return &Identity{Process: c.proc, Entry: c.entry}, nil
 }
 
+// prefetcher is a Source that can start an issuance without waiting for it
+// (tlsconf.Store).
+type prefetcher interface {
+	Prefetch(w tlsconf.Workload) error
+}
+
+var _ prefetcher = (*tlsconf.Store)(nil)
+
+// ensureSVID makes sure an SVID for w can be had. With a Source that can
+// prefetch it does not wait for a new identity's SVID to be minted: the
+// caller goes on to dial its upstream meanwhile, and the TLS handshake
+// waits for the SVID when it needs the client certificate. It fails when
+// the Source knows no SVID can be had (the issuer failed and is backing
+// off); the first failure of a new identity's issuance shows in its first
+// handshake instead.
+func (r *Resolver) ensureSVID(ctx context.Context, w tlsconf.Workload) error {
+	if p, ok := r.src.(prefetcher); ok {
+		return p.Prefetch(w)
+	}
+	_, err := r.src.SVID(ctx, w)
+	return err
+}
+
 // lookup returns the cached attestation for fp, matched against the current
 // registry, attesting the process on a miss. Concurrent misses for one
 // process share one attestation.
+//
+// User and group names are looked up only while the registry needs them
+// (registry.NeedsNames): an attestation cached without them gets them
+// added, from the uid and gid it already has, when a reload starts
+// matching on them.
 func (r *Resolver) lookup(peer *attest.Peer, fp attest.Fingerprint) (*cached, error) {
 	now := r.opts.Now()
 	reg := r.reg.Load()
@@ -135,16 +165,21 @@ func (r *Resolver) lookup(peer *attest.Peer, fp attest.Fingerprint) (*cached, er
 	}
 	return r.flight.do(fp, func() (*cached, error) {
 		r.misses.Add(1)
-		proc, err := r.att.Attest(peer, fp)
+		reg := r.reg.Load()
+		proc, err := r.att.AttestWith(peer, fp, attest.AttestOptions{Names: reg.NeedsNames()})
 		if err != nil {
 			return nil, fmt.Errorf("workload: %w", err)
 		}
 		r.opts.Logger.Debug().Int32("pid", proc.PID).Strs("selectors", proc.Selectors).Msg("attested process")
-		return r.store(fp, proc, r.reg.Load(), r.opts.Now().Add(r.opts.TTL)), nil
+		return r.store(fp, proc, reg, r.opts.Now().Add(r.opts.TTL)), nil
 	})
 }
 
+// store matches proc against reg and caches the result until expires.
 func (r *Resolver) store(fp attest.Fingerprint, proc *attest.Process, reg *registry.Registry, expires time.Time) *cached {
+	if reg.NeedsNames() {
+		proc = r.att.WithNames(proc)
+	}
 	c := &cached{proc: proc, reg: reg, expires: expires}
 	c.entry, c.matched = reg.Match(proc.Selectors)
 	r.cache.Add(fp, c)
@@ -177,15 +212,23 @@ func (r *Resolver) Close() error {
 // process it was accepted with, but not an entry a reload removed. It
 // returns the identity (with the entry now matching, which may name another
 // SPIFFE ID) or a *NoMatchError.
+//
+// When the entries now match on user or group names and the process was
+// attested without them, the returned identity's Process has them added.
 func (r *Resolver) Rematch(id *Identity) (*Identity, error) {
-	entry, ok := r.reg.Load().Match(id.Process.Selectors)
-	if !ok {
-		return nil, &NoMatchError{Process: id.Process}
+	reg := r.reg.Load()
+	proc := id.Process
+	if reg.NeedsNames() {
+		proc = r.att.WithNames(proc)
 	}
-	if entry.ID == id.Entry.ID && entry.Index == id.Entry.Index {
+	entry, ok := reg.Match(proc.Selectors)
+	if !ok {
+		return nil, &NoMatchError{Process: r.att.WithNames(proc)}
+	}
+	if proc == id.Process && entry.ID == id.Entry.ID && entry.Index == id.Entry.Index {
 		return id, nil
 	}
-	return &Identity{Process: id.Process, Entry: entry}, nil
+	return &Identity{Process: proc, Entry: entry}, nil
 }
 
 // Generation changes whenever SetRegistry installs new entries, so callers
