@@ -61,6 +61,17 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (c *countingReader) Close() error { return c.r.Close() }
 
+// reset readies a reused reader for another request's body.
+func (c *countingReader) reset(r io.ReadCloser, timer *streamTimer, limit int64) {
+	c.r, c.timer, c.limit = r, timer, limit
+	c.n.Store(0)
+	c.reading.Store(false)
+	c.stalled.Store(false)
+	c.mu.Lock()
+	c.err, c.eof = nil, false
+	c.mu.Unlock()
+}
+
 // failure is the error the client's body ended with, if any.
 func (c *countingReader) failure() error {
 	c.mu.Lock()

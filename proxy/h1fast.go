@@ -132,6 +132,7 @@ func (s *Server) serveFast(cc *clientConn) {
 	if fc.watch.timer != nil {
 		fc.watch.timer.Stop()
 	}
+
 	s.fast.remove(fc)
 	if handed {
 		s.stats.handoffs.Add(1)

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,31 @@ import (
 	"github.com/procmesh/procmesh/workload"
 )
 
+// fastExchange is the state of one fast-path exchange, pooled and reset
+// for each request: the timer, deadlines and counters a request needs
+// cost no allocation. A reused timer's callbacks and reload closers from
+// earlier requests act on their own arm only (streamTimer.gen).
+type fastExchange struct {
+	dl      fastDeadlines
+	timer   *streamTimer
+	body    countingReader
+	x       exchange
+	aborted atomic.Bool // a reload ended the exchange
+}
+
+// newFastExchange makes the per-connection state; the timer's cancel
+// acts on a reload's verdict only (a limit moves the deadlines itself).
+func newFastExchange(l Limits) *fastExchange {
+	fx := &fastExchange{}
+	fx.timer = newReusableTimer(&fx.dl, l, func(cause error) {
+		if errors.Is(cause, errNoLongerAllowed) {
+			fx.aborted.Store(true)
+			fx.dl.abort()
+		}
+	})
+	return fx
+}
+
 // forward sends one fast-path request upstream and copies the response to
 // the client; it reports whether the client connection may carry another
 // request.
@@ -23,37 +47,37 @@ func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route
 	ev := &auditEvent{kind: "request", start: time.Now(), method: r.Method, target: r.RequestURI,
 		id: id, route: route, decision: dec}
 	defer ev.write(&s.opts.Audit)
+	// The state comes from a pool, so an idle connection holds none.
+	fx, _ := s.exchanges.Get().(*fastExchange)
+	if fx == nil {
+		fx = newFastExchange(s.opts.Limits)
+	}
+	defer s.exchanges.Put(fx)
+	fx.aborted.Store(false)
+	fx.dl.reset(cc)
 
 	// The stream limits and a reload act through the timer, as on the
 	// net/http path: its deadlines free whichever side the exchange waits
 	// on.
-	dl := &fastDeadlines{cc: cc}
-	ctx, timer := newStreamTimer(context.Background(), dl, s.opts.Limits)
+	timer := fx.timer
+	gen := timer.arm(s.opts.Limits)
 	defer timer.stop()
-	stopAbort := context.AfterFunc(ctx, func() {
-		if errors.Is(context.Cause(ctx), errNoLongerAllowed) {
-			dl.abort()
-		}
-	})
-	defer stopAbort()
-	defer s.live.add(&liveConn{conn: timer, id: id, req: preq})()
+	l := &liveConn{conn: &armCloser{t: timer, gen: gen}, id: id, req: preq}
+	s.live.insert(l)
+	defer s.live.remove(l)
 
-	body := &countingReader{r: r.Body, timer: timer, limit: s.opts.MaxRequestBodyBytes}
-	fi := &forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}
-	x := &exchange{fc: fc, r: r, body: body, timer: timer, dl: dl, h1: s.pools.get(id, route).h1}
-	// The audit line is written before the response's last bytes go out,
-	// as on the net/http path: a client that has its answer finds its line.
-	x.finish = func() {
-		ev.up, ev.down, ev.status = body.n.Load(), x.down, x.status
-		ev.write(&s.opts.Audit)
-	}
+	body := &fx.body
+	body.reset(r.Body, timer, s.opts.MaxRequestBodyBytes)
+	fi := forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}
+	x := &fx.x
+	*x = exchange{fc: fc, r: r, body: body, timer: timer, dl: &fx.dl, h1: s.pools.get(id, route).h1, ev: ev}
 	err := x.run()
 	if err == nil {
 		return !r.Close && !x.clientClose
 	}
 	// From here nothing but this goroutine moves the deadlines.
 	timer.stop()
-	dl.settle()
+	fx.dl.settle()
 	ev.up, ev.down = body.n.Load(), x.down
 	if fc.watch.gone.Load() {
 		ev.status, ev.err = 499, errClientGone // nobody to answer
@@ -68,7 +92,7 @@ func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route
 		return false
 	}
 	status, msg, cause := fi.failure(r, err)
-	if errors.Is(context.Cause(ctx), errNoLongerAllowed) {
+	if fx.aborted.Load() {
 		status, msg, cause = http.StatusForbidden, "procmesh: denied by policy: the reloaded config no longer allows this request\n", errNoLongerAllowed
 	}
 	ev.status, ev.err = status, cause
@@ -95,9 +119,7 @@ type exchange struct {
 	timer *streamTimer
 	dl    *fastDeadlines
 	h1    *h1Pool
-	// finish is called once the whole response is buffered for the
-	// client, before its last write.
-	finish func()
+	ev    *auditEvent
 
 	status      int
 	started     bool // response bytes went to the client
@@ -197,6 +219,15 @@ func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
 	}
 }
 
+// finish writes the audit line once the whole response is buffered for
+// the client, before its last write, as on the net/http path: a client
+// that has its answer finds its line.
+func (x *exchange) finish() {
+	ev := x.ev
+	ev.up, ev.down, ev.status = x.body.n.Load(), x.down, x.status
+	ev.write(&x.fc.srv.opts.Audit)
+}
+
 // maxInterim bounds the 1xx responses before a final one, as net/http's
 // transport does.
 const maxInterim = 5
@@ -293,6 +324,14 @@ func (d *fastDeadlines) SetReadDeadline(t time.Time) error {
 
 func (d *fastDeadlines) SetWriteDeadline(t time.Time) error {
 	return d.cc.UnixConn.SetWriteDeadline(t)
+}
+
+// reset readies the deadlines for an exchange on cc.
+func (d *fastDeadlines) reset(cc *clientConn) {
+	d.up.Store(nil)
+	d.mu.Lock()
+	d.cc, d.settled = cc, false
+	d.mu.Unlock()
 }
 
 // abort ends the exchange now: a reload no longer allows it.

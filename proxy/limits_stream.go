@@ -24,11 +24,13 @@ type streamTimer struct {
 	last    atomic.Int64 // unix nanos of the last byte
 	cause   atomic.Pointer[limitError]
 	started atomic.Bool // the upstream's response is being copied to the client
-	cancel  context.CancelCauseFunc
-	rc      deadliner
+	// cancel ends the request: its context's, or the fast path's.
+	cancel func(error)
+	rc     deadliner
 
 	mu          sync.Mutex
 	stopped     bool
+	gen         uint64 // arms so far: a callback of an earlier arm does nothing
 	idleT, reqT *time.Timer
 }
 
@@ -45,19 +47,42 @@ type deadliner interface {
 func newStreamTimer(ctx context.Context, rc deadliner, l Limits) (context.Context, *streamTimer) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	t := &streamTimer{idle: l.StreamIdleTimeout, cancel: cancel, rc: rc}
-	t.touch()
+	t.arm(l)
+	return ctx, t
+}
+
+// newReusableTimer returns a stopped timer for the requests of one
+// connection, one at a time (arm, then stop); cancel is told why a request
+// was ended.
+func newReusableTimer(rc deadliner, l Limits, cancel func(error)) *streamTimer {
+	return &streamTimer{idle: l.StreamIdleTimeout, cancel: cancel, rc: rc, stopped: true}
+}
+
+// arm starts the timers of a request (StreamIdleTimeout, RequestTimeout)
+// and returns the arm's generation.
+func (t *streamTimer) arm(l Limits) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if on(l.StreamIdleTimeout) {
-		t.idleT = time.AfterFunc(l.StreamIdleTimeout, t.checkIdle)
+	t.gen++
+	t.stopped = false
+	t.cause.Store(nil)
+	t.started.Store(false)
+	t.touch()
+	if on(t.idle) {
+		if t.idleT == nil {
+			t.idleT = time.AfterFunc(t.idle, t.checkIdle)
+		} else {
+			t.idleT.Reset(t.idle)
+		}
 	}
 	if on(l.RequestTimeout) {
 		lim := &limitError{status: http.StatusGatewayTimeout,
 			what: fmt.Sprintf("the request took longer than %s", l.RequestTimeout),
 			key:  keyRequestTimeout, value: units.FormatDuration(l.RequestTimeout)}
-		t.reqT = time.AfterFunc(l.RequestTimeout, func() { t.fire(lim) })
+		g := t.gen
+		t.reqT = time.AfterFunc(l.RequestTimeout, func() { t.fire(lim, g) })
 	}
-	return ctx, t
+	return t.gen
 }
 
 // errNoLongerAllowed ends a request that a reload no longer allows.
@@ -69,14 +94,37 @@ func (t *streamTimer) Close() error {
 	return nil
 }
 
+// armCloser ends one arm's request on reload, and nothing after it: a
+// reused timer's later requests were decided afresh.
+type armCloser struct {
+	t   *streamTimer
+	gen uint64
+}
+
+func (a *armCloser) Close() error {
+	a.t.mu.Lock()
+	live := a.t.gen == a.gen && !a.t.stopped
+	a.t.mu.Unlock()
+	if live {
+		a.t.cancel(errNoLongerAllowed)
+	}
+	return nil
+}
+
 // touch records that bytes moved.
 func (t *streamTimer) touch() { t.last.Store(time.Now().UnixNano()) }
 
 func (t *streamTimer) checkIdle() {
+	t.mu.Lock()
+	g, stopped := t.gen, t.stopped
+	t.mu.Unlock()
+	if stopped {
+		return
+	}
 	idle := time.Since(time.Unix(0, t.last.Load()))
 	if idle < t.idle {
 		t.mu.Lock()
-		if !t.stopped {
+		if !t.stopped && t.gen == g {
 			t.idleT.Reset(t.idle - idle)
 		}
 		t.mu.Unlock()
@@ -84,14 +132,14 @@ func (t *streamTimer) checkIdle() {
 	}
 	t.fire(&limitError{status: http.StatusGatewayTimeout,
 		what: fmt.Sprintf("no byte moved on the request for %s", t.idle),
-		key:  keyStreamIdleTimeout, value: units.FormatDuration(t.idle)})
+		key:  keyStreamIdleTimeout, value: units.FormatDuration(t.idle)}, g)
 }
 
-// fire ends the request because of lim, once, unless it already ended.
-func (t *streamTimer) fire(lim *limitError) {
+// fire ends arm g's request because of lim, once, unless it already ended.
+func (t *streamTimer) fire(lim *limitError, g uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.stopped || !t.cause.CompareAndSwap(nil, lim) {
+	if t.stopped || t.gen != g || !t.cause.CompareAndSwap(nil, lim) {
 		return
 	}
 	past := time.Unix(1, 0)
@@ -114,5 +162,6 @@ func (t *streamTimer) stop() {
 	}
 	if t.reqT != nil {
 		t.reqT.Stop()
+		t.reqT = nil
 	}
 }

@@ -28,17 +28,24 @@ type liveConns struct {
 
 // add registers l and returns the function that removes it.
 func (ls *liveConns) add(l *liveConn) (remove func()) {
+	ls.insert(l)
+	return func() { ls.remove(l) }
+}
+
+// insert registers l until remove.
+func (ls *liveConns) insert(l *liveConn) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.m == nil {
 		ls.m = make(map[*liveConn]struct{})
 	}
 	ls.m[l] = struct{}{}
-	return func() {
-		ls.mu.Lock()
-		delete(ls.m, l)
-		ls.mu.Unlock()
-	}
+}
+
+func (ls *liveConns) remove(l *liveConn) {
+	ls.mu.Lock()
+	delete(ls.m, l)
+	ls.mu.Unlock()
 }
 
 func (ls *liveConns) snapshot() []*liveConn {

@@ -71,6 +71,7 @@ type Server struct {
 	fast        fastConns
 	readers     readerPool
 	writers     writerPool
+	exchanges   sync.Pool // *fastExchange
 	handoff     *handoffListener
 	handoffOnce sync.Once
 	stats       stats
