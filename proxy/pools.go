@@ -82,6 +82,12 @@ type UpstreamOptions struct {
 	// upstream may open (HTTP/3 needs three: control, QPACK encoder and
 	// decoder); it may open no bidirectional ones. Default 16.
 	QUICMaxIncomingUniStreams int
+	// TLSCurves are the key exchanges offered in every upstream TLS
+	// handshake: HTTP/1.1, HTTP/2, HTTP/3, tunnels and raw sockets
+	// (tls.Config.CurvePreferences; crypto/tls ignores the order). Default
+	// nil: Go's list, post-quantum hybrids first, which costs an ML-KEM key
+	// share on every full handshake. Not modified.
+	TLSCurves []tls.CurveID
 	// AltSvcBrokenBackoff is how long an auto route stays on TCP after an
 	// HTTP/3 dial or handshake to the upstream's advertised alternative
 	// failed. Default 5m.
@@ -196,6 +202,7 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 	newTLS := func(next ...string) *tls.Config {
 		conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.authorizer(), next...)
 		conf.ServerName = route.Host
+		conf.CurvePreferences = ps.opts.TLSCurves
 		return conf
 	}
 	log := ps.opts.Logger.With().Str("route", route.Name).Str("upstream", route.Upstream).Str("spiffe_id", w.ID.String()).Logger()
@@ -233,17 +240,23 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 // dialTLS opens one mTLS connection for a tunnel or raw socket, sharing the
 // pool's TLS session cache. It is TCP whatever the route's protocol.
 func (p *pool) dialTLS(ctx context.Context) (*tls.Conn, error) {
-	return p.dialTLSWith(ctx, p.tls)
+	return p.dialTLSWith(ctx, p.tls, nil)
 }
 
-func (p *pool) dialTLSWith(ctx context.Context, conf *tls.Config) (*tls.Conn, error) {
+// dialTLSWith dials TCP, wraps the connection with wrap when given (the
+// layer crypto/tls writes to), and completes a TLS handshake with conf.
+func (p *pool) dialTLSWith(ctx context.Context, conf *tls.Config, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
 	defer cancel()
 	raw, err := p.dialer.DialContext(ctx, "tcp", p.route.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", p.route.Upstream, err)
 	}
-	c := tls.Client(raw, conf)
+	under := raw
+	if wrap != nil {
+		under = wrap(raw)
+	}
+	c := tls.Client(under, conf)
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("TLS handshake with upstream %s: %w", p.route.Upstream, err)

@@ -60,7 +60,7 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 		tellAndClose(c.UnixConn, "procmesh: denied by policy: "+dec.Reason+"\n")
 		return
 	}
-	up, err := s.pools.get(id, route).dialTLS(ctx)
+	up, err := s.pools.get(id, route).dialTunnel(ctx, s.bufs)
 	if err != nil {
 		ev.err = err
 		return

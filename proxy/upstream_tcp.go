@@ -48,7 +48,7 @@ func (ps *pools) newTCPTransport(p *pool, conf *tls.Config, h2only bool) *http.T
 	case h2only:
 		protos.SetHTTP2(true)
 		tr.DialTLSContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			c, err := p.dialTLSWith(ctx, conf)
+			c, err := p.dialTLSWith(ctx, conf, nil)
 			if err != nil {
 				return nil, err
 			}
