@@ -49,7 +49,7 @@ func keys(section string) []string {
 			"max_concurrent_streams", "max_connections", "max_connections_per_identity", "max_request_body_bytes"}
 	case "upstream":
 		return []string{"connect_timeout", "idle_timeout", "max_idle_per_pool", "response_header_timeout",
-			"http2_read_idle_timeout", "copy_buffer_size", "quic"}
+			"http2_read_idle_timeout", "copy_buffer_size", "tls_curves", "quic"}
 	case "upstream.quic":
 		return []string{"max_incoming_streams", "idle_timeout", "keep_alive_period",
 			"max_stream_receive_window", "max_connection_receive_window"}
@@ -60,17 +60,17 @@ func keys(section string) []string {
 	case "runtime":
 		return []string{"max_procs", "gc_percent", "memory_limit"}
 	case "log":
-		return []string{"level", "file"}
+		return []string{"level", "file", "flush_interval"}
 	}
 	return nil
 }
 
 // decode walks the document's root mapping against the schema and builds a
 // Config from the values that are well-formed. Absent keys stay zero, except
-// Log.Level and Reload.Watch, whose zero values (debug, false) are not the
-// defaults.
+// Log.Level, Log.FlushInterval and Reload.Watch, whose zero values (debug,
+// write at once, false) are not the defaults.
 func (w *walker) decode(root *yaml.Node) *Config {
-	c := &Config{Log: Log{Level: DefaultLogLevel}, Reload: Reload{Watch: DefaultReloadWatch}}
+	c := &Config{Log: Log{Level: DefaultLogLevel, FlushInterval: DefaultLogFlushInterval}, Reload: Reload{Watch: DefaultReloadWatch}}
 	top, ok := w.mapping(root, "", keys("")...)
 	if !ok {
 		return c
@@ -139,6 +139,9 @@ func (w *walker) decode(root *yaml.Node) *Config {
 	if f, ok := w.mapping(top.get("log"), "log", keys("log")...); ok {
 		c.Log.Level, _ = w.logLevel(f.get("level"), f.key("level"))
 		c.Log.File, _ = w.absPath(f.get("file"), f.key("file"), "/var/log/procmesh.log")
+		if v := f.get("flush_interval"); v != nil && (v.Kind != yaml.ScalarNode || v.Value != "") {
+			c.Log.FlushInterval, _ = w.durationOrOff(v, f.key("flush_interval"), time.Millisecond, time.Minute)
+		}
 	}
 	return c
 }

@@ -52,6 +52,7 @@ func (w *walker) upstream(n *yaml.Node, u *Upstream) {
 	u.ResponseHeaderTimeout, _ = w.durationOrOff(f.get("response_header_timeout"), f.key("response_header_timeout"), time.Second, time.Hour)
 	u.HTTP2ReadIdleTimeout, _ = w.duration(f.get("http2_read_idle_timeout"), f.key("http2_read_idle_timeout"), time.Second, time.Hour)
 	u.CopyBufferSize, _ = w.size(f.get("copy_buffer_size"), f.key("copy_buffer_size"), 4*kib, mib, false)
+	u.TLSCurves = w.curves(f.get("tls_curves"), f.key("tls_curves"))
 	q, ok := w.mapping(f.get("quic"), "upstream.quic", keys("upstream.quic")...)
 	if !ok {
 		return

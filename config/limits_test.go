@@ -60,6 +60,12 @@ func TestLimitErrors(t *testing.T) {
 		{"boolean kind", head + "reload: {watch: 1}\n", "test.yaml:2: reload.watch: expected true or false, got integer 1"},
 		{"debounce", head + "reload: {debounce: 1ms}\n", "test.yaml:2: reload.debounce: 1ms is below the minimum of 10ms"},
 		{"drain", head + "shutdown: {drain_timeout: 2h}\n", "test.yaml:2: shutdown.drain_timeout: 2h is above the maximum of 1h"},
+		{"flush interval below", head + "log: {flush_interval: 500us}\n",
+			"test.yaml:2: log.flush_interval: 500us is below the minimum of 1ms (0s turns it off)"},
+		{"flush interval above", head + "log: {flush_interval: 2m}\n", "test.yaml:2: log.flush_interval: 2m is above the maximum of 1m"},
+		{"flush interval unitless", head + "log: {flush_interval: 5}\n",
+			"test.yaml:2: log.flush_interval: expected a duration like 1ms, got integer 5; durations need a unit (s, m, h)"},
+		{"flush interval kind", head + "log: {flush_interval: [1s]}\n", "test.yaml:2: log.flush_interval: expected a string, got a list"},
 
 		// Relations, checked by Validate after defaults.
 		{"per identity above total", head + "limits:\n  max_connections: 500\n",
@@ -110,6 +116,26 @@ func TestLimitValues(t *testing.T) {
 	}
 	if c.Limits.RequestTimeout != 90*time.Second || c.Limits.MaxRequestBodyBytes != 0 {
 		t.Fatalf("limits %+v", c.Limits)
+	}
+}
+
+// TestLogFlushInterval: absent or empty means the default, 0s writes every
+// line at once.
+func TestLogFlushInterval(t *testing.T) {
+	for src, want := range map[string]time.Duration{
+		"":                              DefaultLogFlushInterval,
+		"log: {flush_interval: }\n":     DefaultLogFlushInterval,
+		"log: {flush_interval: \"\"}\n": DefaultLogFlushInterval,
+		"log: {flush_interval: 0s}\n":   0,
+		"log: {flush_interval: 2s}\n":   2 * time.Second,
+	} {
+		c, err := Parse("test.yaml", []byte("trust_domain: example.org\n"+src))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if c.Log.FlushInterval != want {
+			t.Errorf("%q: flush interval %v, want %v", src, c.Log.FlushInterval, want)
+		}
 	}
 }
 

@@ -82,7 +82,7 @@ func TestLoadFull(t *testing.T) {
 		Reload:   Reload{Watch: false, Debounce: 2 * time.Second},
 		Shutdown: Shutdown{DrainTimeout: 5 * time.Minute},
 		Runtime:  Runtime{MaxProcs: 2, GCPercent: 400, MemoryLimit: 256 << 20},
-		Log:      Log{Level: zerolog.DebugLevel, File: "/var/log/procmesh.json"},
+		Log:      Log{Level: zerolog.DebugLevel, File: "/var/log/procmesh.json", FlushInterval: 0},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load(full.yaml)\n got %+v\nwant %+v", c, want)
@@ -125,7 +125,7 @@ func TestDefaults(t *testing.T) {
 		Reload:   Reload{Watch: true, Debounce: 500 * time.Millisecond},
 		Shutdown: Shutdown{DrainTimeout: 30 * time.Second},
 		Runtime:  Runtime{GCPercent: 100},
-		Log:      Log{Level: zerolog.InfoLevel},
+		Log:      Log{Level: zerolog.InfoLevel, FlushInterval: 100 * time.Millisecond},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -25,6 +24,7 @@ import (
 type node struct {
 	cfg      *config.Config
 	log      zerolog.Logger
+	keys     *tlsconf.KeyPool
 	ca       *tlsconf.CA
 	bundles  *x509bundle.Set
 	store    *tlsconf.Store
@@ -83,33 +83,16 @@ func printErrors(w io.Writer, err error) {
 	fmt.Fprintln(w, err)
 }
 
-// newLogger returns the JSON logger the config asks for, and the writer to
-// close at exit.
-func newLogger(cfg *config.Config, stderr io.Writer) (zerolog.Logger, io.Closer, error) {
-	var w io.Writer = stderr
-	closer := io.Closer(nopCloser{})
-	if cfg.Log.File != "" {
-		f, err := os.OpenFile(cfg.Log.File, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if err != nil {
-			return zerolog.Nop(), nil, fmt.Errorf("procmesh: open log.file: %w", err)
-		}
-		w, closer = f, f
-	}
-	return zerolog.New(w).Level(cfg.Log.Level).With().Timestamp().Logger(), closer, nil
-}
-
-type nopCloser struct{}
-
-func (nopCloser) Close() error { return nil }
-
-// loadCA opens the built-in CA the config names, creating it at first start.
-func loadCA(cfg *config.Config, log zerolog.Logger) (*tlsconf.CA, error) {
+// loadCA opens the built-in CA the config names, creating it at first
+// start. keys, when not nil, supplies the keys of the SVIDs it mints.
+func loadCA(cfg *config.Config, log zerolog.Logger, keys *tlsconf.KeyPool) (*tlsconf.CA, error) {
 	return tlsconf.LoadOrCreateCA(tlsconf.CAOptions{
 		TrustDomain: cfg.TrustDomain,
 		StateDir:    cfg.Identity.StateDir,
 		CertFile:    cfg.Identity.CA.Cert,
 		KeyFile:     cfg.Identity.CA.Key,
 		SVIDTTL:     cfg.Identity.SVIDTTL,
+		Keys:        keys,
 		Logger:      log,
 	})
 }
@@ -118,10 +101,15 @@ func loadCA(cfg *config.Config, log zerolog.Logger) (*tlsconf.CA, error) {
 func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	n := &node{cfg: cfg, log: log}
 	var err error
-	if n.ca, err = loadCA(cfg, log); err != nil {
+	// Keys for new identities' SVIDs are generated ahead of time, off the
+	// path of the request that needs one.
+	n.keys = tlsconf.NewKeyPool(tlsconf.KeyPoolOptions{Logger: log})
+	if n.ca, err = loadCA(cfg, log, n.keys); err != nil {
+		n.Close()
 		return nil, err
 	}
 	if n.bundles, err = loadBundles(cfg, n.ca); err != nil {
+		n.Close()
 		return nil, err
 	}
 	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log})
@@ -155,8 +143,15 @@ func loadBundles(cfg *config.Config, ca *tlsconf.CA) (*x509bundle.Set, error) {
 	return tlsconf.LoadBundles(ca.Bundle(), files)
 }
 
+// buildRegistry builds the registration entries. Policy rules match
+// selectors too, so the registry is told theirs: attestation looks up
+// user and group names only when an entry or a rule uses them.
 func buildRegistry(cfg *config.Config) (*registry.Registry, error) {
-	return registry.New(cfg.RegistryEntries())
+	var ruleSelectors []string
+	for _, r := range cfg.Policy.Rules {
+		ruleSelectors = append(ruleSelectors, r.Selectors...)
+	}
+	return registry.New(cfg.RegistryEntries(), registry.AlsoMatched(ruleSelectors...))
 }
 
 // buildPolicy builds the policy from cfg's rules, knowing each route's
@@ -194,5 +189,8 @@ func (n *node) Close() {
 	}
 	if n.store != nil {
 		n.store.Close()
+	}
+	if n.keys != nil {
+		n.keys.Close() // after the store: no Mint runs any more
 	}
 }

@@ -16,7 +16,7 @@ func cmdCABundle(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return code
 	}
-	ca, err := loadCA(cfg, zerolog.Nop())
+	ca, err := loadCA(cfg, zerolog.Nop(), nil)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -23,6 +23,7 @@ const usage = `usage: procmesh <command> [flags]
 
 commands:
   run -config FILE          serve until SIGTERM or SIGINT; SIGHUP reloads
+                            and reopens log.file
   check -config FILE        validate a config; exit 1 with FILE:LINE errors
   ca bundle -config FILE    create the CA if needed and print its trust bundle (PEM)
   explain -config FILE -pid N [-url URL] [-method M] [-header 'Name: value']

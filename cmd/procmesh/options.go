@@ -43,6 +43,7 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 			QUICMaxStreamReceiveWindow:     int(u.QUIC.MaxStreamReceiveWindow),
 			QUICMaxConnectionReceiveWindow: int(u.QUIC.MaxConnectionReceiveWindow),
 			QUICMaxIncomingUniStreams:      int(u.QUIC.MaxIncomingStreams),
+			TLSCurves:                      u.TLSCurves,
 			Logger:                         log,
 		},
 	}

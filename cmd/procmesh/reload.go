@@ -29,6 +29,9 @@ type reloader struct {
 	srv     *proxy.Server
 	log     zerolog.Logger
 	started *config.Config // keys only a restart applies are compared to this
+	// flushLog, when set, writes out buffered log lines after each reload,
+	// so the outcome is in the log file at once.
+	flushLog func() error
 
 	mu  sync.Mutex
 	sum [sha256.Size]byte // content last tried, applied or rejected
@@ -46,6 +49,9 @@ func newReloader(path string, n *node, srv *proxy.Server, log zerolog.Logger) *r
 func (r *reloader) reload(why string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.flushLog != nil {
+		defer r.flushLog()
+	}
 	if b, err := os.ReadFile(r.path); err == nil {
 		r.sum = sha256.Sum256(b)
 	}

@@ -49,7 +49,7 @@ func newReloadEnv(t *testing.T) *reloadEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := loadCA(cfg, zerolog.Nop())
+	ca, err := loadCA(cfg, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,16 +29,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return code
 	}
-	log, closer, err := newLogger(cfg, stderr)
+	out, err := openLog(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	defer closer.Close()
+	defer out.Close() // after the last line: "procmesh stopped"
+	log := out.logger(cfg.Log.Level)
 	if *drain <= 0 {
 		*drain = cfg.Shutdown.DrainTimeout
 	}
-	if err := serve(*path, cfg, *drain, log); err != nil {
+	if err := serve(*path, cfg, *drain, log, out); err != nil {
 		log.Error().Err(err).Msg("procmesh stopped")
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -115,13 +116,16 @@ func (rn *running) stop(drain time.Duration) error {
 }
 
 // serve runs cfg until SIGTERM or SIGINT; SIGHUP and, if watching is on,
-// a changed file reload it.
-func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Logger) error {
+// a changed file reload it. SIGHUP also reopens the log file, for
+// logrotate.
+func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Logger, out *logOutput) error {
 	applyRuntime(cfg.Runtime, log)
 	rn, err := start(path, cfg, log)
 	if err != nil {
 		return err
 	}
+	rn.reloader.flushLog = out.Flush
+	releaseStartupMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)
@@ -146,6 +150,9 @@ loop:
 			log.Info().Dur("drain_timeout", drain).Msg("signal received; draining")
 			break loop
 		case <-hup:
+			if err := out.Reopen(); err != nil {
+				log.Error().Err(err).Msg("log.file not reopened; logging to the file already open")
+			}
 			rn.reloader.reload("SIGHUP")
 		case serveErr = <-rn.errc:
 			break loop
