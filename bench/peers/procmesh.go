@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Host names the suite's clients send to procmesh; it routes by them.
@@ -42,6 +44,15 @@ type Procmesh struct {
 	// figure's connections, which all come from one identity), as HAProxy
 	// gets maxconn and nginx worker_connections.
 	MaxConnections int
+	// TLSCurves, when set, is written as upstream.tls_curves: the suite
+	// sets [X25519] (ANCHORS "Fairness": the key exchange HAProxy and nginx
+	// are pinned to, instead of Go's default post-quantum hybrid share)
+	// when this build's procmesh check accepts the key.
+	TLSCurves []string
+	// Extra is YAML appended to the configuration (-procmesh-yaml). An
+	// upstream mapping in it takes tls_curves too, so that the file has
+	// one upstream key; a tls_curves of its own wins.
+	Extra string
 }
 
 // Sockets of procmesh: the main socket carries HTTP for every HTTP route
@@ -123,7 +134,52 @@ workloads:
 		logFile = filepath.Join(p.Dir, "procmesh.log")
 	}
 	fmt.Fprintf(&b, "log:\n  level: warn\n  file: %s\n", logFile)
+	extra, merged := mergeUpstream(p.Extra, p.TLSCurves)
+	if len(p.TLSCurves) > 0 && !merged {
+		fmt.Fprintf(&b, "upstream:\n  tls_curves: [%s]\n", strings.Join(p.TLSCurves, ", "))
+	}
+	if extra != "" {
+		b.WriteString("# Added with -procmesh-yaml:\n" + extra + "\n")
+	}
 	return b.String()
+}
+
+// mergeUpstream returns extra with curves added as tls_curves to its
+// top-level upstream mapping, if it has one (merged is then true, also
+// when extra sets tls_curves itself). YAML it cannot read is returned
+// unchanged for procmesh check to report.
+func mergeUpstream(extra string, curves []string) (out string, merged bool) {
+	extra = strings.TrimSpace(extra)
+	var doc yaml.Node
+	if extra == "" || yaml.Unmarshal([]byte(extra), &doc) != nil || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return extra, false
+	}
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		up := top.Content[i+1]
+		if top.Content[i].Value != "upstream" || up.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(up.Content); j += 2 {
+			if up.Content[j].Value == "tls_curves" {
+				return extra, true
+			}
+		}
+		if len(curves) == 0 {
+			return extra, true
+		}
+		list := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for _, c := range curves {
+			list.Content = append(list.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: c})
+		}
+		up.Content = append(up.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: "tls_curves"}, list)
+		b, err := yaml.Marshal(&doc)
+		if err != nil {
+			return extra, false
+		}
+		return strings.TrimSpace(string(b)), true
+	}
+	return extra, false
 }
 
 func yamlList(ss []string) string {
@@ -145,6 +201,10 @@ routes:
   - {name: probe, host: probe.bench.test, upstream: %q, server_id: %s, protocol: %s}
 %s`, filepath.Join(dir, "probe.sock"), filepath.Join(dir, "probe-state"), upstream, serverID, protocol, extra)
 }
+
+// CurvesProbe is the extra YAML that asks whether a build has
+// upstream.tls_curves.
+const CurvesProbe = "upstream: {tls_curves: [X25519]}\n"
 
 // LimitsProbe is the extra YAML that asks whether a build has the
 // connection limits.

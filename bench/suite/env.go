@@ -56,6 +56,7 @@ type env struct {
 	h2loadExe  string
 	h2NA, h3NA string // why procmesh cannot (yet) speak HTTP/2 or HTTP/3 upstream
 	hasLimits  bool   // procmesh has limits.max_connections*
+	hasCurves  bool   // procmesh has upstream.tls_curves
 
 	pmCfg      peers.Procmesh
 	coldUIDs   []int

@@ -29,6 +29,7 @@ func (e *env) probeProtocols() {
 	e.h2NA = check("http2", "http2", e.up.H2, "")
 	e.h3NA = check("http3", "http3", e.up.H3, "")
 	e.hasLimits = check("limits", "http1", e.up.H1, peers.LimitsProbe) == ""
+	e.hasCurves = check("curves", "http1", e.up.H1, peers.CurvesProbe) == ""
 }
 
 func (e *env) procmeshContestant() *contestant {
@@ -60,6 +61,9 @@ func (e *env) procmeshContestant() *contestant {
 	if e.hasLimits {
 		e.pmCfg.MaxConnections = e.idleConns() + 2000
 	}
+	if e.hasCurves {
+		e.pmCfg.TLSCurves = []string{"X25519"} // fairness: the key exchange every contestant uses
+	}
 	c.sockets = e.pmCfg.Sockets()
 	c.config = e.path("procmesh.yaml")
 	if err := os.WriteFile(c.config, []byte(e.procmeshYAML(e.pmCfg)), 0o644); err != nil {
@@ -87,11 +91,8 @@ func (e *env) procmeshContestant() *contestant {
 
 // procmeshYAML is the generated configuration plus the run's extra YAML.
 func (e *env) procmeshYAML(p peers.Procmesh) string {
-	cfg := p.Config()
-	if e.cfg.ProcmeshYAML != "" {
-		cfg += "# Added with -procmesh-yaml:\n" + strings.TrimSpace(e.cfg.ProcmeshYAML) + "\n"
-	}
-	return cfg
+	p.Extra = e.cfg.ProcmeshYAML
+	return p.Config()
 }
 
 // procmeshEnv is procmesh's environment: two Ps like every contestant's
