@@ -226,6 +226,7 @@ type Upstream struct {
 	HTTP2ReadIdleTimeout  time.Duration // default 30s; 1s-1h; ping an HTTP/2 connection silent this long
 	CopyBufferSize        int64         // default 32KiB; 4KiB-1MiB; per copy in flight (tunnels, raw sockets, bodies)
 	TLSCurves             []tls.CurveID // key tls_curves; default nil = Go's list (hybrid post-quantum first); key exchanges offered in every upstream handshake
+	TLSRecordSizing       string        // key tls_record_sizing; default "dynamic" (Go's: small records for a connection's first ~1 MB); "max": 16 KiB records from the start
 	QUIC                  QUIC
 }
 

@@ -53,6 +53,7 @@ func (w *walker) upstream(n *yaml.Node, u *Upstream) {
 	u.HTTP2ReadIdleTimeout, _ = w.duration(f.get("http2_read_idle_timeout"), f.key("http2_read_idle_timeout"), time.Second, time.Hour)
 	u.CopyBufferSize, _ = w.size(f.get("copy_buffer_size"), f.key("copy_buffer_size"), 4*kib, mib, false)
 	u.TLSCurves = w.curves(f.get("tls_curves"), f.key("tls_curves"))
+	u.TLSRecordSizing, _ = w.oneOf(f.get("tls_record_sizing"), f.key("tls_record_sizing"), []string{"dynamic", "max"}, nil)
 	q, ok := w.mapping(f.get("quic"), "upstream.quic", keys("upstream.quic")...)
 	if !ok {
 		return

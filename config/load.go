@@ -197,6 +197,9 @@ func (c *Config) applyLimitDefaults() {
 	setInt(&u.MaxIdlePerPool, DefaultMaxIdlePerPool)
 	setDur(&u.HTTP2ReadIdleTimeout, DefaultHTTP2ReadIdleTimeout)
 	setSize(&u.CopyBufferSize, DefaultCopyBufferSize)
+	if u.TLSRecordSizing == "" {
+		u.TLSRecordSizing = "dynamic"
+	}
 	setInt(&c.Runtime.GCPercent, DefaultGCPercent)
 	q := &c.Upstream.QUIC
 	setSize(&q.MaxIncomingStreams, DefaultQUICMaxIncomingStreams)

@@ -75,9 +75,9 @@ func TestLoadFull(t *testing.T) {
 		},
 		Upstream: Upstream{
 			ConnectTimeout: 2500 * time.Millisecond, IdleTimeout: time.Minute, MaxIdlePerPool: 8,
-			ResponseHeaderTimeout: 20 * time.Second, HTTP2ReadIdleTimeout: 45 * time.Second, CopyBufferSize: 64 << 10,
+			ResponseHeaderTimeout: 20 * time.Second, HTTP2ReadIdleTimeout: 45 * time.Second, CopyBufferSize: 64 << 10, TLSRecordSizing: "max",
 			QUIC: QUIC{MaxIncomingStreams: 500, IdleTimeout: time.Minute, KeepAlivePeriod: 20 * time.Second,
-				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 93},
+				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 94},
 		},
 		Reload:   Reload{Watch: false, Debounce: 2 * time.Second},
 		Shutdown: Shutdown{DrainTimeout: 5 * time.Minute},
@@ -118,7 +118,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Upstream: Upstream{
 			ConnectTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxIdlePerPool: 64,
-			ResponseHeaderTimeout: 0, HTTP2ReadIdleTimeout: 30 * time.Second, CopyBufferSize: 32 << 10,
+			ResponseHeaderTimeout: 0, HTTP2ReadIdleTimeout: 30 * time.Second, CopyBufferSize: 32 << 10, TLSRecordSizing: "dynamic",
 			QUIC: QUIC{MaxIncomingStreams: 100, IdleTimeout: 30 * time.Second, KeepAlivePeriod: 15 * time.Second,
 				MaxStreamReceiveWindow: 6 << 20, MaxConnectionReceiveWindow: 15 << 20},
 		},

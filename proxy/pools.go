@@ -88,6 +88,11 @@ type UpstreamOptions struct {
 	// nil: Go's list, post-quantum hybrids first, which costs an ML-KEM key
 	// share on every full handshake. Not modified.
 	TLSCurves []tls.CurveID
+	// TLSMaxRecords sends full-size (16 KiB) TLS records from a
+	// connection's first byte (tls.Config.DynamicRecordSizingDisabled).
+	// Default false: Go's dynamic sizing, which starts each connection
+	// with records of one TCP segment and grows them after about 1 MB.
+	TLSMaxRecords bool
 	// AltSvcBrokenBackoff is how long an auto route stays on TCP after an
 	// HTTP/3 dial or handshake to the upstream's advertised alternative
 	// failed. Default 5m.
@@ -203,6 +208,7 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 		conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.authorizer(), next...)
 		conf.ServerName = route.Host
 		conf.CurvePreferences = ps.opts.TLSCurves
+		conf.DynamicRecordSizingDisabled = ps.opts.TLSMaxRecords
 		return conf
 	}
 	log := ps.opts.Logger.With().Str("route", route.Name).Str("upstream", route.Upstream).Str("spiffe_id", w.ID.String()).Logger()

@@ -44,6 +44,7 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 			QUICMaxConnectionReceiveWindow: int(u.QUIC.MaxConnectionReceiveWindow),
 			QUICMaxIncomingUniStreams:      int(u.QUIC.MaxIncomingStreams),
 			TLSCurves:                      u.TLSCurves,
+			TLSMaxRecords:                  u.TLSRecordSizing == "max",
 			Logger:                         log,
 		},
 	}

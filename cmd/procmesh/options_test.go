@@ -32,6 +32,25 @@ func TestProxyOptionsCurves(t *testing.T) {
 	}
 }
 
+// TestProxyOptionsRecordSizing: upstream.tls_record_sizing: max turns
+// Go's dynamic record sizing off for upstream connections.
+func TestProxyOptionsRecordSizing(t *testing.T) {
+	for extra, want := range map[string]bool{
+		"upstream: {tls_record_sizing: max}\n":     true,
+		"upstream: {tls_record_sizing: dynamic}\n": false,
+		"": false,
+	} {
+		path, _ := writeConfig(t, extra)
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := proxyOptions(cfg, &node{}, zerolog.Nop()).Upstream.TLSMaxRecords; got != want {
+			t.Errorf("%q: Upstream.TLSMaxRecords = %v, want %v", extra, got, want)
+		}
+	}
+}
+
 // TestBuildRegistryNeedsNames: a policy rule's unix:group selector makes
 // attestation look names up, though no entry uses one.
 func TestBuildRegistryNeedsNames(t *testing.T) {
