@@ -311,23 +311,6 @@ func (fc *fastConn) identity() (*workload.Identity, error) {
 	return ci.current(fc.srv.opts.Resolver)
 }
 
-// readerPool pools the fast path's request readers: a connection holds
-// one only while it reads and serves a request.
-type readerPool struct{ p sync.Pool }
-
-func (rp *readerPool) get(c *clientConn) *bufio.Reader {
-	if br, ok := rp.p.Get().(*bufio.Reader); ok {
-		br.Reset(c)
-		return br
-	}
-	return bufio.NewReaderSize(c, fastReaderSize)
-}
-
-func (rp *readerPool) put(br *bufio.Reader) {
-	br.Reset(nil)
-	rp.p.Put(br)
-}
-
 // fastReaderSize bounds the request heads the fast path reads itself;
 // larger heads (up to limits.max_request_header_bytes) go to net/http.
 const fastReaderSize = 8 << 10

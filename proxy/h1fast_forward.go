@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -352,23 +351,6 @@ func (d *fastDeadlines) settle() {
 	d.mu.Lock()
 	d.settled = true
 	d.mu.Unlock()
-}
-
-// writerPool pools the writers of responses to clients: a connection
-// holds one only while it writes a response.
-type writerPool struct{ p sync.Pool }
-
-func (wp *writerPool) get(w io.Writer) *bufio.Writer {
-	if bw, ok := wp.p.Get().(*bufio.Writer); ok {
-		bw.Reset(w)
-		return bw
-	}
-	return bufio.NewWriterSize(w, fastWriterSize)
-}
-
-func (wp *writerPool) put(bw *bufio.Writer) {
-	bw.Reset(nil)
-	wp.p.Put(bw)
 }
 
 const fastWriterSize = 4 << 10

@@ -241,21 +241,11 @@ func TestFastPathStaleUpstreamConnection(t *testing.T) {
 // path that a reload no longer allows is ended with 403, and the upstream
 // sees its connection go.
 func TestThreat_F6_ReloadEndsFastPathRequest(t *testing.T) {
-	e := newEnv(t, envOptions{defaultAllow: true})
-	e.selfAsA()
-	gone := make(chan struct{})
-	up := e.startUpstream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-		close(gone)
-	}))
-	lp := e.startLimited("f6fast", proxy.Limits{}, upRoute("up", up))
-	type result struct {
-		resp string
-	}
-	done := make(chan result)
+	lp, up, gone := neverAnswering(t, "f6fast")
+	done := make(chan string)
 	go func() {
 		resp, _ := rawExchange(t, lp.sock, "GET /slow HTTP/1.1\r\nHost: up.test\r\n\r\n", 10*time.Second)
-		done <- result{resp}
+		done <- resp
 	}()
 	if !eventually(5*time.Second, func() bool { return len(up.clientIDs()) == 1 }) {
 		t.Fatal("the request never reached the upstream")
@@ -271,9 +261,8 @@ func TestThreat_F6_ReloadEndsFastPathRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	lp.srv.SetState(st)
-	r := <-done
-	if !strings.HasPrefix(r.resp, "HTTP/1.1 403") || !strings.Contains(r.resp, "no longer allows") {
-		t.Errorf("in-flight request after the reload: %q", r.resp)
+	if resp := <-done; !strings.HasPrefix(resp, "HTTP/1.1 403") || !strings.Contains(resp, "no longer allows") {
+		t.Errorf("in-flight request after the reload: %q", resp)
 	}
 	select {
 	case <-gone:
@@ -287,14 +276,7 @@ func TestThreat_F6_ReloadEndsFastPathRequest(t *testing.T) {
 // background read does), and the audit line says so; the upstream is not
 // left holding it until the stream idle timeout.
 func TestFastPathClientHangsUp(t *testing.T) {
-	e := newEnv(t, envOptions{defaultAllow: true})
-	e.selfAsA()
-	gone := make(chan struct{})
-	up := e.startUpstream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-		close(gone)
-	}))
-	lp := e.startLimited("hangup", proxy.Limits{}, upRoute("up", up))
+	lp, up, gone := neverAnswering(t, "hangup")
 	c, err := net.Dial("unix", lp.sock)
 	if err != nil {
 		t.Fatal(err)
@@ -314,4 +296,19 @@ func TestFastPathClientHangsUp(t *testing.T) {
 	}) {
 		t.Errorf("no audit line for the abandoned request:\n%s", lp.audit.String())
 	}
+}
+
+// neverAnswering starts an env with an upstream whose handler waits until its
+// request ends (gone closes then), and a data plane named name with a
+// route "up" (host up.test) to it.
+func neverAnswering(t *testing.T, name string) (*limProxy, *testUpstream, chan struct{}) {
+	t.Helper()
+	e := newEnv(t, envOptions{defaultAllow: true})
+	e.selfAsA()
+	gone := make(chan struct{})
+	up := e.startUpstream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		close(gone)
+	}))
+	return e.startLimited(name, proxy.Limits{}, upRoute("up", up)), up, gone
 }

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -69,8 +71,8 @@ type Server struct {
 	// request readers and response writers, and the listener through
 	// which it hands connections to net/http.
 	fast        fastConns
-	readers     readerPool
-	writers     writerPool
+	readers     *ioPool[*bufio.Reader, io.Reader]
+	writers     *ioPool[*bufio.Writer, io.Writer]
 	exchanges   sync.Pool // *fastExchange
 	handoff     *handoffListener
 	handoffOnce sync.Once
@@ -92,7 +94,7 @@ func New(opts Options, st *State) (*Server, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
-		handoff: newHandoffListener()}
+		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
 	s.state.Store(st)
 	opts.Upstream.Logger = opts.Logger // auto's protocol switches and fallbacks
 	s.pools = newPools(opts.Identities, opts.Upstream)
