@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,10 @@ type fastConn struct {
 	br    *bufio.Reader // while a request is read; pooled
 	head  []byte        // copy of the head being served, for a handoff
 	watch clientWatch   // for a client hanging up while the upstream thinks
+	// waitUntil ends the wait for the next request (zero: no end); moved
+	// says the wait already moved to a fresh goroutine (fastLinger).
+	waitUntil time.Time
+	moved     bool
 }
 
 // fastConns tracks the fast path's connections so Shutdown can close the
@@ -127,14 +133,27 @@ func (s *Server) serveFast(cc *clientConn) {
 		cc.Close()
 		return
 	}
-	handed := fc.serve()
+	// A new connection has ReadHeaderTimeout to send its first request, as
+	// under net/http; then IdleTimeout between requests.
+	fc.waitUntil = deadlineAfter(s.opts.ReadHeaderTimeout)
+	fc.run()
+}
+
+// run serves the connection on this goroutine until it closes, is handed
+// to net/http, or its wait moves to a new goroutine.
+func (fc *fastConn) run() {
+	s, cc := fc.srv, fc.cc
+	outcome := fc.serve()
+	if outcome == fastRespawn {
+		go fc.run()
+		return
+	}
 	fc.releaseReader()
 	if fc.watch.timer != nil {
 		fc.watch.timer.Stop()
 	}
-
 	s.fast.remove(fc)
-	if handed {
+	if outcome == fastHandoff {
 		s.stats.handoffs.Add(1)
 		if !s.handoff.hand(cc) {
 			cc.Close()
@@ -144,39 +163,67 @@ func (s *Server) serveFast(cc *clientConn) {
 	cc.Close()
 }
 
-// serve runs the connection's requests; it reports true when the
-// connection is to be handed to net/http.
-func (fc *fastConn) serve() (handoff bool) {
+// Outcomes of fastConn.serve.
+type fastOutcome uint8
+
+const (
+	fastDone    fastOutcome = iota // close the connection
+	fastHandoff                    // hand it to net/http
+	fastRespawn                    // wait for its next request on a new goroutine
+)
+
+// fastLinger is how long a connection waits for its next request on the
+// goroutine that served the last one. A goroutine's stack grows to what
+// serving a request takes (TLS, parsing: 4-8 KiB) and stays that size;
+// a connection idle longer waits on a new goroutine, whose stack is the
+// minimum (2 KiB), so idle keep-alive connections cost less memory. Busy
+// connections, whose next request comes sooner, never pay for the move.
+const fastLinger = 100 * time.Millisecond
+
+// deadlineAfter is now+d, or no deadline when d is off.
+func deadlineAfter(d time.Duration) time.Time {
+	if !on(d) {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// serve runs the connection's requests until it is done with them.
+func (fc *fastConn) serve() fastOutcome {
 	s, cc := fc.srv, fc.cc
-	// A new connection has ReadHeaderTimeout to send its first request, as
-	// under net/http; then IdleTimeout between requests.
-	wait := s.opts.ReadHeaderTimeout
 	for {
 		if fc.br == nil || fc.br.Buffered() == 0 {
 			// Nothing pipelined: wait, without a buffer, for the next head.
 			fc.releaseReader()
-			if on(wait) {
-				cc.SetReadDeadline(time.Now().Add(wait))
-			} else {
-				cc.SetReadDeadline(time.Time{})
+			dl, lingering := fc.waitUntil, false
+			if l := time.Now().Add(fastLinger); !fc.moved && (dl.IsZero() || l.Before(dl)) {
+				dl, lingering = l, true
 			}
+			cc.SetReadDeadline(dl)
 			if err := cc.awaitReady(); err != nil {
-				return false
+				var ne net.Error
+				if lingering && errors.As(err, &ne) && ne.Timeout() && !s.fast.closing.Load() {
+					fc.moved = true
+					return fastRespawn
+				}
+				return fastDone
 			}
 		}
-		wait = s.opts.IdleTimeout
+		fc.moved = false
+		fc.waitUntil = time.Time{}
 		if !fc.state.CompareAndSwap(fastIdle, fastActive) {
-			return false // closed by Shutdown
+			return fastDone // closed by Shutdown
 		}
 		cc.SetReadDeadline(time.Time{})
 		keep, handoff := fc.serveOne()
 		if handoff {
 			fc.handBack()
-			return true
+			return fastHandoff
 		}
 		if !keep || !fc.state.CompareAndSwap(fastActive, fastIdle) || s.fast.closing.Load() {
-			return false
+			return fastDone
 		}
+		fc.waitUntil = deadlineAfter(s.opts.IdleTimeout)
 	}
 }
 

@@ -312,3 +312,46 @@ func neverAnswering(t *testing.T, name string) (*limProxy, *testUpstream, chan s
 	}))
 	return e.startLimited(name, proxy.Limits{}, upRoute("up", up)), up, gone
 }
+
+// TestFastPathIdleWaitMoves: a keep-alive connection idle past the linger
+// (its wait moves to a fresh goroutine with a small stack) still serves
+// its next request, and still closes after limits.idle_timeout counted
+// from its last request.
+func TestFastPathIdleWaitMoves(t *testing.T) {
+	e := newEnv(t, envOptions{defaultAllow: true})
+	e.selfAsA()
+	const idle = 600 * time.Millisecond
+	lp := e.startLimited("linger", proxy.Limits{IdleTimeout: idle})
+	c, err := net.Dial("unix", lp.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	get := func(path string) {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: echo.test\r\n\r\n")
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", path, res.StatusCode)
+		}
+	}
+	get("/before")
+	time.Sleep(300 * time.Millisecond) // past the linger, within idle_timeout
+	get("/after-move")
+	last := time.Now()
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("the idle connection sent bytes")
+	}
+	if waited := time.Since(last); waited < idle-50*time.Millisecond || waited > idle+2*time.Second {
+		t.Errorf("idle connection closed %v after its last request, want about %v", waited, idle)
+	}
+	if st := lp.srv.Stats(); st.FastRequests != 2 || st.Handoffs != 0 {
+		t.Errorf("%+v, want 2 fast requests", st)
+	}
+}
