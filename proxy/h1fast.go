@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -241,11 +243,17 @@ func (fc *fastConn) serveOne() (keep, handoff bool) {
 	if !fits {
 		return false, true
 	}
+	before := fc.br.Buffered()
 	r, err := http.ReadRequest(fc.br)
+	// A head ReadRequest refused may be half read: drop the rest of it
+	// from the reader, so that a handoff replays it once (fc.head).
+	if rest := len(fc.head) - (before - fc.br.Buffered()); rest > 0 {
+		fc.br.Discard(rest)
+	}
 	if err != nil {
 		return false, true // net/http answers it 400
 	}
-	if !fastEligible(r) || cc.overTotal || cc.refusalFor(r) != nil {
+	if !fastEligible(r) || !serverChecks(r, fc.head) || cc.overTotal || cc.refusalFor(r) != nil {
 		return false, true
 	}
 	id, err := fc.identity()
@@ -281,6 +289,46 @@ func fastEligible(r *http.Request) bool {
 		r.ContentLength >= 0 && r.ContentLength <= fastMaxBody &&
 		len(r.Header["Upgrade"]) == 0 && len(r.Header["Expect"]) == 0 &&
 		(r.URL.IsAbs() || len(r.URL.Path) > 0 && r.URL.Path[0] == '/')
+}
+
+// serverChecks applies what net/http's server checks after it parses a
+// head (net/http server.go, conn.readRequest): exactly one well-formed
+// Host field, valid field names and values. http.ReadRequest alone
+// accepts, for one, a field name with a space in it; and it moves Host out
+// of the fields, so Host is checked on the head as received. A request
+// that fails goes to net/http, which answers it 400.
+func serverChecks(r *http.Request, head []byte) bool {
+	host, n := hostField(head)
+	if n != 1 || !httpguts.ValidHostHeader(host) {
+		return false
+	}
+	for k, vv := range r.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return false
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hostField returns the value of the head's Host field and how many Host
+// fields it has.
+func hostField(head []byte) (value string, n int) {
+	_, rest, _ := bytes.Cut(head, []byte("\n")) // the request line
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		name, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && asciiEqualFold(name, "host") {
+			n++
+			value = string(bytes.Trim(v, " \t\r"))
+		}
+	}
+	return value, n
 }
 
 // copyHead keeps a copy of the request head at the front of the reader,

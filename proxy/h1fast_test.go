@@ -355,3 +355,27 @@ func TestFastPathIdleWaitMoves(t *testing.T) {
 		t.Errorf("%+v, want 2 fast requests", st)
 	}
 }
+
+// TestFastPathMalformedHeadHandsOffOnce: heads Go's parser accepts but
+// net/http's server refuses (a space in a field name, a control byte in a
+// value, no Host, a malformed Host) are not forwarded by the fast path:
+// each reaches net/http once, whole, and is answered 400 there.
+func TestFastPathMalformedHeadHandsOffOnce(t *testing.T) {
+	e := newEnv(t, envOptions{defaultAllow: true})
+	e.selfAsA()
+	lp := e.startLimited("badhead", proxy.Limits{})
+	for i, head := range []string{
+		"GET /bad HTTP/1.1\r\nHost: echo.test\r\nBad Name: x\r\nX-After: y\r\n\r\n",
+		"GET /bad HTTP/1.1\r\nHost: echo.test\r\nX-Ctl: a\x01b\r\n\r\n",
+		"GET http://echo.test/bad HTTP/1.1\r\nX-A: 1\r\n\r\n",
+		"GET /bad HTTP/1.1\r\nHost: echo.test/x\r\n\r\n",
+	} {
+		resp, closed := rawExchange(t, lp.sock, head, 5*time.Second)
+		if !strings.HasPrefix(resp, "HTTP/1.1 400") || strings.Count(resp, "HTTP/1.1 ") != 1 || !closed {
+			t.Errorf("%q: %q (closed %v), want one 400 and a close", head, resp, closed)
+		}
+		if st := lp.srv.Stats(); st.FastRequests != 0 || st.Handoffs != int64(i+1) {
+			t.Errorf("%q: %+v, want every head handed off", head, st)
+		}
+	}
+}

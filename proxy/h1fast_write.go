@@ -57,7 +57,9 @@ func connectionListed(h http.Header) []string {
 func writeFields(bw *bufio.Writer, h http.Header, skip func(string) bool) {
 	listed := connectionListed(h)
 	for k, vv := range h {
-		if skip(k) || contains(listed, k) {
+		// A name that is not a token is dropped, as net/http's server
+		// drops it from the responses it writes.
+		if skip(k) || contains(listed, k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range vv {
