@@ -137,6 +137,20 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 		if got := rawSession(t, lp.rawSock, "warm"); !strings.Contains(got, "warm") {
 			t.Fatalf("raw socket: %q", got)
 		}
+		// The client sockets are made before the limit drops and connected
+		// after it: connecting takes no descriptor, so the test needs none
+		// of its own while procmesh's accepts on both sockets run out.
+		sock := func() int {
+			fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fd
+		}
+		var mainFDs, rawFDs []int
+		for i := 0; i < 4; i++ {
+			mainFDs, rawFDs = append(mainFDs, sock()), append(rawFDs, sock())
+		}
 		var lim syscall.Rlimit
 		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 			t.Fatal(err)
@@ -146,7 +160,7 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		low := lim
-		low.Cur = uint64(len(fds)) + 2
+		low.Cur = uint64(len(fds)) - 1 // the listing's own descriptor is closed again
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 			t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
 		}
@@ -160,17 +174,15 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 			}
 		}
 		defer restore()
-		// Connect until the process has no descriptor left: the sockets
-		// wait in the listen backlogs while procmesh's accepts fail.
-		var held, heldRaw []net.Conn
-		for i := 0; i < 8; i++ {
-			if c, err := net.Dial("unix", lp.sock); err == nil {
-				held = append(held, c)
-			}
-			if c, err := net.Dial("unix", lp.rawSock); err == nil {
-				heldRaw = append(heldRaw, c)
+		connect := func(fds []int, path string) {
+			for _, fd := range fds {
+				if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+					t.Fatalf("connect %s: %v", path, err)
+				}
 			}
 		}
+		connect(mainFDs, lp.sock)
+		connect(rawFDs, lp.rawSock)
 		waited := eventually(5*time.Second, func() bool {
 			failed := func(sock string) bool {
 				for _, l := range lp.log.lines("too many open files") {
@@ -187,9 +199,20 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 			t.Fatalf("no accept error logged for both sockets:\n%s", lp.log.String())
 		}
 		t.Logf("while out of descriptors:\n%s", strings.Join(lp.log.lines("too many open files")[:2], "\n"))
-		if len(held) == 0 || len(heldRaw) == 0 {
-			t.Fatalf("held %d main and %d raw connections", len(held), len(heldRaw))
+		conns := func(fds []int) []net.Conn {
+			var cs []net.Conn
+			for _, fd := range fds {
+				f := os.NewFile(uintptr(fd), "client")
+				c, err := net.FileConn(f)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				cs = append(cs, c)
+			}
+			return cs
 		}
+		held, heldRaw := conns(mainFDs), conns(rawFDs)
 		// The connections that waited are served, or, if attesting them
 		// ran out of descriptors too, told so; none is dropped silently.
 		c := held[len(held)-1]
