@@ -102,10 +102,11 @@ type armCloser struct {
 }
 
 func (a *armCloser) Close() error {
+	// Under the lock, as fire cancels: once the arm is stopped, the timer
+	// may be re-armed for another request, even another connection's.
 	a.t.mu.Lock()
-	live := a.t.gen == a.gen && !a.t.stopped
-	a.t.mu.Unlock()
-	if live {
+	defer a.t.mu.Unlock()
+	if a.t.gen == a.gen && !a.t.stopped {
 		a.t.cancel(errNoLongerAllowed)
 	}
 	return nil
