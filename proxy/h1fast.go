@@ -2,16 +2,12 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
@@ -25,9 +21,10 @@ import (
 // net/http server, ReverseProxy or Transport goroutines sit in between, and
 // a connection waiting for its next request holds no buffer.
 //
-// It serves only what it can serve exactly: HTTP/1.1 requests without
-// Upgrade, Expect or Transfer-Encoding, with a body of at most
-// fastMaxBody bytes, that the policy allows, to http1 routes. Anything
+// It serves only what it can serve exactly (h1fast_head.go): HTTP/1.1
+// requests net/http's server would accept, without Upgrade, Expect or
+// Transfer-Encoding, with a body of at most fastMaxBody bytes, that the
+// policy allows, to http1 routes. Anything
 // else, refusals included, is handed to net/http with the bytes already
 // read (handoff.go), and net/http serves the connection from that request
 // on, through serveHTTP: one set of rules decides both paths, and every
@@ -59,70 +56,6 @@ type fastConn struct {
 	// says the wait already moved to a fresh goroutine (fastLinger).
 	waitUntil time.Time
 	moved     bool
-}
-
-// fastConns tracks the fast path's connections so Shutdown can close the
-// idle ones and wait for the busy ones.
-type fastConns struct {
-	mu      sync.Mutex
-	m       map[*fastConn]struct{}
-	closing atomic.Bool
-	wg      sync.WaitGroup
-}
-
-func (fs *fastConns) add(fc *fastConn) bool {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.closing.Load() {
-		return false
-	}
-	if fs.m == nil {
-		fs.m = make(map[*fastConn]struct{})
-	}
-	fs.m[fc] = struct{}{}
-	fs.wg.Add(1)
-	return true
-}
-
-func (fs *fastConns) remove(fc *fastConn) {
-	fs.mu.Lock()
-	delete(fs.m, fc)
-	fs.mu.Unlock()
-	fs.wg.Done()
-}
-
-// shutdown closes idle connections, lets busy ones finish their request
-// until ctx ends, then closes them.
-func (fs *fastConns) shutdown(ctx context.Context) error {
-	fs.mu.Lock()
-	fs.closing.Store(true)
-	var idle []*fastConn
-	for fc := range fs.m {
-		if fc.state.CompareAndSwap(fastIdle, fastClosed) {
-			idle = append(idle, fc)
-		}
-	}
-	fs.mu.Unlock()
-	for _, fc := range idle {
-		fc.cc.Close()
-	}
-	done := make(chan struct{})
-	go func() {
-		fs.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		fs.mu.Lock()
-		for fc := range fs.m {
-			fc.cc.Close()
-		}
-		fs.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
 }
 
 // serveFast serves one connection of the main socket until it closes or
@@ -279,113 +212,6 @@ func (fc *fastConn) serveOne() (keep, handoff bool) {
 	fc.head = fc.head[:0]
 	s.stats.fastRequests.Add(1)
 	return fc.forward(r, id, route, preq, &dec), false
-}
-
-// fastEligible reports requests the fast path serves exactly.
-func fastEligible(r *http.Request) bool {
-	return r.ProtoMajor == 1 && r.ProtoMinor == 1 &&
-		r.Method != http.MethodConnect &&
-		len(r.TransferEncoding) == 0 &&
-		r.ContentLength >= 0 && r.ContentLength <= fastMaxBody &&
-		len(r.Header["Upgrade"]) == 0 && len(r.Header["Expect"]) == 0 &&
-		(r.URL.IsAbs() || len(r.URL.Path) > 0 && r.URL.Path[0] == '/')
-}
-
-// serverChecks applies what net/http's server checks after it parses a
-// head (net/http server.go, conn.readRequest): exactly one well-formed
-// Host field, valid field names and values. http.ReadRequest alone
-// accepts, for one, a field name with a space in it; and it moves Host out
-// of the fields, so Host is checked on the head as received. A request
-// that fails goes to net/http, which answers it 400.
-func serverChecks(r *http.Request, head []byte) bool {
-	host, n := hostField(head)
-	if n != 1 || !httpguts.ValidHostHeader(host) {
-		return false
-	}
-	for k, vv := range r.Header {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return false
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// hostField returns the value of the head's Host field and how many Host
-// fields it has.
-func hostField(head []byte) (value string, n int) {
-	_, rest, _ := bytes.Cut(head, []byte("\n")) // the request line
-	for len(rest) > 0 {
-		var line []byte
-		line, rest, _ = bytes.Cut(rest, []byte("\n"))
-		name, v, ok := bytes.Cut(line, []byte(":"))
-		if ok && asciiEqualFold(name, "host") {
-			n++
-			value = string(bytes.Trim(v, " \t\r"))
-		}
-	}
-	return value, n
-}
-
-// copyHead keeps a copy of the request head at the front of the reader,
-// so that a handoff can replay it. fits is false when no complete head
-// fits the reader's buffer, or blank lines precede it (net/http reads it
-// instead); err is the read's failure before any byte of a head.
-func (fc *fastConn) copyHead() (fits bool, err error) {
-	br := fc.br
-	if _, err := br.Peek(1); err != nil {
-		return false, err
-	}
-	for {
-		b, _ := br.Peek(br.Buffered())
-		if b[0] == '\r' || b[0] == '\n' {
-			return false, nil
-		}
-		if i := headEnd(b); i >= 0 {
-			fc.head = append(fc.head[:0], b[:i]...)
-			return true, nil
-		}
-		if br.Buffered() == br.Size() {
-			return false, nil
-		}
-		if _, err := br.Peek(br.Buffered() + 1); err != nil {
-			return false, nil // net/http reads the rest, and its error
-		}
-	}
-}
-
-// headEnd returns the length of the head at the start of b, or -1.
-func headEnd(b []byte) int {
-	crlf := bytes.Index(b, []byte("\r\n\r\n"))
-	lf := bytes.Index(b, []byte("\n\n"))
-	switch {
-	case crlf < 0 && lf < 0:
-		return -1
-	case lf < 0 || crlf >= 0 && crlf+2 < lf:
-		return crlf + 4
-	}
-	return lf + 2
-}
-
-// handBack puts what the fast path read of the connection back in front
-// of what the client sends next, for net/http to read.
-func (fc *fastConn) handBack() {
-	cc := fc.cc
-	var replay []byte
-	replay = append(replay, fc.head...)
-	if fc.br != nil {
-		rest, _ := fc.br.Peek(fc.br.Buffered())
-		replay = append(replay, rest...)
-	}
-	fc.head = fc.head[:0]
-	fc.releaseReader()
-	cc.mu.Lock()
-	cc.replay = append(replay, cc.replay...)
-	cc.mu.Unlock()
 }
 
 func (fc *fastConn) releaseReader() {

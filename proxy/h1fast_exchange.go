@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// exchange is one request and its response on the fast path.
+type exchange struct {
+	fc    *fastConn
+	r     *http.Request
+	body  *countingReader
+	timer *streamTimer
+	dl    *fastDeadlines
+	h1    *h1Pool
+	ev    *auditEvent
+
+	status      int
+	started     bool // response bytes went to the client
+	clientClose bool // the response ends the client connection
+	down        int64
+}
+
+// run writes the request upstream, retrying once on a fresh connection
+// when a reused one turns out closed before anything came back and the
+// request can be sent again, and copies the response back.
+func (x *exchange) run() error {
+	replayable := x.r.ContentLength == 0
+	for attempt := 0; ; attempt++ {
+		uc, reused, err := x.h1.get(!replayable)
+		if err != nil {
+			return err
+		}
+		x.dl.up.Store(uc)
+		res, err := x.roundTrip(uc)
+		if err != nil {
+			uc.close()
+			if reused && replayable && attempt == 0 && uc.received == 0 && x.timer.cause.Load() == nil && !x.fc.watch.gone.Load() {
+				continue
+			}
+			return err
+		}
+		err = x.respond(uc, res)
+		x.dl.up.Store(nil)
+		x.timer.stop()
+		if err == nil && uc.reusable(res) && x.timer.cause.Load() == nil {
+			x.h1.put(uc)
+		} else {
+			uc.close()
+		}
+		return err
+	}
+}
+
+// roundTrip writes the request and reads the response head, forwarding
+// interim (1xx) responses to the client.
+func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
+	uc.received = 0
+	writeRequestHead(uc.bw, x.r, x.h1.host)
+	if x.r.ContentLength > 0 {
+		buf := x.fc.srv.bufs.Get()
+		defer x.fc.srv.bufs.Put(buf)
+		left := x.r.ContentLength
+		for left > 0 {
+			n, err := x.body.Read(buf[:min(int64(len(buf)), left)])
+			if n > 0 {
+				left -= int64(n)
+				if _, werr := uc.bw.Write(buf[:n]); werr != nil {
+					return nil, werr
+				}
+				if left > 0 {
+					// What the client sends slowly reaches the upstream
+					// as it comes.
+					if werr := uc.bw.Flush(); werr != nil {
+						return nil, werr
+					}
+				}
+			}
+			if err != nil && left > 0 {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, err
+			}
+		}
+	}
+	if err := uc.bw.Flush(); err != nil {
+		return nil, err
+	}
+	x.timer.touch()
+	x.fc.watch.start(x.dl)
+	defer x.fc.watch.stop()
+	for interim := 0; ; interim++ {
+		res, err := uc.readResponse(x.r, x.h1.opts)
+		if err != nil {
+			return nil, err
+		}
+		x.timer.touch()
+		if n, max := headerFields(res.Header), x.fc.srv.opts.MaxResponseHeaders; n > max {
+			return nil, &limitError{status: http.StatusBadGateway,
+				what: fmt.Sprintf("upstream response has %d header fields, over %d", n, max),
+				key:  keyResponseHeaders, value: itoa(max)}
+		}
+		if res.StatusCode >= 200 {
+			return res, nil
+		}
+		if res.StatusCode == http.StatusSwitchingProtocols || interim >= maxInterim {
+			return nil, fmt.Errorf("upstream sent %s", res.Status)
+		}
+		if err := x.interim(res); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// finish writes the audit line once the whole response is buffered for
+// the client, before its last write, as on the net/http path: a client
+// that has its answer finds its line.
+func (x *exchange) finish() {
+	ev := x.ev
+	ev.up, ev.down, ev.status = x.body.n.Load(), x.down, x.status
+	ev.write(&x.fc.srv.opts.Audit)
+}
+
+// maxInterim bounds the 1xx responses before a final one, as net/http's
+// transport does.
+const maxInterim = 5
+
+// interim passes a 1xx response on to the client.
+func (x *exchange) interim(res *http.Response) error {
+	bw := x.fc.srv.writers.get(x.fc.cc)
+	defer x.fc.srv.writers.put(bw)
+	writeResponseHead(bw, res, nil, frameInterim)
+	x.started = true
+	return bw.Flush()
+}
+
+// respond copies the response to the client.
+func (x *exchange) respond(uc *upConn, res *http.Response) error {
+	s := x.fc.srv
+	x.timer.started.Store(true)
+	if lim := x.timer.cause.Load(); lim != nil {
+		res.Body.Close()
+		return lim
+	}
+	x.status = res.StatusCode
+	bw := s.writers.get(x.fc.cc)
+	defer s.writers.put(bw)
+	f := frameLength
+	switch {
+	case x.r.Method == http.MethodHead || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified:
+		f = frameNone
+	case res.ContentLength < 0:
+		f = frameChunked
+	}
+	chunked := f == frameChunked
+	x.clientClose = x.r.Close
+	writeResponseHead(bw, res, x.r, f)
+	x.started = true
+	if f == frameNone {
+		x.finish()
+		return bw.Flush()
+	}
+	buf := s.bufs.Get()
+	defer s.bufs.Put(buf)
+	left := res.ContentLength
+	for {
+		n, err := res.Body.Read(buf)
+		if n > 0 {
+			x.timer.touch()
+			var werr error
+			if chunked {
+				werr = writeChunk(bw, buf[:n])
+			} else {
+				_, werr = bw.Write(buf[:n])
+				left -= int64(n)
+			}
+			x.down += int64(n)
+			if werr == nil && (chunked || left > 0) {
+				werr = bw.Flush() // streams as the upstream sends
+			}
+			if werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if chunked {
+		writeLastChunk(bw, res.Trailer)
+	}
+	x.finish()
+	return bw.Flush()
+}
