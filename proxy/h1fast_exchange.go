@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -163,6 +164,9 @@ func (x *exchange) respond(uc *upConn, res *http.Response) error {
 		x.finish()
 		return bw.Flush()
 	}
+	if f == frameLength && res.ContentLength <= int64(bw.Available()) {
+		return x.respondSmall(bw, res)
+	}
 	buf := s.bufs.Get()
 	defer s.bufs.Put(buf)
 	left := res.ContentLength
@@ -195,6 +199,34 @@ func (x *exchange) respond(uc *upConn, res *http.Response) error {
 	if chunked {
 		writeLastChunk(bw, res.Trailer)
 	}
+	x.finish()
+	return bw.Flush()
+}
+
+// respondSmall copies a body that fits the writer's free space straight
+// into it, behind the head: no copy buffer is taken (after an idle spell
+// the pool is empty and a fresh one must be zeroed), head and body leave
+// in one write, and an upstream that stops short is still a clean 502.
+func (x *exchange) respondSmall(bw *bufio.Writer, res *http.Response) error {
+	dst := bw.AvailableBuffer()[:res.ContentLength]
+	for got := 0; got < len(dst); {
+		n, err := res.Body.Read(dst[got:])
+		if n > 0 {
+			got += n
+			x.timer.touch()
+		}
+		if err != nil && got < len(dst) {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			// Nothing has left for the client yet: it is told why with
+			// a 502 instead of a response cut short.
+			x.started, x.status = false, 0
+			return fmt.Errorf("upstream response body cut short after %d of %d bytes: %w", got, len(dst), err)
+		}
+	}
+	bw.Write(dst)
+	x.down += int64(len(dst))
 	x.finish()
 	return bw.Flush()
 }

@@ -379,3 +379,41 @@ func TestFastPathMalformedHeadHandsOffOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestThreat_F1_UpstreamResetsMidStream: an upstream that closes in the
+// middle of a body. A small body, not yet sent on, becomes a 502 naming
+// the failure; a large one already streaming is cut, so the client sees
+// a short body and a closed connection, never a complete-looking one. Both
+// leave an audit line with the error.
+func TestThreat_F1_UpstreamResetsMidStream(t *testing.T) {
+	e := newEnv(t, envOptions{defaultAllow: true})
+	e.selfAsA()
+	up := e.startUpstream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, sent := 100, 5
+		if r.URL.Path == "/large" {
+			n, sent = 1<<20, 64<<10
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", n, strings.Repeat("x", sent))
+		brw.Flush()
+	}))
+	lp := e.startLimited("midstream", proxy.Limits{}, upRoute("up", up))
+
+	resp, closed := rawExchange(t, lp.sock, "GET /small HTTP/1.1\r\nHost: up.test\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(resp, "HTTP/1.1 502") || !strings.Contains(resp, "cut short after 5 of 100 bytes") || !closed {
+		t.Errorf("small body cut short: %q (closed %v), want a 502 saying so", resp, closed)
+	}
+	resp, closed = rawExchange(t, lp.sock, "GET /large HTTP/1.1\r\nHost: up.test\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(resp, "HTTP/1.1 200") || !closed || strings.Count(resp, "x") >= 1<<20 {
+		t.Errorf("large body cut short: %d bytes (closed %v), want a short 200 and a close", len(resp), closed)
+	}
+	for _, target := range []string{"/small", "/large"} {
+		if l := lp.audit.lines(`"target":"`+target+`"`, `"error"`); len(l) != 1 {
+			t.Errorf("%s: want one audit line with the error:\n%s", target, lp.audit.String())
+		}
+	}
+}
