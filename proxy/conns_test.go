@@ -127,7 +127,7 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 		}) {
 			t.Error("a closed connection's slot never came back")
 		}
-		if n := len(lp.audit.lines(`"status":503`, "limits.max_connections: 2")); n < 2 {
+		if n := len(lp.audit.Lines(`"status":503`, "limits.max_connections: 2")); n < 2 {
 			t.Errorf("%d audit lines for refused connections:\n%s", n, lp.audit.String())
 		}
 	})
@@ -185,7 +185,7 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 		connect(rawFDs, lp.rawSock)
 		waited := eventually(5*time.Second, func() bool {
 			failed := func(sock string) bool {
-				for _, l := range lp.log.lines("too many open files") {
+				for _, l := range lp.log.Lines("too many open files") {
 					if strings.Contains(l, "accept failed; retrying") && strings.Contains(l, `"socket":"`+sock+`"`) {
 						return true
 					}
@@ -198,7 +198,7 @@ func TestThreat_F9_ConnectionLimits(t *testing.T) {
 		if !waited {
 			t.Fatalf("no accept error logged for both sockets:\n%s", lp.log.String())
 		}
-		t.Logf("while out of descriptors:\n%s", strings.Join(lp.log.lines("too many open files")[:2], "\n"))
+		t.Logf("while out of descriptors:\n%s", strings.Join(lp.log.Lines("too many open files")[:2], "\n"))
 		conns := func(fds []int) []net.Conn {
 			var cs []net.Conn
 			for _, fd := range fds {

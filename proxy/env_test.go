@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/echo"
+	"github.com/procmesh/procmesh/internal/logtest"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/registry"
@@ -48,7 +48,7 @@ type env struct {
 	srv      *proxy.Server
 	echo     *echo.Server
 	raw      *echo.Server
-	audit    *syncBuffer
+	audit    *logtest.Buffer
 	done     chan struct{}
 }
 
@@ -78,7 +78,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "egress.sock"), rawSock: filepath.Join(dir, "raw.sock"), audit: &syncBuffer{}, done: make(chan struct{})}
+	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "egress.sock"), rawSock: filepath.Join(dir, "raw.sock"), audit: &logtest.Buffer{}, done: make(chan struct{})}
 
 	e.ca = mustCA(t, nodeTD, filepath.Join(dir, "state"))
 	e.upCA = mustCA(t, upstreamTD, filepath.Join(dir, "upstate"))
@@ -259,36 +259,3 @@ func (e *env) command(bin string, uid int, mode string, env ...string) *exec.Cmd
 
 // path selector of a client binary.
 func pathSel(p string) string { return "unix:path:" + p }
-
-// syncBuffer collects audit lines from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// lines returns the audit lines that contain every one of subs.
-func (s *syncBuffer) lines(subs ...string) []string {
-	var out []string
-	for _, l := range strings.Split(s.String(), "\n") {
-		ok := l != ""
-		for _, sub := range subs {
-			ok = ok && strings.Contains(l, sub)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}

@@ -36,7 +36,7 @@ func TestThreat_F1_WrongUpstreamID(t *testing.T) {
 	if n := len(e.echo.Records()); n != 0 {
 		t.Fatalf("a request reached the impostor upstream (%d records)", n)
 	}
-	if len(e.audit.lines(`"error"`, `impostor`)) != 2 {
+	if len(e.audit.Lines(`"error"`, `impostor`)) != 2 {
 		t.Errorf("want 2 audit lines with the handshake error:\n%s", e.audit.String())
 	}
 }

@@ -51,7 +51,7 @@ func TestRequestForms(t *testing.T) {
 		}
 	})
 	for _, kind := range []string{`"event":"request"`, `"event":"connection"`} {
-		if len(e.audit.lines(kind, `"spiffe_id":"spiffe://example.org/a"`, `"decision":"allow"`)) == 0 {
+		if len(e.audit.Lines(kind, `"spiffe_id":"spiffe://example.org/a"`, `"decision":"allow"`)) == 0 {
 			t.Errorf("no allow audit line of %s:\n%s", kind, e.audit.String())
 		}
 	}
@@ -84,7 +84,7 @@ func TestThreat_I7_UnknownProcessRefused(t *testing.T) {
 	if n := len(e.echo.Records()) + len(e.raw.Records()); n != 0 {
 		t.Fatalf("upstream saw %d requests from an unregistered process", n)
 	}
-	if len(e.audit.lines(`"refused"`, `"selectors"`)) != 2 {
+	if len(e.audit.Lines(`"refused"`, `"selectors"`)) != 2 {
 		t.Errorf("want two refusal audit lines with selectors:\n%s", e.audit.String())
 	}
 }
@@ -136,7 +136,7 @@ func TestPolicyDenies(t *testing.T) {
 	if n := len(e.echo.Records()) + len(e.raw.Records()); n != 0 {
 		t.Fatalf("upstream saw %d requests", n)
 	}
-	if len(e.audit.lines(`"decision":"deny"`, `"spiffe_id":"spiffe://example.org/a"`)) != 3 {
+	if len(e.audit.Lines(`"decision":"deny"`, `"spiffe_id":"spiffe://example.org/a"`)) != 3 {
 		t.Errorf("want 3 deny audit lines:\n%s", e.audit.String())
 	}
 }

@@ -288,7 +288,7 @@ func TestGRPCOverUnixSocket(t *testing.T) {
 	if len(ids) != 2 {
 		t.Errorf("upstream saw %d connections, want one multiplexed HTTP/2 connection per identity", len(ids))
 	}
-	if n := len(e.audit.lines(`"event":"request"`, `"route":"grpc"`)); n != 10 {
+	if n := len(e.audit.Lines(`"event":"request"`, `"route":"grpc"`)); n != 10 {
 		t.Errorf("want 10 audit lines for the gRPC route, got %d", n)
 	}
 }

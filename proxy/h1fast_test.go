@@ -77,7 +77,7 @@ func TestFastPathServesAndHandsOff(t *testing.T) {
 	if st := lp.srv.Stats(); st.FastRequests != 3 || st.Handoffs != 1 {
 		t.Fatalf("after the handoff: %+v, want 3 fast requests and one handoff", st)
 	}
-	if n := len(lp.audit.lines(`"event":"request"`)); n != 5 {
+	if n := len(lp.audit.Lines(`"event":"request"`)); n != 5 {
 		t.Errorf("%d audit lines for 5 requests:\n%s", n, lp.audit.String())
 	}
 }
@@ -295,7 +295,7 @@ func TestFastPathClientHangsUp(t *testing.T) {
 		t.Fatal("the upstream request outlived its client")
 	}
 	if !eventually(5*time.Second, func() bool {
-		return len(lp.audit.lines(`"target":"/long-poll"`, `"status":499`, "closed its connection")) == 1
+		return len(lp.audit.Lines(`"target":"/long-poll"`, `"status":499`, "closed its connection")) == 1
 	}) {
 		t.Errorf("no audit line for the abandoned request:\n%s", lp.audit.String())
 	}
@@ -415,7 +415,7 @@ func TestThreat_F1_UpstreamResetsMidStream(t *testing.T) {
 		t.Errorf("large body cut short: %d bytes (closed %v), want a short 200 and a close", len(resp), closed)
 	}
 	for _, target := range []string{"/small", "/large"} {
-		if l := lp.audit.lines(`"target":"`+target+`"`, `"error"`); len(l) != 1 {
+		if l := lp.audit.Lines(`"target":"`+target+`"`, `"error"`); len(l) != 1 {
 			t.Errorf("%s: want one audit line with the error:\n%s", target, lp.audit.String())
 		}
 	}

@@ -23,7 +23,7 @@ func TestDownstreamH2C(t *testing.T) {
 			t.Fatalf("upstream saw %+v", rep)
 		}
 	}
-	if len(e.audit.lines(`"event":"request"`, `"spiffe_id":"spiffe://example.org/a"`)) != 3 {
+	if len(e.audit.Lines(`"event":"request"`, `"spiffe_id":"spiffe://example.org/a"`)) != 3 {
 		t.Errorf("want 3 request audit lines:\n%s", e.audit.String())
 	}
 }

@@ -143,7 +143,7 @@ func TestThreat_P5_DownstreamRapidReset(t *testing.T) {
 		ResetEarly int64 `json:"reset_early"`
 	}
 	var lines []string
-	eventually(5*time.Second, func() bool { lines = lp.log.lines("rapid reset"); return len(lines) > 0 })
+	eventually(5*time.Second, func() bool { lines = lp.log.Lines("rapid reset"); return len(lines) > 0 })
 	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &closed) != nil {
 		t.Fatalf("want one log line saying why the connection closed, after %d streams sent:\n%s", sent, lp.log.String())
 	}

@@ -177,7 +177,7 @@ func TestOtherUID(t *testing.T) {
 			t.Errorf("uid %d arrived as %s, want %s", uid, got, want)
 		}
 	}
-	if l := e.audit.lines(`"uid":1000`, `"spiffe_id":"spiffe://example.org/b"`); len(l) != 1 {
+	if l := e.audit.Lines(`"uid":1000`, `"spiffe_id":"spiffe://example.org/b"`); len(l) != 1 {
 		t.Errorf("want one audit line naming uid 1000 as b, got %d:\n%s", len(l), e.audit.String())
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/procmesh/procmesh/internal/logtest"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/registry"
@@ -35,7 +36,7 @@ import (
 type limProxy struct {
 	sock, rawSock string
 	srv           *proxy.Server
-	audit, log    *syncBuffer
+	audit, log    *logtest.Buffer
 }
 
 // startLimited serves the env's routes, plus extra, every caller allowed,
@@ -52,7 +53,7 @@ func (e *env) startLimitedUp(name string, lim proxy.Limits, up proxy.UpstreamOpt
 	e.t.Helper()
 	lp := &limProxy{
 		sock: filepath.Join(e.dir, name+".sock"), rawSock: filepath.Join(e.dir, name+"-raw.sock"),
-		audit: &syncBuffer{}, log: &syncBuffer{},
+		audit: &logtest.Buffer{}, log: &logtest.Buffer{},
 	}
 	var err error
 	lp.srv, err = proxy.New(proxy.Options{

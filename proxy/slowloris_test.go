@@ -121,7 +121,7 @@ func TestThreat_P7_Slowloris(t *testing.T) {
 		io.WriteString(c, "GET /bytes/67108864 HTTP/1.1\r\nHost: echo.test\r\n\r\n")
 		// Never read: procmesh blocks writing, then gives up.
 		if !eventually(5*time.Second, func() bool {
-			return len(lp.audit.lines(`"target":"/bytes/67108864"`, "limits.stream_idle_timeout")) == 1
+			return len(lp.audit.Lines(`"target":"/bytes/67108864"`, "limits.stream_idle_timeout")) == 1
 		}) {
 			t.Fatalf("no audit line ending the response:\n%s", lp.audit.String())
 		}
@@ -167,7 +167,7 @@ func TestThreat_P7_Slowloris(t *testing.T) {
 			t.Fatalf("idle WebSocket: %q %v after %v, want closed within 3s", m, err, time.Since(start))
 		}
 		if !eventually(2*time.Second, func() bool {
-			return len(lp.audit.lines(`"target":"/idle"`, "no byte moved on the WebSocket")) == 1
+			return len(lp.audit.Lines(`"target":"/idle"`, "no byte moved on the WebSocket")) == 1
 		}) {
 			t.Errorf("no audit line for the idle WebSocket:\n%s", lp.audit.String())
 		}
@@ -220,7 +220,7 @@ func TestThreat_P7_Slowloris(t *testing.T) {
 			t.Errorf("answered %.100q", got)
 		}
 		if !eventually(2*time.Second, func() bool {
-			return len(lt.audit.lines(`"target":"/trickle"`, "limits.request_timeout: 500ms")) == 1
+			return len(lt.audit.Lines(`"target":"/trickle"`, "limits.request_timeout: 500ms")) == 1
 		}) {
 			t.Errorf("no audit line naming the request timeout:\n%s", lt.audit.String())
 		}

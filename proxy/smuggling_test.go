@@ -79,7 +79,7 @@ func TestThreat_P1_Smuggling(t *testing.T) {
 	for _, r := range e.echo.Records() {
 		t.Errorf("upstream saw %s %s", r.Method, r.Path)
 	}
-	if n := len(e.audit.lines(`"status":400`, `"spiffe_id":"spiffe://example.org/a"`)); n < 12 {
+	if n := len(e.audit.Lines(`"status":400`, `"spiffe_id":"spiffe://example.org/a"`)); n < 12 {
 		t.Errorf("%d audit lines with status 400 naming the caller, want one per refused head:\n%s", n, e.audit.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/procmesh/procmesh/echo"
+	"github.com/procmesh/procmesh/internal/logtest"
 	"github.com/procmesh/procmesh/proxy"
 )
 
@@ -25,7 +26,7 @@ func protos(t *testing.T, rs []clientResult, id string) []string {
 	return out
 }
 
-func countLines(b *syncBuffer, sub string) int { return len(b.lines(sub)) }
+func countLines(b *logtest.Buffer, sub string) int { return len(b.Lines(sub)) }
 
 const (
 	movedToH3 = "auto route moved to HTTP/3"

@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/procmesh/procmesh/echo"
+	"github.com/procmesh/procmesh/internal/logtest"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 )
@@ -131,12 +132,12 @@ func (e *env) withRoutes(srv *proxy.Server, extra ...proxy.Route) {
 type secondProxy struct {
 	srv  *proxy.Server
 	sock string
-	log  *syncBuffer
+	log  *logtest.Buffer
 }
 
 func (e *env) startProxy(name string, o proxy.UpstreamOptions, routes ...proxy.Route) *secondProxy {
 	e.t.Helper()
-	sp := &secondProxy{sock: filepath.Join(e.dir, name+".sock"), log: &syncBuffer{}}
+	sp := &secondProxy{sock: filepath.Join(e.dir, name+".sock"), log: &logtest.Buffer{}}
 	o.Logger = zerolog.New(sp.log)
 	pol, err := policy.New(true, nil)
 	if err != nil {

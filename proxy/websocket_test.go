@@ -111,7 +111,7 @@ func TestWebSocketPassThrough(t *testing.T) {
 	// The line is written when the session ends, as the upstream closes.
 	var lines []string
 	eventually(5*time.Second, func() bool {
-		lines = e.audit.lines(`"target":"/chat"`, `"status":101`, `"spiffe_id":"spiffe://example.org/a"`)
+		lines = e.audit.Lines(`"target":"/chat"`, `"status":101`, `"spiffe_id":"spiffe://example.org/a"`)
 		return len(lines) > 0
 	})
 	if len(lines) != 1 {

@@ -1,17 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/procmesh/procmesh/internal/logtest"
 )
 
 // TestMakeRunEndToEnd runs scripts/dev-run.sh, what `make run` runs, with
@@ -38,7 +38,7 @@ func TestMakeRunEndToEnd(t *testing.T) {
 	cmd := exec.Command("bash", filepath.Join(root, "scripts/dev-run.sh"))
 	cmd.Env = append(os.Environ(), "PROCMESH_RUN_DIR="+run, "PROCMESH_BIN="+bin,
 		"ECHO_HTTP_ADDR="+httpAddr, "ECHO_TCP_ADDR="+tcpAddr)
-	out := &lockedBuffer{}
+	out := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -102,23 +102,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// lockedBuffer is written by the command's output copiers while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

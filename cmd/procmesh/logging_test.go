@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/procmesh/procmesh/internal/logtest"
 )
 
 // TestLogFileBufferedReopenedAndFlushedAtExit runs procmesh as a process
@@ -35,7 +37,7 @@ func TestLogFileBufferedReopenedAndFlushedAtExit(t *testing.T) {
 	cfgPath, cfgDir := writeConfig(t, "reload: {watch: false}\nlog: {file: "+logPath+", flush_interval: 1m}\n")
 
 	cmd := exec.Command(bin, "run", "-config", cfgPath)
-	var stderr lockedBuffer
+	var stderr logtest.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -117,7 +119,7 @@ func TestLogFileBufferedReopenedAndFlushedAtExit(t *testing.T) {
 }
 
 // waitForFile polls path until it contains want.
-func waitForFile(t *testing.T, path, want string, out *lockedBuffer) {
+func waitForFile(t *testing.T, path, want string, out *logtest.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

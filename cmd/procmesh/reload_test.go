@@ -21,6 +21,7 @@ import (
 
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/echo"
+	"github.com/procmesh/procmesh/internal/logtest"
 	"github.com/procmesh/procmesh/tlsconf"
 )
 
@@ -34,12 +35,12 @@ type reloadEnv struct {
 	sock string
 	up   *echo.Server
 	rn   *running
-	log  *lockedBuffer
+	log  *logtest.Buffer
 }
 
 func newReloadEnv(t *testing.T) *reloadEnv {
 	t.Helper()
-	e := &reloadEnv{t: t, dir: t.TempDir(), log: &lockedBuffer{}}
+	e := &reloadEnv{t: t, dir: t.TempDir(), log: &logtest.Buffer{}}
 	e.path = filepath.Join(e.dir, "procmesh.yaml")
 	e.sock = filepath.Join(e.dir, "egress.sock")
 
