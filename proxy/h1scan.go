@@ -136,25 +136,14 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 			if err != nil {
 				return out, err
 			}
-		case scanBody:
-			n := uint64(len(in))
-			if n > s.remain {
-				n = s.remain
-			}
+		case scanBody, scanChunkData:
+			n := min(uint64(len(in)), s.remain)
 			out = append(out, in[:n]...)
 			in = in[n:]
-			if s.remain -= n; s.remain == 0 {
-				s.state = scanHead
-			}
-		case scanChunkData:
-			n := uint64(len(in))
-			if n > s.remain {
-				n = s.remain
-			}
-			out = append(out, in[:n]...)
-			in = in[n:]
-			if s.remain -= n; s.remain == 0 {
-				s.state = scanChunkEnd
+			if s.remain -= n; s.remain == 0 && s.state == scanBody {
+				s.state = scanHead // the request ends with its body
+			} else if s.remain == 0 {
+				s.state = scanChunkEnd // chunk data ends with a CRLF
 			}
 		case scanChunkEnd:
 			s.line = append(s.line, in[0])
