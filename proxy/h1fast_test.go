@@ -420,3 +420,21 @@ func TestThreat_F1_UpstreamResetsMidStream(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathConnectionClose: a request that says Connection: close is
+// answered with Connection: close, and the connection then closes, with
+// the request after it in the same write never served.
+func TestFastPathConnectionClose(t *testing.T) {
+	e := newEnv(t, envOptions{defaultAllow: true})
+	e.selfAsA()
+	lp := e.startLimited("connclose", proxy.Limits{})
+	resp, closed := rawExchange(t, lp.sock, "GET /last HTTP/1.1\r\nHost: echo.test\r\nConnection: close\r\n\r\n"+
+		"GET /never HTTP/1.1\r\nHost: echo.test\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "\r\nConnection: close\r\n") ||
+		strings.Count(resp, "HTTP/1.1 ") != 1 || !closed {
+		t.Errorf("answered %q (closed %v), want one 200 with Connection: close, then a close", resp, closed)
+	}
+	if st := lp.srv.Stats(); st.FastRequests != 1 {
+		t.Errorf("%+v, want exactly the first request served", st)
+	}
+}
