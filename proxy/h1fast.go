@@ -195,7 +195,7 @@ func (fc *fastConn) serveOne() (keep, handoff bool) {
 	}
 	st := s.state.Load()
 	route, _, _ := routeFor(st, r)
-	if route == nil || route.Protocol != ProtocolHTTP1 {
+	if route == nil || !route.SpeaksHTTP() {
 		return false, true
 	}
 	escaped := r.URL.EscapedPath()

@@ -43,7 +43,7 @@ func (x *exchange) run() error {
 			}
 			return err
 		}
-		err = x.respond(uc, res)
+		err = x.respond(res)
 		x.dl.up.Store(nil)
 		x.timer.stop()
 		if err == nil && uc.reusable(res) && x.timer.cause.Load() == nil {
@@ -139,7 +139,7 @@ func (x *exchange) interim(res *http.Response) error {
 }
 
 // respond copies the response to the client.
-func (x *exchange) respond(uc *upConn, res *http.Response) error {
+func (x *exchange) respond(res *http.Response) error {
 	s := x.fc.srv
 	x.timer.started.Store(true)
 	if lim := x.timer.cause.Load(); lim != nil {
@@ -153,8 +153,8 @@ func (x *exchange) respond(uc *upConn, res *http.Response) error {
 	switch {
 	case x.r.Method == http.MethodHead || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified:
 		f = frameNone
-	case res.ContentLength < 0:
-		f = frameChunked
+	case res.ContentLength < 0 || len(res.Trailer) > 0:
+		f = frameChunked // trailers only travel after a chunked body
 	}
 	chunked := f == frameChunked
 	x.clientClose = x.r.Close

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"sync"
@@ -23,15 +24,19 @@ type fastExchange struct {
 	aborted atomic.Bool // a reload ended the exchange
 }
 
-// newFastExchange makes the per-connection state; the timer's cancel
-// acts on a reload's verdict only (a limit moves the deadlines itself).
+// newFastExchange makes the pooled state; the timer's cancel ends the
+// exchange on a reload's verdict, and cancels a transport's round trip.
 func newFastExchange(l Limits) *fastExchange {
 	fx := &fastExchange{}
 	fx.timer = newReusableTimer(&fx.dl, l, func(cause error) {
 		if errors.Is(cause, errNoLongerAllowed) {
 			fx.aborted.Store(true)
 			fx.dl.abort()
+			return
 		}
+		// A limit fired: it moved the deadlines itself; an exchange
+		// through a transport ends by its context.
+		fx.dl.cancelTransport(cause)
 	})
 	return fx
 }
@@ -67,8 +72,14 @@ func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route
 	body.reset(r.Body, timer, s.opts.MaxRequestBodyBytes)
 	fi := forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}
 	x := &fx.x
-	*x = exchange{fc: fc, r: r, body: body, timer: timer, dl: &fx.dl, h1: s.pools.get(id, route).h1, ev: ev}
-	err := x.run()
+	p := s.pools.get(id, route)
+	*x = exchange{fc: fc, r: r, body: body, timer: timer, dl: &fx.dl, h1: p.h1, ev: ev}
+	var err error
+	if p.h1 != nil {
+		err = x.run()
+	} else {
+		err = x.runTransport(p)
+	}
 	if err == nil {
 		return !r.Close && !x.clientClose
 	}
@@ -117,6 +128,10 @@ type fastDeadlines struct {
 
 	mu      sync.Mutex
 	settled bool
+	// cancel ends the round trip of an exchange through a transport
+	// (http2, http3, auto routes), whose connections have no deadlines
+	// of ours; nil otherwise.
+	cancel context.CancelCauseFunc
 }
 
 func (d *fastDeadlines) SetReadDeadline(t time.Time) error {
@@ -135,7 +150,7 @@ func (d *fastDeadlines) SetWriteDeadline(t time.Time) error {
 func (d *fastDeadlines) reset(cc *clientConn) {
 	d.up.Store(nil)
 	d.mu.Lock()
-	d.cc, d.settled = cc, false
+	d.cc, d.settled, d.cancel = cc, false, nil
 	d.mu.Unlock()
 }
 
@@ -149,6 +164,25 @@ func (d *fastDeadlines) abort() {
 	past := time.Unix(1, 0)
 	d.SetReadDeadline(past)
 	d.SetWriteDeadline(past)
+	if d.cancel != nil {
+		d.cancel(errNoLongerAllowed)
+	}
+}
+
+// setTransport registers the cancel of a transport's round trip.
+func (d *fastDeadlines) setTransport(cancel context.CancelCauseFunc) {
+	d.mu.Lock()
+	d.cancel = cancel
+	d.mu.Unlock()
+}
+
+// cancelTransport ends a transport's round trip, if one is under way.
+func (d *fastDeadlines) cancelTransport(cause error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cancel != nil && !d.settled {
+		d.cancel(cause)
+	}
 }
 
 // settle stops abort from moving deadlines from now on, so the exchange

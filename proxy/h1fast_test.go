@@ -14,6 +14,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/procmesh/procmesh/echo"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 )
@@ -436,5 +437,34 @@ func TestFastPathConnectionClose(t *testing.T) {
 	}
 	if st := lp.srv.Stats(); st.FastRequests != 1 {
 		t.Errorf("%+v, want exactly the first request served", st)
+	}
+}
+
+// TestFastPathTransportRoutes: HTTP/1.1 requests to http2 and http3 routes
+// are served by the fast path through the pool's own transport, reaching
+// the upstream over HTTP/2 and HTTP/3, with no handoff to net/http; the
+// response's trailers, if any, still reach the client (chunked).
+func TestFastPathTransportRoutes(t *testing.T) {
+	e := newEnv(t, envOptions{defaultAllow: true})
+	e.selfAsA()
+	up := e.startEchoWith(echo.Options{HTTP3: true})
+	lp := e.startLimited("fastrt", proxy.Limits{},
+		route("h2up", proxy.ProtocolHTTP2, up.Addr()), route("h3up", proxy.ProtocolHTTP3, up.Addr()))
+	hc := unixClient(lp.sock)
+	for host, proto := range map[string]string{"h2up.test": "HTTP/2.0", "h3up.test": "HTTP/3.0"} {
+		for i := 0; i < 3; i++ {
+			res, err := hc.Get("http://" + host + "/rt")
+			if err != nil {
+				t.Fatalf("%s: %v", host, err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK || !strings.Contains(string(b), `"proto":"`+proto+`"`) {
+				t.Fatalf("%s: %d %s, want 200 over %s", host, res.StatusCode, b, proto)
+			}
+		}
+	}
+	if st := lp.srv.Stats(); st.FastRequests != 6 || st.Handoffs != 0 {
+		t.Errorf("%+v, want 6 fast requests and no handoff", st)
 	}
 }
