@@ -67,17 +67,13 @@ func TestFastPathServesAndHandsOff(t *testing.T) {
 	read("GET", "/one")
 	read("POST", "/two")
 	read("GET", "/three")
-	if st := lp.srv.Stats(); st.FastRequests != 3 || st.Handoffs != 0 {
-		t.Fatalf("after three plain requests: %+v, want 3 fast requests and no handoff", st)
-	}
+	wantStats(t, lp, 3, 0)
 	// A chunked body is net/http's; the request after it too.
 	io.WriteString(c, "POST /four HTTP/1.1\r\nHost: echo.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
 	read("POST", "/four")
 	io.WriteString(c, "GET /five HTTP/1.1\r\nHost: echo.test\r\n\r\n")
 	read("GET", "/five")
-	if st := lp.srv.Stats(); st.FastRequests != 3 || st.Handoffs != 1 {
-		t.Fatalf("after the handoff: %+v, want 3 fast requests and one handoff", st)
-	}
+	wantStats(t, lp, 3, 1)
 	if n := len(lp.audit.Lines(`"event":"request"`)); n != 5 {
 		t.Errorf("%d audit lines for 5 requests:\n%s", n, lp.audit.String())
 	}
@@ -93,9 +89,7 @@ func TestFastPathRefusalsHandOff(t *testing.T) {
 	if !strings.HasPrefix(resp, "HTTP/1.1 403") || !strings.Contains(resp, `no route for host "nowhere.test"`) {
 		t.Errorf("unrouted host: %q", resp)
 	}
-	if st := lp.srv.Stats(); st.FastRequests != 0 || st.Handoffs != 1 {
-		t.Errorf("%+v, want the refusal handed off", st)
-	}
+	wantStats(t, lp, 0, 1)
 }
 
 // TestFastPathMessages: response framings the fast path must carry as the
@@ -191,9 +185,7 @@ func TestFastPathMessages(t *testing.T) {
 	if want := `keep-alive="" x-drop="" x-keep="1" xff=""`; string(b) != want {
 		t.Errorf("hop-by-hop fields: upstream saw %s, want %s", b, want)
 	}
-	if st := lp.srv.Stats(); st.Handoffs != 0 || st.FastRequests != 9 {
-		t.Errorf("%+v, want 9 fast requests and no handoff", st)
-	}
+	wantStats(t, lp, 9, 0)
 }
 
 // TestFastPathStaleUpstreamConnection: a pooled connection the upstream
@@ -355,9 +347,7 @@ func TestFastPathIdleWaitMoves(t *testing.T) {
 	if waited := time.Since(last); waited < idle-50*time.Millisecond || waited > idle+2*time.Second {
 		t.Errorf("idle connection closed %v after its last request, want about %v", waited, idle)
 	}
-	if st := lp.srv.Stats(); st.FastRequests != 2 || st.Handoffs != 0 {
-		t.Errorf("%+v, want 2 fast requests", st)
-	}
+	wantStats(t, lp, 2, 0)
 }
 
 // TestFastPathMalformedHeadHandsOffOnce: heads Go's parser accepts but
@@ -378,9 +368,7 @@ func TestFastPathMalformedHeadHandsOffOnce(t *testing.T) {
 		if !strings.HasPrefix(resp, "HTTP/1.1 400") || strings.Count(resp, "HTTP/1.1 ") != 1 || !closed {
 			t.Errorf("%q: %q (closed %v), want one 400 and a close", head, resp, closed)
 		}
-		if st := lp.srv.Stats(); st.FastRequests != 0 || st.Handoffs != int64(i+1) {
-			t.Errorf("%q: %+v, want every head handed off", head, st)
-		}
+		wantStats(t, lp, 0, int64(i+1))
 	}
 }
 
@@ -435,9 +423,7 @@ func TestFastPathConnectionClose(t *testing.T) {
 		strings.Count(resp, "HTTP/1.1 ") != 1 || !closed {
 		t.Errorf("answered %q (closed %v), want one 200 with Connection: close, then a close", resp, closed)
 	}
-	if st := lp.srv.Stats(); st.FastRequests != 1 {
-		t.Errorf("%+v, want exactly the first request served", st)
-	}
+	wantStats(t, lp, 1, 0)
 }
 
 // TestFastPathTransportRoutes: HTTP/1.1 requests to http2 and http3 routes
@@ -464,7 +450,14 @@ func TestFastPathTransportRoutes(t *testing.T) {
 			}
 		}
 	}
-	if st := lp.srv.Stats(); st.FastRequests != 6 || st.Handoffs != 0 {
-		t.Errorf("%+v, want 6 fast requests and no handoff", st)
+	wantStats(t, lp, 6, 0)
+}
+
+// wantStats fails the test unless lp's fast path served fast requests and
+// handed off handoffs connections.
+func wantStats(t *testing.T, lp *limProxy, fast, handoffs int64) {
+	t.Helper()
+	if st := lp.srv.Stats(); st.FastRequests != fast || st.Handoffs != handoffs {
+		t.Errorf("%+v, want %d fast requests and %d handoffs", st, fast, handoffs)
 	}
 }
