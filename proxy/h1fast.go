@@ -49,9 +49,10 @@ type fastConn struct {
 	srv   *Server
 	cc    *clientConn
 	state atomic.Int32
-	br    *bufio.Reader // while a request is read; pooled
-	head  []byte        // copy of the head being served, for a handoff
-	watch clientWatch   // for a client hanging up while the upstream thinks
+	br    *bufio.Reader            // while a request is read; pooled
+	head  []byte                   // copy of the head being served, for a handoff
+	watch clientWatch              // for a client hanging up while the upstream thinks
+	live  atomic.Pointer[liveConn] // the exchange in progress, for a reload
 	// waitUntil ends the wait for the next request (zero: no end); moved
 	// says the wait already moved to a fresh goroutine (fastLinger).
 	waitUntil time.Time

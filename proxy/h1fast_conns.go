@@ -36,6 +36,19 @@ func (fs *fastConns) remove(fc *fastConn) {
 	fs.wg.Done()
 }
 
+// live returns the exchanges in progress on the fast path's connections.
+func (fs *fastConns) live() []*liveConn {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []*liveConn
+	for fc := range fs.m {
+		if l := fc.live.Load(); l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // shutdown closes idle connections, lets busy ones finish their request
 // until ctx ends, then closes them.
 func (fs *fastConns) shutdown(ctx context.Context) error {

@@ -65,8 +65,11 @@ func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route
 	gen := timer.arm(s.opts.Limits)
 	defer timer.stop()
 	l := &liveConn{conn: &armCloser{t: timer, gen: gen}, id: id, req: preq}
-	s.live.insert(l)
-	defer s.live.remove(l)
+	// Registered on the connection, not in Server.live: a reload finds it
+	// through the fast path's connections (fastConns.live), and a request
+	// costs no lock or map update.
+	fc.live.Store(l)
+	defer fc.live.Store(nil)
 
 	body := &fx.body
 	body.reset(r.Body, timer, s.opts.MaxRequestBodyBytes)

@@ -70,7 +70,7 @@ func (s *Server) revalidate(st *State) {
 		_, ok := known[id]
 		return ok && st.Policy.MayAllow(id, route)
 	})
-	for _, l := range s.live.snapshot() {
+	for _, l := range append(s.live.snapshot(), s.fast.live()...) {
 		reason := s.stillAllowed(st, l)
 		if reason == "" {
 			continue
