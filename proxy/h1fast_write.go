@@ -202,7 +202,11 @@ func writeFastError(bw *bufio.Writer, status int, msg string) {
 	bw.Write(strconv.AppendInt(b[:0], int64(status), 10))
 	bw.WriteByte(' ')
 	bw.WriteString(http.StatusText(status))
-	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nProxy-Status: procmesh\r\nConnection: close\r\n")
+	bw.WriteString("\r\n")
+	for _, f := range errorFields {
+		writeField(bw, f[0], f[1])
+	}
+	bw.WriteString("Connection: close\r\n")
 	writeLength(bw, int64(len(msg)))
 	bw.WriteString("\r\n")
 	bw.WriteString(msg)

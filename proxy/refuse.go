@@ -34,12 +34,20 @@ func refusalStatus(err error) (int, string) {
 	}
 }
 
+// errorFields are the header fields of every error procmesh answers, on
+// the net/http path (writeError) and the fast path (writeFastError).
+var errorFields = [...][2]string{
+	{"Content-Type", "text/plain; charset=utf-8"},
+	{"X-Content-Type-Options", "nosniff"},
+	{"Proxy-Status", "procmesh"},
+}
+
 // writeError answers with a plain-text error.
 func writeError(w http.ResponseWriter, status int, msg string) {
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Proxy-Status", "procmesh")
+	for _, f := range errorFields {
+		h.Set(f[0], f[1])
+	}
 	w.WriteHeader(status)
 	fmt.Fprint(w, msg)
 }
