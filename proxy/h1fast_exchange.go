@@ -60,7 +60,12 @@ func (x *exchange) run() error {
 func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
 	uc.received = 0
 	writeRequestHead(uc.bw, x.r, x.h1.host)
-	if x.r.ContentLength > 0 {
+	if n := x.r.ContentLength; n > 0 && n <= int64(uc.bw.Available()) {
+		// The counting reader marks the stream active itself.
+		if _, err := readInto(uc.bw, x.body, n, nil); err != nil {
+			return nil, err
+		}
+	} else if x.r.ContentLength > 0 {
 		buf := x.fc.srv.bufs.Get()
 		defer x.fc.srv.bufs.Put(buf)
 		left := x.r.ContentLength
@@ -204,29 +209,44 @@ func (x *exchange) respond(res *http.Response) error {
 }
 
 // respondSmall copies a body that fits the writer's free space straight
-// into it, behind the head: no copy buffer is taken (after an idle spell
-// the pool is empty and a fresh one must be zeroed), head and body leave
-// in one write, and an upstream that stops short is still a clean 502.
+// into it, behind the head (readInto): head and body leave in one write,
+// and an upstream that stops short is still a clean 502.
 func (x *exchange) respondSmall(bw *bufio.Writer, res *http.Response) error {
-	dst := bw.AvailableBuffer()[:res.ContentLength]
-	for got := 0; got < len(dst); {
-		n, err := res.Body.Read(dst[got:])
-		if n > 0 {
-			got += n
-			x.timer.touch()
+	got, err := readInto(bw, res.Body, res.ContentLength, x.timer)
+	if err != nil {
+		// Nothing has left for the client yet: it is told why with a
+		// 502 instead of a response cut short.
+		x.started, x.status = false, 0
+		return fmt.Errorf("upstream response body cut short after %d of %d bytes: %w", got, res.ContentLength, err)
+	}
+	x.down += res.ContentLength
+	x.finish()
+	return bw.Flush()
+}
+
+// readInto reads exactly n bytes of src into bw's free space, behind what
+// bw holds, with no copy buffer (after an idle spell the buffer pool is
+// empty and a fresh 32 KiB buffer would be zeroed for a small body); n is
+// at most bw.Available(). Each read marks timer's stream active, when
+// given. It returns how much arrived; a short body is io.ErrUnexpectedEOF.
+func readInto(bw *bufio.Writer, src io.Reader, n int64, timer *streamTimer) (int, error) {
+	dst := bw.AvailableBuffer()[:n]
+	got := 0
+	for got < len(dst) {
+		m, err := src.Read(dst[got:])
+		if m > 0 {
+			got += m
+			if timer != nil {
+				timer.touch()
+			}
 		}
 		if err != nil && got < len(dst) {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			// Nothing has left for the client yet: it is told why with
-			// a 502 instead of a response cut short.
-			x.started, x.status = false, 0
-			return fmt.Errorf("upstream response body cut short after %d of %d bytes: %w", got, len(dst), err)
+			return got, err
 		}
 	}
 	bw.Write(dst)
-	x.down += int64(len(dst))
-	x.finish()
-	return bw.Flush()
+	return got, nil
 }
