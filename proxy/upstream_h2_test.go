@@ -1,8 +1,6 @@
 package proxy_test
 
 import (
-	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/procmesh/procmesh/echo"
@@ -37,13 +35,7 @@ func TestUpstreamHTTP2_RequiresH2(t *testing.T) {
 		"h1only.test": "no application protocol",
 		"noalpn.test": "did not negotiate HTTP/2",
 	} {
-		rs, err := e.run(a, -1, "origin", "PM_URL=http://"+host+"/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rs[0].Status != http.StatusBadGateway || !strings.Contains(rs[0].Body, want) {
-			t.Errorf("%s: status %d body %q, want 502 saying %q", host, rs[0].Status, rs[0].Body, want)
-		}
+		e.wantBadGateway(a, "http://"+host+"/", want)
 	}
 	if n := len(h1only.Records()); n != 0 {
 		t.Errorf("the HTTP/1.1-only upstream answered %d requests", n)

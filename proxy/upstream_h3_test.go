@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -42,13 +41,7 @@ func TestUpstreamHTTP3_Unreachable(t *testing.T) {
 	e, a := oneClient(t, envOptions{defaultAllow: true})
 	sp := e.startProxy("h3dead", proxy.UpstreamOptions{DialTimeout: 300 * time.Millisecond},
 		route("dead", proxy.ProtocolHTTP3, e.echo.Addr())) // TCP only
-	rs, err := e.run(a, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://dead.test/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rs[0].Status != http.StatusBadGateway || !strings.Contains(rs[0].Body, "HTTP/3 (QUIC) handshake with upstream "+e.echo.Addr()) {
-		t.Errorf("status %d body %q, want 502 naming the QUIC handshake", rs[0].Status, rs[0].Body)
-	}
+	e.wantBadGateway(a, "http://dead.test/", "HTTP/3 (QUIC) handshake with upstream "+e.echo.Addr(), "PM_SOCK="+sp.sock)
 }
 
 // TestUpstreamHTTP3_ResponseHeaderTimeout: ResponseHeaderTimeout bounds
@@ -73,13 +66,7 @@ func TestUpstreamHTTP3_ResponseHeaderTimeout(t *testing.T) {
 	sp := e.startProxy("h3slow", proxy.UpstreamOptions{ResponseHeaderTimeout: 200 * time.Millisecond},
 		route("slow", proxy.ProtocolHTTP3, ln.Addr().String()))
 	start := time.Now()
-	rs, err := e.run(a, -1, "origin", "PM_SOCK="+sp.sock, "PM_URL=http://slow.test/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rs[0].Status != http.StatusBadGateway || !strings.Contains(rs[0].Body, "timeout awaiting response headers") {
-		t.Errorf("status %d body %q, want 502 timeout awaiting response headers", rs[0].Status, rs[0].Body)
-	}
+	e.wantBadGateway(a, "http://slow.test/", "timeout awaiting response headers", "PM_SOCK="+sp.sock)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("answered after %v", d)
 	}

@@ -99,6 +99,21 @@ func decodeUpstream(t *testing.T, r clientResult) upstreamReply {
 	return rep
 }
 
+// wantBadGateway runs client a once against url (extra: more of its
+// environment) and fails the test unless it got a 502 whose body says
+// want; it returns the body.
+func (e *env) wantBadGateway(a, url, want string, extra ...string) string {
+	e.t.Helper()
+	rs, err := e.run(a, -1, "origin", append([]string{"PM_URL=" + url}, extra...)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rs[0].Status != http.StatusBadGateway || !strings.Contains(rs[0].Body, want) {
+		e.t.Errorf("%s: status %d body %q, want 502 saying %q", url, rs[0].Status, rs[0].Body, want)
+	}
+	return rs[0].Body
+}
+
 // startEchoWith starts another echo upstream presenting echoID to the
 // env's clients.
 func (e *env) startEchoWith(o echo.Options) *echo.Server {

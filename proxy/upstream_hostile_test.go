@@ -109,13 +109,7 @@ func TestThreat_P5_UpstreamContinuationFlood(t *testing.T) {
 	}()
 
 	e.withRoutes(e.srv, route("flood", proxy.ProtocolHTTP2, ln.Addr().String()))
-	rs, err := e.run(a, -1, "origin", "PM_URL=http://flood.test/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rs[0].Status != http.StatusBadGateway || !strings.Contains(rs[0].Body, "response header block over 61440 bytes") {
-		t.Errorf("status %d body %q, want 502", rs[0].Status, rs[0].Body)
-	}
+	body := e.wantBadGateway(a, "http://flood.test/", "response header block over 61440 bytes")
 	var res floodResult
 	select {
 	case res = <-done:
@@ -125,8 +119,8 @@ func TestThreat_P5_UpstreamContinuationFlood(t *testing.T) {
 	if res.err == nil || res.written > 16<<20 {
 		t.Errorf("upstream wrote %d bytes of CONTINUATION (err %v): want the connection closed well before %d", res.written, res.err, floodCap)
 	}
-	t.Logf("flood cut off after %d KiB: %v; client saw %q", res.written>>10, res.err, strings.TrimSpace(rs[0].Body))
-	rs, err = e.run(a, -1, "origin", "PM_URL=http://echo.test/after-flood")
+	t.Logf("flood cut off after %d KiB: %v; client saw %q", res.written>>10, res.err, strings.TrimSpace(body))
+	rs, err := e.run(a, -1, "origin", "PM_URL=http://echo.test/after-flood")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,13 +197,7 @@ func TestThreat_P6_HostileQUICUpstream(t *testing.T) {
 	}()
 
 	e.withRoutes(e.srv, route("hostile-h3", proxy.ProtocolHTTP3, ln.Addr().String()))
-	rs, err := e.run(a, -1, "origin", "PM_URL=http://hostile-h3.test/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rs[0].Status != http.StatusBadGateway || !strings.Contains(rs[0].Body, "HEADERS frame too large") {
-		t.Errorf("status %d body %q, want 502 HEADERS frame too large", rs[0].Status, rs[0].Body)
-	}
+	e.wantBadGateway(a, "http://hostile-h3.test/", "HEADERS frame too large")
 	var res floodResult
 	select {
 	case res = <-done:
@@ -258,14 +246,8 @@ func TestThreat_P8_OversizedResponseHeaders(t *testing.T) {
 		"big-h2.test": "response header block over 61440 bytes",
 		"big-h3.test": "headers too large",
 	} {
-		rs, err := e.run(a, -1, "origin", "PM_URL=http://"+host+"/header-bytes/70000", "PM_N=1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rs[0].Status != http.StatusBadGateway || !strings.Contains(rs[0].Body, want) {
-			t.Errorf("%s, 70000-byte header: status %d body %q, want 502 saying %q", host, rs[0].Status, rs[0].Body, want)
-		}
-		rs, err = e.run(a, -1, "origin", "PM_URL=http://"+host+"/header-bytes/30000")
+		e.wantBadGateway(a, "http://"+host+"/header-bytes/70000", want, "PM_N=1")
+		rs, err := e.run(a, -1, "origin", "PM_URL=http://"+host+"/header-bytes/30000")
 		if err != nil {
 			t.Fatal(err)
 		}

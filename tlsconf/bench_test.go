@@ -66,13 +66,7 @@ func BenchmarkSign(b *testing.B) {
 }
 
 func BenchmarkStoreHit(b *testing.B) {
-	ca := newStateCA(b, tdExample, time.Hour, nil)
-	s := NewStore(ca, nil, StoreOptions{})
-	defer func() { _ = s.Close() }()
-	ctx, w := context.Background(), Workload{ID: idBilling}
-	if _, err := s.SVID(ctx, w); err != nil {
-		b.Fatal(err)
-	}
+	s, ctx, w := warmStore(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.SVID(ctx, w); err != nil {
@@ -82,13 +76,7 @@ func BenchmarkStoreHit(b *testing.B) {
 }
 
 func BenchmarkStoreHitParallel(b *testing.B) {
-	ca := newStateCA(b, tdExample, time.Hour, nil)
-	s := NewStore(ca, nil, StoreOptions{})
-	defer func() { _ = s.Close() }()
-	ctx, w := context.Background(), Workload{ID: idBilling}
-	if _, err := s.SVID(ctx, w); err != nil {
-		b.Fatal(err)
-	}
+	s, ctx, w := warmStore(b)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -98,4 +86,17 @@ func BenchmarkStoreHitParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// warmStore is a Store that already holds billing's SVID, closed when b
+// ends.
+func warmStore(b *testing.B) (*Store, context.Context, Workload) {
+	b.Helper()
+	s := NewStore(newStateCA(b, tdExample, time.Hour, nil), nil, StoreOptions{})
+	b.Cleanup(func() { _ = s.Close() })
+	ctx, w := context.Background(), Workload{ID: idBilling}
+	if _, err := s.SVID(ctx, w); err != nil {
+		b.Fatal(err)
+	}
+	return s, ctx, w
 }
