@@ -91,7 +91,7 @@ func TestUpstreamAuto(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(5*time.Second, func() bool { return countLines(sp.log, h3Failed) > 0 }) {
+		if !eventually(5*time.Second, func() bool { return countLines(sp.log, h3Failed) > 0 }) {
 			t.Fatalf("no %q log line:\n%s", h3Failed, sp.log)
 		}
 		more, err := e.run(a, -1, "poll", "PM_SOCK="+sp.sock, "PM_URL=http://auto-dead.test/", "PM_N=10")

@@ -170,18 +170,6 @@ func (e *env) startProxy(name string, o proxy.UpstreamOptions, routes ...proxy.R
 	return sp
 }
 
-// waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
-}
-
 // idsPerConn maps each upstream connection to the identities it carried,
 // for records whose Proto is proto ("" for all).
 func idsPerConn(recs []echo.Record, proto string) map[uint64]map[string]bool {

@@ -100,14 +100,7 @@ func (e *env) h2h3Plan() *plan {
 						if !c.isDirect() {
 							proto.cpu.Add(c.name, perReq)
 						}
-						res := fmt.Sprintf("%.0f req/s", r.RPS())
-						if !math.IsNaN(perReq) {
-							res += fmt.Sprintf(", %.1f µs CPU/req", perReq)
-						}
-						if r.Errors > 0 {
-							res += fmt.Sprintf(" (%d errors: %s)", r.Errors, r.FirstErr)
-						}
-						return res
+						return closedSummary(r, perReq)
 					},
 				})
 			}

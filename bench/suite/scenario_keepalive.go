@@ -71,14 +71,7 @@ func (e *env) keepalivePlan() *plan {
 					if !c.isDirect() {
 						cpu.Add(c.name, perReq)
 					}
-					res := fmt.Sprintf("%.0f req/s", r.RPS())
-					if !math.IsNaN(perReq) {
-						res += fmt.Sprintf(", %.1f µs CPU/req", perReq)
-					}
-					if r.Errors > 0 {
-						res += fmt.Sprintf(" (%d errors: %s)", r.Errors, r.FirstErr)
-					}
-					return res
+					return closedSummary(r, perReq)
 				},
 			})
 		}
@@ -93,4 +86,17 @@ func whyNone(r load.ClosedResult) string {
 		return r.FirstErr
 	}
 	return fmt.Sprintf("no error, but no response completed inside the %s window (a stalled or starved machine)", r.Elapsed.Round(time.Millisecond))
+}
+
+// closedSummary is the progress line of a closed-loop measurement: its
+// rate, the proxy's CPU per request when measured, and its errors.
+func closedSummary(r load.ClosedResult, perReq float64) string {
+	res := fmt.Sprintf("%.0f req/s", r.RPS())
+	if !math.IsNaN(perReq) {
+		res += fmt.Sprintf(", %.1f µs CPU/req", perReq)
+	}
+	if r.Errors > 0 {
+		res += fmt.Sprintf(" (%d errors: %s)", r.Errors, r.FirstErr)
+	}
+	return res
 }
