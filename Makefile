@@ -5,7 +5,7 @@ BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build run test vet fmt-check fuzz bench clean
+.PHONY: all build run test vet fmt-check fuzz bench clean generate
 
 all: build
 
@@ -24,6 +24,14 @@ vet: fmt-check
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+# Regenerates the committed BPF object of the connect-time record
+# (attest/connrecord) from record.c. Needs clang and the kernel and libbpf
+# headers (Debian: clang, libbpf-dev); `make test` does not.
+BPF_CFLAGS ?= -I/usr/include/$(shell uname -m)-linux-gnu
+generate:
+	@command -v clang >/dev/null || { echo "make generate needs clang: apt-get install -y clang libbpf-dev"; exit 1; }
+	BPF_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./attest/connrecord
 
 # Runs every native fuzz target for FUZZTIME each.
 fuzz:

@@ -27,18 +27,16 @@
 // time it is attested is refused (ErrPeerGone), so a setuid exec after
 // connect gains nothing.
 //
-// Fork and exec after connect (I3): SO_PEERCRED names the connecting PID,
-// frozen at connect; it is not the PID of whoever holds the socket later.
-// Identity is bound to the connecting process as it is when procmesh
-// attests it, and procmesh attests at accept. An exec after that changes
-// the Fingerprint (exe device and inode), so Attest with an earlier
-// Fingerprint fails with ErrPeerGone and a cached attestation is never
-// reused for a different image. An exec that happens between connect and
-// accept is not detectable: the connection is attributed to the new image
-// of the connecting PID, even if a forked child that kept the socket still
-// runs the old one. Registration entries that pair unix:path or unix:sha256
-// with unix:uid make that exec useless to an attacker who cannot run the
-// target binary under the target uid.
+// Fork and exec after connect (I3, I11): SO_PEERCRED names the connecting
+// PID, frozen at connect; /proc read afterwards describes whatever that PID
+// runs by then. This package alone cannot tell which program ran at
+// connect(): an exec between connect and attestation is attested as the
+// exec'd image. Package connrecord closes that window with the kernel's
+// record of the executable at connect(), which the workload package
+// compares with the Fingerprint; bytes written by another process than the
+// connecting one are refused by the proxy's reads (I12). An exec after
+// attestation changes the Fingerprint (exe device and inode), so a cached
+// attestation is never reused for a different image.
 //
 // Executables (I4) are hashed through the descriptor opened on
 // /proc/PID/exe, so the hash is of what runs, even after the file was

@@ -105,6 +105,7 @@ type Config struct {
 	Workloads    []Workload
 	Routes       []Route
 	Policy       Policy
+	Attest       Attest
 	Limits       Limits
 	Upstream     Upstream
 	Reload       Reload

@@ -14,7 +14,7 @@ import (
 // marks the items of a list.
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "cache", "trust_bundles[]",
-		"workloads[]", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
+		"workloads[]", "routes[]", "policy", "policy.rules[]", "attest", "limits", "upstream", "upstream.quic",
 		"reload", "shutdown", "runtime", "log"}
 }
 
@@ -23,7 +23,7 @@ func keys(section string) []string {
 	switch section {
 	case "":
 		return []string{"trust_domain", "listen", "identity", "cache", "trust_bundles",
-			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
+			"workloads", "routes", "policy", "attest", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
 	case "listen":
 		return []string{"socket", "mode", "group"}
 	case "identity":
@@ -43,6 +43,8 @@ func keys(section string) []string {
 		return []string{"default", "rules"}
 	case "policy.rules[]":
 		return []string{"name", "from", "selectors", "to", "methods", "paths", "headers", "mode"}
+	case "attest":
+		return []string{"connect_record", "foreign_writer"}
 	case "limits":
 		return []string{"max_request_header_bytes", "max_request_headers", "max_response_header_bytes", "max_response_headers",
 			"header_read_timeout", "idle_timeout", "request_timeout", "stream_idle_timeout",
@@ -118,6 +120,7 @@ func (w *walker) decode(root *yaml.Node) *Config {
 			c.Policy.Rules = append(c.Policy.Rules, w.rule(n, fmt.Sprintf("policy.rules[%d]", i)))
 		}
 	}
+	w.attest(top.get("attest"), &c.Attest)
 	w.limits(top.get("limits"), &c.Limits)
 	w.upstream(top.get("upstream"), &c.Upstream)
 	if f, ok := w.mapping(top.get("reload"), "reload", keys("reload")...); ok {

@@ -49,6 +49,13 @@ func (e *auditEvent) write(log *zerolog.Logger) {
 			ev = ev.Int32("pid", p.PID).Uint32("uid", p.UID).Uint32("gid", p.GID).
 				Str("exe", p.ExePath).Str("sha256", shortHash(p.ExeSHA256)).Strs("selectors", p.Selectors)
 		}
+		var cr *workload.ConnectRecordError
+		if errors.As(e.refusal, &cr) {
+			ev = ev.Int32("pid", cr.PID)
+			if cr.Record.PID != 0 {
+				ev = ev.Str("connect_record", cr.Record.String())
+			}
+		}
 	}
 	if e.route != nil {
 		ev = ev.Str("route", e.route.Name).Str("upstream", e.route.Upstream)

@@ -16,7 +16,10 @@ func asNoMatch(err error, nm **workload.NoMatchError) bool { return errors.As(er
 // message that tells the caller what to do.
 func refusalStatus(err error) (int, string) {
 	var nm *workload.NoMatchError
+	var cr *workload.ConnectRecordError
 	switch {
+	case errors.As(err, &cr):
+		return http.StatusForbidden, fmt.Sprintf("procmesh: refused: process %d: %s.\n", cr.PID, cr.Reason)
 	case errors.As(err, &nm):
 		p := nm.Process
 		var b strings.Builder

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/tlsconf"
 )
@@ -33,7 +34,22 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives cache events at debug level. Default: no logging.
 	Logger zerolog.Logger
+	// Records, when set, is the kernel's connect-time record (package
+	// connrecord): every connection must have one, made by the process
+	// SO_PEERCRED names, running the executable it runs when attested
+	// (THREATS I11). Nil: attestation reads /proc only, and a process that
+	// execs between connect() and attestation is attested as what it
+	// exec'd.
+	Records Records
 }
+
+// Records finds the connect-time record of an accepted connection
+// (*connrecord.Recorder).
+type Records interface {
+	Lookup(c *net.UnixConn) (connrecord.Record, error)
+}
+
+var _ Records = (*connrecord.Recorder)(nil)
 
 // Resolver maps Unix-socket peers to workload identities. It is safe for
 // concurrent use. Close stops its background sweeper.
@@ -102,9 +118,16 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 		return nil, fmt.Errorf("workload: %w", err)
 	}
 	defer peer.Close()
+	rec, err := r.record(conn, peer)
+	if err != nil {
+		return nil, err
+	}
 	fp, err := r.att.Fingerprint(peer)
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)
+	}
+	if err := checkRecord(rec, fp); err != nil {
+		return nil, err
 	}
 	c, err := r.lookup(peer, fp)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
@@ -30,6 +31,7 @@ type node struct {
 	store    *tlsconf.Store
 	att      *attest.Attestor
 	reg      *registry.Registry
+	records  *connrecord.Recorder // nil: no connect-time record
 	resolver *workload.Resolver
 	state    *proxy.State
 }
@@ -122,11 +124,19 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.resolver, err = workload.New(n.att, n.reg, n.store, workload.Options{
+	if n.records, err = openRecords(cfg.Attest.ConnectRecord, log); err != nil {
+		n.Close()
+		return nil, err
+	}
+	wopts := workload.Options{
 		MaxProcesses: cfg.Cache.MaxProcesses,
 		TTL:          cfg.Cache.TTL,
 		Logger:       log,
-	})
+	}
+	if n.records != nil {
+		wopts.Records = n.records
+	}
+	n.resolver, err = workload.New(n.att, n.reg, n.store, wopts)
 	if err != nil {
 		n.Close()
 		return nil, err
@@ -187,10 +197,34 @@ func (n *node) Close() {
 	if n.resolver != nil {
 		n.resolver.Close()
 	}
+	if n.records != nil {
+		n.records.Close()
+	}
 	if n.store != nil {
 		n.store.Close()
 	}
 	if n.keys != nil {
 		n.keys.Close() // after the store: no Mint runs any more
+	}
+}
+
+// openRecords loads the connect-time record as attest.connect_record asks
+// (THREATS I11). Where it cannot be had and the mode is auto, procmesh
+// says so once and attests from /proc alone.
+func openRecords(mode string, log zerolog.Logger) (*connrecord.Recorder, error) {
+	if mode == "off" {
+		log.Warn().Msg("attest.connect_record is off: a process that execs another program after connect() is attested as that program (THREATS I11); README \"Threat model\" describes the window")
+		return nil, nil
+	}
+	rec, err := connrecord.Open(connrecord.Options{})
+	switch {
+	case err == nil:
+		log.Info().Str("cgroup", rec.CgroupRoot()).Msg("connect-time record on: every Unix-socket connect on the node is recorded at connect(); connections without a record are refused")
+		return rec, nil
+	case mode == "required":
+		return nil, fmt.Errorf("attest.connect_record is required, but %w", err)
+	default:
+		log.Warn().Err(err).Msg("no connect-time record (attest.connect_record: auto): a process that execs another program between connect() and attestation is attested as that program (THREATS I11); set required to refuse to start without it")
+		return nil, nil
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/policy"
 )
@@ -93,6 +94,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	if proc.Cgroup != "" {
 		fmt.Fprintf(w, "cgroup\t%s\n", proc.Cgroup)
 	}
+	fmt.Fprintf(w, "connect record\t%s\n", recordStatus(cfg.Attest.ConnectRecord))
 	fmt.Fprintln(w, "selectors")
 	for _, s := range proc.Selectors {
 		fmt.Fprintf(w, "\t%s\n", s)
@@ -275,4 +277,22 @@ func (h *headerFlags) Set(s string) error {
 	key := textproto.CanonicalMIMEHeaderKey(name)
 	(*h)[key] = append((*h)[key], strings.TrimSpace(value))
 	return nil
+}
+
+// recordStatus says whether procmesh, run with this config on this node,
+// knows which program ran at connect() (THREATS I11): it loads the
+// connect-time record for a moment to find out.
+func recordStatus(mode string) string {
+	if mode == "off" {
+		return "off (attest.connect_record: off): a process that execs after connect() is attested as what it exec'd"
+	}
+	rec, err := connrecord.Open(connrecord.Options{})
+	if err == nil {
+		defer rec.Close()
+		return "on (BPF cgroup/connect_unix at " + rec.CgroupRoot() + "): the identity is that of the program that ran at connect()"
+	}
+	if mode == "required" {
+		return fmt.Sprintf("unavailable: %v; procmesh will not start (attest.connect_record: required)", err)
+	}
+	return fmt.Sprintf("unavailable: %v; procmesh attests from /proc alone (attest.connect_record: auto)", err)
 }

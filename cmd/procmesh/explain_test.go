@@ -58,7 +58,7 @@ func TestExplainURL(t *testing.T) {
 		want []string
 	}{
 		{"allowed", []string{"-url", "http://api.test/public/a", "-header", "X-Env: prod"},
-			[]string{"route api (http2, ", "path /public/a\n", "tests-read-api [enforce, ", "matches <- decides",
+			[]string{"connect record on (BPF cgroup/connect_unix at ", "route api (http2, ", "path /public/a\n", "tests-read-api [enforce, ", "matches <- decides",
 				"decision allow by tests-read-api"}},
 		{"normalised into the audit rule", []string{"-url", "http://API.test/public/%2e%2e/admin", "-header", "x-env: prod"},
 			[]string{"legacy-api [audit, ", "path /admin (normalised from /public/%2e%2e/admin; the upstream receives /admin)",

@@ -120,6 +120,7 @@ func restartOnly(old, cfg *config.Config) []string {
 		"listen":       {old.Listen, cfg.Listen},
 		"identity":     {old.Identity, cfg.Identity},
 		"cache":        {old.Cache, cfg.Cache},
+		"attest":       {old.Attest, cfg.Attest},
 		"log":          {old.Log, cfg.Log},
 		"limits":       {oldLimits, newLimits},
 		"upstream":     {oldUp, newUp},

@@ -1,0 +1,65 @@
+package workload
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/attest/connrecord"
+)
+
+// ConnectRecordError refuses a connection whose connect-time record does
+// not describe the process procmesh attests (THREATS I11): the process
+// ran another program at connect() than it runs now, another process
+// made the connect, the record is missing, or the connecting task was
+// being traced.
+type ConnectRecordError struct {
+	PID    int32  // the SO_PEERCRED process
+	Reason string // what the record says, for the caller and the audit line
+	// Record is the kernel's record; zero when there was none.
+	Record connrecord.Record
+}
+
+func (e *ConnectRecordError) Error() string {
+	return fmt.Sprintf("workload: process %d refused: %s", e.PID, e.Reason)
+}
+
+// record looks up conn's connect-time record, if records are kept, and
+// checks it was made by the process SO_PEERCRED names.
+func (r *Resolver) record(conn *net.UnixConn, peer *attest.Peer) (*connrecord.Record, error) {
+	if r.opts.Records == nil {
+		return nil, nil
+	}
+	rec, err := r.opts.Records.Lookup(conn)
+	if err != nil {
+		reason := "the kernel made no connect-time record of its connection, so which program connected cannot be known " +
+			"(connect-time records are on: a connection made before procmesh started, or from outside the cgroup hierarchy, is refused)"
+		if !errors.Is(err, connrecord.ErrNoRecord) {
+			reason = fmt.Sprintf("its connect-time record could not be read: %v", err)
+		}
+		return nil, &ConnectRecordError{PID: peer.PID, Reason: reason}
+	}
+	if rec.PID != peer.PID {
+		return nil, &ConnectRecordError{PID: peer.PID, Record: rec, Reason: fmt.Sprintf(
+			"the kernel recorded process %d calling connect(), not process %d", rec.PID, peer.PID)}
+	}
+	if rec.Traced {
+		return nil, &ConnectRecordError{PID: peer.PID, Record: rec,
+			Reason: "it was being traced (ptrace) when it called connect(): its tracer, not its program, may have made the connection"}
+	}
+	return &rec, nil
+}
+
+// checkRecord refuses a process that runs another executable than the one
+// it ran at connect(): it, or a process it shares the socket with, exec'd
+// after connecting.
+func checkRecord(rec *connrecord.Record, fp attest.Fingerprint) error {
+	if rec == nil || (rec.ExeDev == fp.ExeDev && rec.ExeIno == fp.ExeIno) {
+		return nil
+	}
+	return &ConnectRecordError{PID: fp.PID, Record: *rec, Reason: fmt.Sprintf(
+		"it ran another program when it called connect() (exe dev:inode %d:%d) than it runs now (%d:%d): "+
+			"a process that execs after connecting does not get the identity of what it exec'd",
+		rec.ExeDev, rec.ExeIno, fp.ExeDev, fp.ExeIno)}
+}
