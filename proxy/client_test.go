@@ -151,6 +151,8 @@ func runClient(mode string) error {
 		return runUpstreamClient(mode)
 	case "websocket": // websocket_test.go
 		return runWebSocketClient(sock, target, out)
+	case "write-exec", "read-fd", "pass", "pass-child", "fork", "fork-child", "sleep", "give", "speak": // attacker_client_test.go
+		return runAttacker(mode)
 	default:
 		return fmt.Errorf("unknown client mode %q", mode)
 	}

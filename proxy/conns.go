@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/procmesh/procmesh/internal/credread"
 )
 
 // clientConn is one accepted client connection. It wraps the Unix
@@ -40,6 +43,10 @@ type clientConn struct {
 	// ident is the connection's attestation, started at accept; it
 	// follows the connection when the fast path hands it to net/http.
 	ident *connIdentity
+	// peerPID is the process that connected (SO_PEERCRED); bytes another
+	// process wrote are refused, once and for all (foreign).
+	peerPID int32
+	foreign atomic.Pointer[foreignWriterError]
 
 	// Accounting. overTotal: accepted while MaxConnections were open, so
 	// never counted; it is refused at its first request.
@@ -87,10 +94,11 @@ func clientConnOf(ctx context.Context) *clientConn {
 func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
 	c := &clientConn{UnixConn: uc, srv: s}
 	c.overTotal = !s.counts.open(s.opts.MaxConnections)
+	if raw, err := uc.SyscallConn(); err == nil {
+		c.raw, c.rd = raw, newRawRead(s.scanBufs)
+		c.peerPID = peerPID(raw)
+	}
 	if scanHTTP {
-		if raw, err := uc.SyscallConn(); err == nil {
-			c.raw, c.rd = raw, newRawRead(s.scanBufs)
-		}
 		c.scan = newH1Scanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders)
 	}
 	return c
@@ -100,7 +108,7 @@ func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
 // released by the scanner; bytes the fast path handed back come first.
 func (c *clientConn) Read(p []byte) (int, error) {
 	if c.scan == nil || c.passing() {
-		n, err := c.UnixConn.Read(p)
+		n, err := c.recv(p)
 		c.count(&c.up, n)
 		return n, err
 	}
@@ -134,7 +142,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 				return 0, io.EOF
 			}
 			c.mu.Unlock()
-			n, err := c.UnixConn.Read(p)
+			n, err := c.recv(p)
 			c.mu.Lock()
 			c.count(&c.up, n)
 			return n, err
@@ -178,6 +186,21 @@ func (c *clientConn) fill() error {
 		}
 		c.headDeadline()
 	}
+	var fw *foreignWriterError
+	if errors.As(err, &fw) {
+		if c.scan.idle() {
+			// Between requests: the writer's request is answered 403 by
+			// the one refusal path, then the connection closes.
+			if c.rbuf == nil {
+				c.rbuf = c.srv.scanBufs.get()
+				c.ready = (*c.rbuf)[:0]
+			}
+			c.ready = c.scan.refuse(c.ready, &limitError{status: http.StatusForbidden, what: fw.Error()})
+			err = nil
+		} else if c.rerr == nil {
+			c.rerr = err // mid-request: the request fails
+		}
+	}
 	if buf != nil {
 		c.srv.scanBufs.put(buf)
 	}
@@ -201,25 +224,29 @@ func (c *clientConn) fill() error {
 type rawRead struct {
 	mu   sync.Mutex // one read at a time uses the fields
 	pool *bufferPool
-	buf  *[]byte
+	dst  []byte  // read into dst when set, else into buf from pool
+	buf  *[]byte // taken only once the socket is readable
 	n    int
+	pid  int32 // the writer of the bytes read (SCM_CREDENTIALS)
 	err  error
+	cr   credread.Reader
 	fn   func(fd uintptr) bool
 }
 
 func newRawRead(pool *bufferPool) *rawRead {
 	rr := &rawRead{pool: pool}
 	rr.fn = func(fd uintptr) bool {
-		rr.buf = rr.pool.get()
-		for {
-			rr.n, rr.err = syscall.Read(int(fd), *rr.buf)
-			if rr.err != syscall.EINTR {
-				break
-			}
+		p := rr.dst
+		if p == nil {
+			rr.buf = rr.pool.get()
+			p = *rr.buf
 		}
+		rr.n, rr.pid, rr.err = rr.cr.Read(int(fd), p)
 		if rr.err == syscall.EAGAIN {
-			rr.pool.put(rr.buf)
-			rr.buf = nil
+			if rr.buf != nil {
+				rr.pool.put(rr.buf)
+				rr.buf = nil
+			}
 			return false // wait until readable
 		}
 		return true
@@ -233,25 +260,54 @@ func newRawRead(pool *bufferPool) *rawRead {
 // descriptors, not 4 KiB more). The caller returns buf to scanBufs.
 func (c *clientConn) readPooled() (buf *[]byte, n int, err error) {
 	if c.raw == nil {
-		buf = c.srv.scanBufs.get()
-		n, err = c.UnixConn.Read(*buf)
-		return buf, n, err
+		return nil, 0, errNoRawConn
 	}
 	rr := c.rd
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	rr.buf, rr.n, rr.err = nil, 0, nil
+	rr.buf = nil
+	n, err = c.readLocked()
+	return rr.buf, n, err
+}
+
+// recv reads what the client sent into p, checking its writer.
+func (c *clientConn) recv(p []byte) (int, error) {
+	if c.raw == nil {
+		return 0, errNoRawConn
+	}
+	rr := c.rd
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	rr.dst = p
+	n, err := c.readLocked()
+	rr.dst = nil
+	return n, err
+}
+
+var errNoRawConn = errors.New("proxy: the client connection has no descriptor to read")
+
+// readLocked reads once, with c.rd held, and refuses bytes that another
+// process than the connecting one wrote (THREATS I12): they are dropped
+// and every later read fails with the same error.
+func (c *clientConn) readLocked() (int, error) {
+	if fw := c.foreign.Load(); fw != nil {
+		return 0, fw
+	}
+	rr := c.rd
+	rr.n, rr.pid, rr.err = 0, 0, nil
 	rerr := c.raw.Read(rr.fn)
-	buf, n = rr.buf, rr.n
+	n := rr.n
 	switch {
 	case rerr != nil:
-		return buf, 0, rerr
+		return 0, rerr
 	case rr.err != nil:
-		return buf, 0, &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("read", rr.err)}
+		return 0, &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("recvmsg", rr.err)}
 	case n == 0:
-		return buf, 0, io.EOF
+		return 0, io.EOF
+	case rr.pid != c.peerPID:
+		return 0, c.foreignWriter(rr.pid)
 	}
-	return buf, n, nil
+	return n, nil
 }
 
 // scanBufSize is the scanner's read buffer (Server.scanBufs, pooled): a

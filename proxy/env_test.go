@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/echo"
 	"github.com/procmesh/procmesh/internal/logtest"
 	"github.com/procmesh/procmesh/policy"
@@ -50,6 +51,8 @@ type env struct {
 	raw      *echo.Server
 	audit    *logtest.Buffer
 	done     chan struct{}
+	hold     bool
+	held     chan struct{} // closed by release
 }
 
 type envOptions struct {
@@ -60,6 +63,11 @@ type envOptions struct {
 	echoID spiffeid.ID
 	// routeServerID is what the routes demand of the upstream; default echoID.
 	routeServerID spiffeid.ID
+	// records turns on the kernel's connect-time record (THREATS I11).
+	records bool
+	// hold creates the sockets but serves them only at env.release: clients
+	// connect into the listen backlog, as when procmesh is slow to accept.
+	hold bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -100,7 +108,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.resolver, err = workload.New(attest.New(attest.Options{}), reg, e.store, workload.Options{})
+	var wopts workload.Options
+	if o.records {
+		rec, err := connrecord.Open(connrecord.Options{})
+		if err != nil {
+			t.Fatalf("connect-time record: %v", err)
+		}
+		t.Cleanup(func() { rec.Close() })
+		wopts.Records = rec
+	}
+	e.resolver, err = workload.New(attest.New(attest.Options{}), reg, e.store, wopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +132,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.hold = o.hold
 	e.serve(e.srv, e.sock, e.rawSock)
 	return e
 }
+
+// release starts serving the sockets of an env made with hold.
+func (e *env) release() { close(e.held) }
 
 // serve listens on sock (the forward proxy) and, when rawSock is set, on
 // rawSock (route echo-raw's raw socket), serves srv on them, and shuts it
@@ -135,14 +156,25 @@ func (e *env) serve(srv *proxy.Server, sock, rawSock string) {
 		return s
 	}
 	main := listen(sock)
+	held := make(chan struct{})
+	if e.hold {
+		e.held = held
+	} else {
+		close(held)
+	}
 	wg.Add(1)
-	go func() { defer wg.Done(); srv.Serve(main) }()
+	go func() { defer wg.Done(); <-held; srv.Serve(main) }()
 	if rawSock != "" {
 		raw := listen(rawSock)
 		wg.Add(1)
-		go func() { defer wg.Done(); srv.ServeRaw(raw, "echo-raw") }()
+		go func() { defer wg.Done(); <-held; srv.ServeRaw(raw, "echo-raw") }()
 	}
 	e.t.Cleanup(func() {
+		select {
+		case <-held:
+		default:
+			close(held)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)

@@ -56,9 +56,11 @@ func TestThreat_F1_UpstreamRefuses(t *testing.T) {
 }
 
 // TestThreat_I3_ForkThenExec pins the decision: the identity of a
-// connection is bound when procmesh accepts it, to the process that called
-// connect(). A connection handed to another executable keeps that identity;
-// a new connection from the other executable gets its own.
+// connection belongs to the process that called connect(), and only that
+// process may write on it. A connection handed to another executable is
+// refused at the other's first request (THREATS I12: the writer was never
+// attested), with nothing sent upstream for it; a new connection from the
+// other executable gets its own identity.
 func TestThreat_I3_ForkThenExec(t *testing.T) {
 	e, a, b := twoClients(t)
 	rs, err := e.run(a, -1, "handoff", "PM_URL=http://echo.test/handoff", "PM_NEXT="+b)
@@ -68,10 +70,14 @@ func TestThreat_I3_ForkThenExec(t *testing.T) {
 	if len(rs) != 2 {
 		t.Fatalf("got %d replies, want 2", len(rs))
 	}
-	for i, r := range rs {
-		if got := decodeReply(t, r).SPIFFEID; got != idA.String() {
-			t.Errorf("request %d on a's connection arrived as %s, want %s", i, got, idA)
-		}
+	if got := decodeReply(t, rs[0]).SPIFFEID; got != idA.String() {
+		t.Errorf("a's own request arrived as %s, want %s", got, idA)
+	}
+	if rs[1].Status != http.StatusForbidden || !strings.Contains(rs[1].Body, "written by process") {
+		t.Errorf("b's request on a's connection: status %d body %q, want 403 naming the writer", rs[1].Status, rs[1].Body)
+	}
+	if n := len(e.echo.Records()); n != 1 {
+		t.Errorf("the upstream saw %d requests, want only a's", n)
 	}
 	rs, err = e.run(b, -1, "origin", "PM_URL=http://echo.test/own")
 	if err != nil {

@@ -53,6 +53,13 @@ func Listen(opts ListenOptions) (*Socket, error) {
 		return nil, fmt.Errorf("proxy: listen on %s: %w", opts.Path, err)
 	}
 	l.SetUnlinkOnClose(false)
+	// Per-write credentials before any client can connect: the
+	// connections inherit them, and bytes written before accept carry
+	// them too (THREATS I12).
+	if err := passCred(l); err != nil {
+		l.Close()
+		return nil, err
+	}
 	if err := prepareSocket(tmp, opts); err != nil {
 		l.Close()
 		return nil, err

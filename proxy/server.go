@@ -141,6 +141,9 @@ func (s *Server) SetState(st *State) {
 // HTTP/1.1 requests take the fast path (h1fast.go); a connection it does
 // not serve is handed to net/http.
 func (s *Server) Serve(l net.Listener) error {
+	if err := passCred(l); err != nil {
+		return err
+	}
 	if !s.track(l) {
 		return http.ErrServerClosed
 	}
@@ -180,6 +183,9 @@ func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 func (s *Server) ServeRaw(l net.Listener, route string) error {
 	if _, ok := s.State().Route(route); !ok {
 		return fmt.Errorf("proxy: no route named %q for raw socket %s", route, l.Addr())
+	}
+	if err := passCred(l); err != nil {
+		return err
 	}
 	if !s.track(l) {
 		return http.ErrServerClosed

@@ -35,6 +35,7 @@ func splice(bufs *bufferPool, client, upstream closeWriter) (up, down int64, err
 		defer wg.Done()
 		up, upErr = copyHalf(bufs, upstream, client)
 		if upErr != nil {
+			tellForeignWriter(client, upErr)
 			abort()
 		}
 	}()

@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/procmesh/procmesh/internal/credread"
+)
+
+// foreignWriterError refuses bytes written on a client connection by
+// another process than the one that connected (THREATS I12): a socket
+// passed over SCM_RIGHTS, inherited across fork or taken with
+// pidfd_getfd. The connecting process was attested; the writer was not.
+type foreignWriterError struct {
+	writer, connector int32
+	writerExe         string // best effort, for the message
+}
+
+func (e *foreignWriterError) Error() string {
+	w := "process " + strconv.Itoa(int(e.writer))
+	if e.writer == 0 {
+		w = "a process procmesh cannot see (another PID namespace)"
+	} else if e.writerExe != "" {
+		w += " (" + e.writerExe + ")"
+	}
+	return fmt.Sprintf("bytes on this connection were written by %s, not by process %d that connected and was attested; "+
+		"each process must connect itself (attest.foreign_writer: refuse)", w, e.connector)
+}
+
+// foreignWriter records that pid wrote on the connection, logs it and
+// writes the audit line that names the writer, once.
+func (c *clientConn) foreignWriter(pid int32) error {
+	fw := &foreignWriterError{writer: pid, connector: c.peerPID}
+	if pid > 0 {
+		fw.writerExe, _ = os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
+	}
+	if !c.foreign.CompareAndSwap(nil, fw) {
+		return c.foreign.Load()
+	}
+	c.srv.opts.Audit.Log().Str("event", "connection").Int32("pid", c.peerPID).Int32("writer_pid", pid).
+		Str("writer_exe", fw.writerExe).Str("refused", fw.Error()).Str("decision", "deny").Send()
+	return fw
+}
+
+// tellForeignWriter ends a tunnel or raw connection whose bytes another
+// process wrote with one line saying why, as raw-socket refusals do.
+func tellForeignWriter(client net.Conn, err error) {
+	var fw *foreignWriterError
+	if errors.As(err, &fw) {
+		client.SetWriteDeadline(time.Now().Add(refusalDrainTime))
+		client.Write([]byte("procmesh: refused: " + fw.Error() + "\n"))
+	}
+}
+
+// peerPID is the process that connected, 0 if it cannot be read (every
+// read then fails the writer check, never passes it).
+func peerPID(raw syscall.RawConn) int32 {
+	var pid int32
+	raw.Control(func(fd uintptr) { pid, _ = credread.PeerPID(int(fd)) })
+	return pid
+}
+
+// passCred turns on per-write credentials on a listener, so that the
+// connections it accepts carry them from their first byte.
+func passCred(l net.Listener) error {
+	var sc syscall.Conn
+	switch l := l.(type) {
+	case *Socket:
+		sc = l.UnixListener
+	case *net.UnixListener:
+		sc = l
+	default:
+		return nil // not a Unix socket: its connections are refused anyway
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = credread.SetPassCred(int(fd)) }); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("proxy: per-write credentials on %s: %w", l.Addr(), serr)
+	}
+	return nil
+}
