@@ -20,7 +20,7 @@ import (
 
 // v2Mount returns where the cgroup2 hierarchy is mounted (from mountinfo,
 // as procmesh finds it), skipping the test when there is none.
-func v2Mount(t *testing.T) string {
+func v2Mount(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -38,7 +38,7 @@ func v2Mount(t *testing.T) string {
 
 // cgroupDir makes the cgroup rel (and its missing parents) as root below
 // mount, and removes what it made, with all cgroups below, at cleanup.
-func cgroupDir(t *testing.T, mount, rel string) string {
+func cgroupDir(t testing.TB, mount, rel string) string {
 	t.Helper()
 	dir := mount
 	var made []string
@@ -64,7 +64,7 @@ func cgroupDir(t *testing.T, mount, rel string) string {
 
 // removeCgroupTree removes the cgroup dir and every cgroup below it,
 // deepest first.
-func removeCgroupTree(t *testing.T, dir string) {
+func removeCgroupTree(t testing.TB, dir string) {
 	t.Helper()
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -100,7 +100,7 @@ func delegate(t *testing.T, dir string, uid int) {
 	})
 }
 
-func randHex(t *testing.T, n int) string {
+func randHex(t testing.TB, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -110,7 +110,7 @@ func randHex(t *testing.T, n int) string {
 }
 
 // randUUID returns a random lowercase 8-4-4-4-12 UUID.
-func randUUID(t *testing.T) string {
+func randUUID(t testing.TB) string {
 	h := randHex(t, 16)
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
