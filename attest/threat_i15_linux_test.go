@@ -136,6 +136,8 @@ func TestThreat_I15_DelegatedCgroup(t *testing.T) {
 		made      string // what uid 1000 makes below it and moves into
 		ownerLog  string // "": the layout is not recognised; else the warning names this directory
 	}{
+		// The unit systemd:id would name is the delegated directory itself.
+		{name: "user manager's own cgroup", delegated: userManager, ownerLog: userManager},
 		{name: "user manager unit", delegated: userManager, made: "/app.slice/payments.service"},
 		{name: "user manager docker scope", delegated: userManager, made: "/app.slice/docker-" + cid + ".scope"},
 		{name: "user manager pod", delegated: userManager, made: "/app.slice/pod" + pod},
