@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -124,7 +125,7 @@ func parseCgroup(b []byte) (cgroupInfo, error) {
 	}
 	if ids := anchoredIDs(unitPath); ids.unit != "" {
 		info.SystemdUnit = ids.unit
-		info.Sources = append(info.Sources, cgroupSource{Kind: kindUnit, Hier: unitHier, Dir: ids.dir(unitPath, ids.unitAt)})
+		info.Sources = append(info.Sources, cgroupSource{Kind: kindUnit, Hier: unitHier, Dir: segDir(unitPath, ids.unitAt)})
 	}
 	return info, nil
 }
@@ -177,10 +178,10 @@ func (info *cgroupInfo) addIDs(hier, path string) error {
 		return err
 	}
 	if ids.container != "" {
-		info.Sources = append(info.Sources, cgroupSource{Kind: kindContainer, Hier: hier, Dir: ids.dir(path, ids.containerAt)})
+		info.Sources = append(info.Sources, cgroupSource{Kind: kindContainer, Hier: hier, Dir: segDir(path, ids.containerAt)})
 	}
 	if ids.pod != "" {
-		info.Sources = append(info.Sources, cgroupSource{Kind: kindPod, Hier: hier, Dir: ids.dir(path, ids.podAt)})
+		info.Sources = append(info.Sources, cgroupSource{Kind: kindPod, Hier: hier, Dir: segDir(path, ids.podAt)})
 	}
 	return nil
 }
@@ -205,8 +206,8 @@ type lineIDs struct {
 	containerAt, podAt, unitAt int
 }
 
-// dir returns the directory of path down to and including segment at.
-func (lineIDs) dir(path string, at int) string {
+// segDir returns the directory of path down to and including segment at.
+func segDir(path string, at int) string {
 	end := 0
 	for i := 0; i <= at; i++ {
 		j := strings.IndexByte(path[end+1:], '/')
@@ -453,7 +454,7 @@ func findMount(mounts []cgroupMount, hier string) string {
 		}
 		all := true
 		for c := range strings.SplitSeq(hier, ",") {
-			if !containsString(m.Opts, c) {
+			if !slices.Contains(m.Opts, c) {
 				all = false
 				break
 			}
@@ -465,15 +466,6 @@ func findMount(mounts []cgroupMount, hier string) string {
 	return ""
 }
 
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // ownersFunc walks a hierarchy mounted at mount down the directories segs
 // and returns the depth of the first directory not owned by root (0 for
 // the mount itself, i for the directory segs[:i]) with its owner, or
@@ -481,12 +473,9 @@ func containsString(list []string, s string) bool {
 type ownersFunc func(mount string, segs []string) (depth int, uid uint32, err error)
 
 // cgroupTrust checks that cgroup-derived ids come from directories only
-// root controls. Its zero value reads ProcRoot/self/mountinfo and the
-// real cgroup file systems (cgroup_linux.go); tests replace the hooks.
+// root controls, caching where the hierarchies are mounted. The zero value
+// is ready to use.
 type cgroupTrust struct {
-	mountinfo func() ([]byte, error) // nil: read the attestor's ProcRoot/self/mountinfo
-	owners    ownersFunc             // nil: the real walk
-
 	mu     sync.Mutex
 	mounts []cgroupMount // nil until read, and after a failed walk
 }
@@ -513,9 +502,9 @@ func (ct *cgroupTrust) mount(hier string, read func() ([]byte, error)) (string, 
 		return dir, nil
 	}
 	if hier == "" {
-		return "", errors.New("no cgroup2 file system is mounted in procmesh's mount namespace")
+		return "", errors.New("no cgroup2 file system is mounted in procmesh's mount namespace (run procmesh with the host's /sys/fs/cgroup)")
 	}
-	return "", fmt.Errorf("the cgroup v1 hierarchy %q is not mounted in procmesh's mount namespace", hier)
+	return "", fmt.Errorf("the cgroup v1 hierarchy %q is not mounted in procmesh's mount namespace (run procmesh with the host's /sys/fs/cgroup)", hier)
 }
 
 // forget drops the mount table, so the next lookup reads it again.
@@ -528,8 +517,9 @@ func (ct *cgroupTrust) forget() {
 // dropUntrusted removes from info every id read from a directory that is,
 // or lies below, a directory not owned by root (a delegated subtree whose
 // owner names its cgroups as it likes), and every id whose directories
-// could not be checked. It returns one error per dropped source, saying
-// why; nil when every id stands.
+// could not be checked. read returns the mountinfo text, owners walks a
+// hierarchy (cgroup_linux.go has the real ones). It returns what it found
+// and dropped, for the log; nil when every id stands.
 func (ct *cgroupTrust) dropUntrusted(info *cgroupInfo, read func() ([]byte, error), owners ownersFunc) []error {
 	if len(info.Sources) == 0 {
 		return nil

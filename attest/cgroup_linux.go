@@ -15,15 +15,8 @@ import (
 // logged as a warning: they mean a delegated subtree uses a runtime's
 // layout, or procmesh cannot see the cgroup file systems.
 func (a *Attestor) trustCgroup(pid int32, info *cgroupInfo) {
-	read := a.cgroups.mountinfo
-	if read == nil {
-		read = func() ([]byte, error) { return os.ReadFile(a.procRoot + "/self/mountinfo") }
-	}
-	owners := a.cgroups.owners
-	if owners == nil {
-		owners = cgroupOwners
-	}
-	errs := a.cgroups.dropUntrusted(info, read, owners)
+	read := func() ([]byte, error) { return os.ReadFile(a.procRoot + "/self/mountinfo") }
+	errs := a.cgroups.dropUntrusted(info, read, cgroupOwners)
 	if len(errs) == 0 {
 		return
 	}
