@@ -96,6 +96,7 @@ func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, error) 
 	if err != nil {
 		return nil, err
 	}
+	a.trustCgroup(pid, &cg)
 	proc := &Process{
 		SupplementaryGIDs: status.Groups,
 		Cgroup:            cg.Path,

@@ -42,6 +42,7 @@ type Attestor struct {
 	log       zerolog.Logger
 	hashes    *lru.Cache[hashKey, string]
 	names     *nameCache
+	cgroups   cgroupTrust
 
 	// Test hooks (I2): beforeRead runs when Attest starts, after the peer
 	// was read and fingerprinted and before any /proc read; beforeVerify

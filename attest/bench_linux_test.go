@@ -2,7 +2,10 @@
 
 package attest
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func benchPeer(b *testing.B, a *Attestor) (*Peer, Fingerprint) {
 	b.Helper()
@@ -62,6 +65,40 @@ func BenchmarkAttestColdHash(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		a.hashes.Purge()
+		if _, err := a.Attest(p, fp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAttestInCgroup is BenchmarkAttest for a process in a kubelet
+// pod's container cgroup (systemd layout): the ids' directories, four
+// deep, are walked for their owners on every attestation (I15).
+func BenchmarkAttestInCgroup(b *testing.B) {
+	mount := v2Mount(b)
+	cid, pod := randHex(b, 32), randUUID(b)
+	dir := cgroupDir(b, mount, "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+
+		strings.ReplaceAll(pod, "-", "_")+".slice/cri-containerd-"+cid+".scope")
+	a := New(Options{})
+	c := spawn(b, spawnOpts{cgroup: dir})
+	p, err := ReadPeer(c.conn, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	fp, err := a.Fingerprint(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	proc, err := a.Attest(p, fp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if proc.ContainerID != cid || proc.PodUID != pod {
+		b.Fatalf("attested container %q pod %q, want %q %q", proc.ContainerID, proc.PodUID, cid, pod)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
 		if _, err := a.Attest(p, fp); err != nil {
 			b.Fatal(err)
 		}

@@ -42,7 +42,8 @@ type spawnOpts struct {
 	mode   string // default "connect"
 	cred   *syscall.Credential
 	env    []string
-	noConn bool // the mode does not connect (wait)
+	noConn bool   // the mode does not connect (wait)
+	cgroup string // cgroup v2 directory to start the helper in (CLONE_INTO_CGROUP)
 }
 
 var sockSeq atomic.Int64
@@ -94,8 +95,14 @@ func start(t testing.TB, o spawnOpts) (*child, *net.UnixListener) {
 	cmd := exec.Command(o.exe)
 	cmd.Env = append(env, o.env...)
 	cmd.Stderr = os.Stderr
-	if o.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	if o.cgroup != "" {
+		dir, err := os.Open(o.cgroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -51,16 +51,60 @@
 // Malformed /proc content (I10) is parsed or refused, never a panic; the
 // parsers are pure functions over bytes and fuzzed.
 //
+// Cgroup-derived selectors (I15): anyone may name the cgroups of a subtree
+// delegated to them (systemd's user@UID.service and every Delegate=yes
+// unit, rootless runtimes), so container:id, k8s:pod-uid and systemd:id
+// are read only where the runtimes and the system manager put them, and
+// only from directories root owns. parseCgroup recognises these layouts
+// and no others (<id> 64 lowercase hex, <uid> a pod UID, <uid_> the same
+// with "_", <rt> docker, cri-containerd or crio; <slices> a chain of
+// systemd slices from the root, each named after its parent as systemd
+// nests them: "/system.slice", "/system.slice/system-getty.slice",
+// "/user.slice/user-1000.slice", or none):
+//
+//	container:id  /docker/<id>/…
+//	              <slices>/<rt>-<id>.scope/…
+//	              /kubepods[/burstable|/besteffort]/pod<uid>/<id>|<rt>-<id>[.scope]/…
+//	              /system.slice/containerd.service/kubepods[-<qos>]-pod<uid_>.slice:<rt>:<id>/…
+//	k8s:pod-uid   /kubepods[/burstable|/besteffort]/pod<uid>/…
+//	              /kubepods.slice[/kubepods-<qos>.slice]/kubepods[-<qos>]-pod<uid_>.slice/…
+//	              the containerd form above
+//	systemd:id    <slices>/<unit>.service, <slices>/<unit>.scope (the process is in the unit's own cgroup)
+//
+// A unit's or a container's cgroup ends the chain: nothing below
+// user@UID.service, a delegated service or a container (which may run its
+// own systemd) is read as a unit, container or pod, except the
+// container's own id for its whole subtree. Then the Linux attestor finds
+// each hierarchy's mount in /proc/self/mountinfo (cgroup2, or the v1
+// hierarchy with the line's controllers, mounted with its root) and walks
+// from it down to the directory each id was read from, opening each
+// directory without following symlinks and checking it is on the same
+// cgroup file system: an id is dropped, with a warning, when any of those
+// directories, its own included, is not owned by root, or when they cannot
+// be checked. A cgroup made by a non-root user is owned by that user
+// (cgroup v2 and v1 alike), and nobody but root can hand a directory back
+// to root, so everything below a delegated directory is left out. The
+// process still attests with its unix selectors: an entry that needs the
+// dropped selector does not match. Consequences: a Delegate=yes service
+// with User= owns its own cgroup and gets no systemd:id; rootless
+// containers (podman, rootless docker), kubelets with another
+// --cgroup-root (kind, usernetes), podman's libpod-<id>.scope and plain
+// containerd's /<namespace>/<id> get no container:id or k8s:pod-uid.
+// Paths in /proc/PID/cgroup are relative to the reader's cgroup namespace:
+// procmesh must run in the host's (init) cgroup and mount namespaces
+// (docker --cgroupns=host, or no namespaces), or the layouts do not start
+// at their root and the directories above procmesh's namespace cannot be
+// checked.
+//
 // # What it leaves out
 //
 // Root on the node, and anyone able to ptrace the workload, write its
 // executable or move it between cgroups, is out of scope: they can be any
-// process they like. Cgroup-derived selectors (container:id, k8s:pod-uid,
-// systemd:id) are only as strong as control over cgroup names: a systemd
-// user manager or rootless runtime can create cgroups with any name inside
-// its delegated subtree, so pair those selectors with unix:uid. Paths are
-// as seen from procmesh's mount namespace. Supplementary groups are read
-// from /proc at attestation, not frozen at connect. Reading other users'
-// /proc/PID/exe needs root or CAP_SYS_PTRACE. Only Linux is supported;
-// elsewhere every call returns ErrUnsupported.
+// process they like; so is a root daemon that makes cgroups with names a
+// user chose (a rootful runtime's API) or puts a user's process in another
+// container's cgroup. Paths are as seen from procmesh's mount namespace.
+// Supplementary groups are read from /proc at attestation, not frozen at
+// connect. Reading other users' /proc/PID/exe needs root or
+// CAP_SYS_PTRACE. Only Linux is supported; elsewhere every call returns
+// ErrUnsupported.
 package attest

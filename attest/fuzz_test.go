@@ -59,6 +59,9 @@ func FuzzParseCgroup(f *testing.F) {
 		"0::/kubepods/besteffort/pod" + uid1 + "/" + hexA + "\n",
 		"0::/../../x.service\n",
 		"2:cpu:/docker/" + hexA + "\n0::/docker/" + hexB + "\n",
+		"0::/user.slice/user-1000.slice/user@1000.service/app.slice/payments.service\n",
+		"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(uid1, "-", "_") + ".slice/cri-containerd-" + hexA + ".scope\n",
+		"0::/system.slice/system-getty.slice/getty@tty1.service\n",
 		"",
 	} {
 		f.Add([]byte(s))
@@ -79,6 +82,30 @@ func FuzzParseCgroup(f *testing.F) {
 		}
 		if ci.SystemdUnit != "" && (!isUnitName(ci.SystemdUnit) || !strings.HasSuffix(ci.Path, "/"+ci.SystemdUnit) && !bytes.Contains(b, []byte("/"+ci.SystemdUnit))) {
 			t.Fatalf("unit %q from %q", ci.SystemdUnit, b)
+		}
+		// Every id has a source, a directory of the input whose last
+		// segment names it; every source is of an id (I15).
+		has := map[idKind]bool{}
+		for _, src := range ci.Sources {
+			has[src.Kind] = true
+			last := src.Dir[strings.LastIndexByte(src.Dir, '/')+1:]
+			id := map[idKind]string{kindContainer: ci.ContainerID, kindPod: ci.PodUID, kindUnit: ci.SystemdUnit}[src.Kind]
+			if id == "" || !bytes.Contains(b, []byte(":"+src.Dir)) ||
+				!strings.Contains(last, id) && !strings.Contains(strings.ReplaceAll(last, "_", "-"), id) {
+				t.Fatalf("source %+v for %+v from %q", src, ci, b)
+			}
+		}
+		if has[kindContainer] != (ci.ContainerID != "") || has[kindPod] != (ci.PodUID != "") || has[kindUnit] != (ci.SystemdUnit != "") {
+			t.Fatalf("sources %+v for %+v from %q", ci.Sources, ci, b)
+		}
+		// Whatever the path, below a user manager (a delegated subtree)
+		// it names nothing (I15).
+		const userManager = "/user.slice/user-1000.slice/user@1000.service"
+		if ci.Path != "/" {
+			under, err := parseCgroup([]byte("0::" + userManager + ci.Path + "\n"))
+			if err != nil || under.ContainerID != "" || under.PodUID != "" || under.SystemdUnit != "" || len(under.Sources) != 0 {
+				t.Fatalf("%s%s: %+v, %v", userManager, ci.Path, under, err)
+			}
 		}
 	})
 }

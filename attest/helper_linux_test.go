@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -19,10 +20,11 @@ import (
 // The test binary re-executes itself as the peer processes: TestMain runs
 // the helper named by envMode instead of the tests.
 const (
-	envMode   = "PROCMESH_ATTEST_HELPER" // connect, forkexec, hold, wait, script, setuid
+	envMode   = "PROCMESH_ATTEST_HELPER" // connect, forkexec, hold, wait, script, setuid, cgroup
 	envSock   = "PROCMESH_ATTEST_SOCK"   // socket to connect to
 	envExec   = "PROCMESH_ATTEST_EXEC"   // forkexec: file to exec after forking
 	envScript = "PROCMESH_ATTEST_SCRIPT" // script: file to exec after connecting
+	envCgroup = "PROCMESH_ATTEST_CGROUP" // cgroup: directory to make and move into before connecting
 )
 
 // bins are copies of the test binary in a world-readable directory: a and
@@ -112,6 +114,28 @@ func runHelper(mode string) int {
 		}
 	case "wait":
 		fmt.Printf("ready %d\n", os.Getpid())
+	case "cgroup":
+		// What a user does in the cgroup subtree delegated to it: make
+		// cgroups with the names it likes and move itself into one.
+		dir := os.Getenv(envCgroup)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := os.WriteFile(dir+"/cgroup.procs", []byte("0\n"), 0); err != nil {
+			return fail(err)
+		}
+		b, err := os.ReadFile("/proc/self/cgroup")
+		if err != nil {
+			return fail(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if v2, ok := strings.CutPrefix(line, "0::"); ok {
+				fmt.Printf("moved %s", v2)
+			}
+		}
+		if _, err := dial(); err != nil {
+			return fail(err)
+		}
 	case "hold":
 		// Holds the socket inherited as fd 3 and proves it by writing on it.
 		if _, err := fmt.Fprintf(os.NewFile(3, "socket"), "held %d\n", os.Getpid()); err != nil {
