@@ -88,3 +88,13 @@ func (r *Reader) writer() int32 {
 	}
 	return pid
 }
+
+// PeerPID returns the process that connected the other end of fd
+// (SO_PEERCRED), 0 when the kernel names none.
+func PeerPID(fd int) (int32, error) {
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return 0, os.NewSyscallError("getsockopt SO_PEERCRED", err)
+	}
+	return cred.Pid, nil
+}

@@ -14,3 +14,6 @@ func SetPassCred(int) error { return errUnsupported }
 
 // Read fails off Linux.
 func (r *Reader) Read(int, []byte) (int, int32, error) { return 0, 0, errUnsupported }
+
+// PeerPID fails off Linux.
+func PeerPID(int) (int32, error) { return 0, errUnsupported }
