@@ -53,6 +53,14 @@ func (s *Server) identityOf(ctx context.Context) (*workload.Identity, error) {
 	if !ok {
 		return nil, errors.New("proxy: connection was not attested")
 	}
+	return ci.wait(ctx, s.opts.Resolver)
+}
+
+// wait is the one way every path gets a connection's identity: it waits
+// for the attestation started at accept (the connect-time record and
+// /proc, in Resolver.Resolve) or for ctx, and returns the identity under
+// the registration entries in force now.
+func (ci *connIdentity) wait(ctx context.Context, r Resolver) (*workload.Identity, error) {
 	select {
 	case <-ci.done:
 	case <-ctx.Done():
@@ -61,7 +69,7 @@ func (s *Server) identityOf(ctx context.Context) (*workload.Identity, error) {
 	if ci.err != nil {
 		return nil, ci.err
 	}
-	return ci.current(s.opts.Resolver)
+	return ci.current(r)
 }
 
 // current re-matches the connection's process when the entries changed

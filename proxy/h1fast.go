@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -64,7 +63,7 @@ type fastConn struct {
 func (s *Server) serveFast(cc *clientConn) {
 	fc := &fastConn{srv: s, cc: cc}
 	fc.watch.cc = cc
-	cc.ident = s.startAttest(context.Background(), cc.UnixConn)
+	cc.ident = s.startAttest(s.base, cc.UnixConn)
 	if !s.fast.add(fc) {
 		cc.Close()
 		return
@@ -225,12 +224,7 @@ func (fc *fastConn) releaseReader() {
 // identity waits for the connection's attestation and returns its
 // identity under the registration entries in force now.
 func (fc *fastConn) identity() (*workload.Identity, error) {
-	ci := fc.cc.ident
-	<-ci.done
-	if ci.err != nil {
-		return nil, ci.err
-	}
-	return ci.current(fc.srv.opts.Resolver)
+	return fc.cc.ident.wait(fc.srv.base, fc.srv.opts.Resolver)
 }
 
 // fastReaderSize bounds the request heads the fast path reads itself;

@@ -30,7 +30,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if ref := cc.refusalFor(r); ref != nil {
 			// A stand-in for a head the scanner refused (P1, P8).
 			ev.method, ev.target = ref.method, ref.target
-			ev.id = identityForAudit(r.Context())
+			ev.id = s.identityForAudit(r.Context())
 			ev.status, ev.err = ref.status, errors.New(ref.reason)
 			cc.refuseAndClose()
 			writeClosing(w, ref.status, "procmesh: refused: "+ref.reason+"\n")
@@ -184,7 +184,7 @@ func wellFormedAuthority(authority string) bool {
 // connection once its streams are answered.
 func (s *Server) refuseLimit(w http.ResponseWriter, r *http.Request, cc *clientConn, ev *auditEvent, lim *limitError) {
 	if ev.id == nil {
-		ev.id = identityForAudit(r.Context())
+		ev.id = s.identityForAudit(r.Context())
 	}
 	ev.status, ev.err = lim.status, lim
 	if lim.status == http.StatusServiceUnavailable {
@@ -222,7 +222,7 @@ func (c *clientConn) refusalFor(r *http.Request) *h1Refusal {
 // identityForAudit waits a little for the connection's identity, whatever
 // the request's context says: refusals that do not depend on the identity
 // still name it in their audit line when attestation finishes in time.
-func identityForAudit(ctx context.Context) *workload.Identity {
+func (s *Server) identityForAudit(ctx context.Context) *workload.Identity {
 	ci, ok := ctx.Value(connIdentityKey{}).(*connIdentity)
 	if !ok {
 		return nil
@@ -231,7 +231,8 @@ func identityForAudit(ctx context.Context) *workload.Identity {
 	defer t.Stop()
 	select {
 	case <-ci.done:
-		return ci.id
+		id, _ := ci.current(s.opts.Resolver)
+		return id
 	case <-t.C:
 		return nil
 	}

@@ -28,9 +28,10 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 		tellAndClose(c.UnixConn, lim.message())
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(s.base)
 	defer cancel()
-	id, err := s.opts.Resolver.Resolve(ctx, c.UnixConn)
+	c.ident = s.startAttest(ctx, c.UnixConn)
+	id, err := c.ident.wait(ctx, s.opts.Resolver)
 	if err != nil {
 		ev.refusal = err
 		_, msg := refusalStatus(err)

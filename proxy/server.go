@@ -78,6 +78,11 @@ type Server struct {
 	handoffOnce sync.Once
 	stats       stats
 
+	// base is the root of the contexts of attestations and upstream work
+	// that no request owns; Shutdown cancels it once draining is over.
+	base       context.Context
+	cancelBase context.CancelFunc
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	closing   bool
@@ -95,6 +100,7 @@ func New(opts Options, st *State) (*Server, error) {
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
 		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.state.Store(st)
 	opts.Upstream.Logger = opts.Logger // auto's protocol switches and fallbacks
 	s.pools = newPools(opts.Identities, opts.Upstream)
@@ -298,6 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	httpErr := s.http.Shutdown(ctx)
 	connErr := s.conns.wait(ctx)
 	s.serving.Wait()
+	s.cancelBase()
 	s.pools.closeAll()
 	return errors.Join(fastErr, httpErr, connErr)
 }
