@@ -77,7 +77,9 @@
 // Mapped files are looked up in procmesh's mount namespace and must be the
 // mapped inode; a deleted one (a library upgraded under a running process)
 // is judged by the path it had, only in procmesh's mount namespace. These
-// are checks of the process as it is when attested: /proc/PID/environ is
+// are checks of the process as it is when attested (callers cache an
+// attestation per Fingerprint, which a tracer attaching later does not
+// change): /proc/PID/environ is
 // the process's own memory (a preloaded constructor can scrub it, which is
 // why the maps are judged too), a tracer can detach before attestation
 // (TracerPid is then 0: only a connect-time record shows it), and injected
