@@ -83,7 +83,10 @@ func (a *Attestor) foreignMapping(pid int32, m mapping, dev uint64, ns *nsCheck,
 			if isGoneErrno(err) {
 				return "", gone(pid, "stat "+link, err)
 			}
-			return "", fmt.Errorf("attest: stat %s: %w", link, err)
+			// map_files needs CAP_SYS_ADMIN: without it the file
+			// cannot be judged, which refuses it like foreign code.
+			return fmt.Sprintf("%s is mapped executable: a deleted file procmesh cannot check (stat %s: %v)",
+				truncate(m.path, 200), link, err), nil
 		}
 	} else if err := unix.Stat(p, &st); err != nil || st.Dev != dev || st.Ino != m.ino {
 		return fmt.Sprintf("%s is mapped executable and is not the file at that path in procmesh's mount namespace", truncate(p, 200)), nil

@@ -7,6 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/procmesh/procmesh/registry"
 )
 
 // asUser1000InMountNS runs script with sh inside a new user and mount
@@ -34,6 +38,14 @@ func asUser1000InMountNS(t *testing.T, script string, args ...string) spawnOpts 
 // path.
 func TestThreat_I16_PathInOtherMountNamespace(t *testing.T) {
 	a := New(Options{})
+	// The configs/example.yaml style of entry: uid and path.
+	reg, err := registry.New([]registry.Entry{{
+		ID:        spiffeid.RequireFromString("spiffe://example.org/peer-a"),
+		Selectors: []string{"unix:uid:1000", "unix:path:" + bins.a},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	bind := asUser1000InMountNS(t, `mount --bind "$1" "$2" && exec "$2"`, bins.b, bins.a)
 	_, _, proc := attestChild(t, a, spawn(t, bind), true)
@@ -54,12 +66,18 @@ func TestThreat_I16_PathInOtherMountNamespace(t *testing.T) {
 	if !slices.Contains(proc.Selectors, "unix:sha256:"+bins.shaB) {
 		t.Errorf("no sha256 selector of what runs in %q", proc.Selectors)
 	}
+	if e, ok := reg.Match(proc.Selectors); ok {
+		t.Errorf("peer b bind-mounted over peer a's path got %s", e.ID)
+	}
 
 	plain := asUser1000InMountNS(t, `exec "$1"`, bins.a)
 	_, _, proc = attestChild(t, a, spawn(t, plain), true)
 	if proc.ExePathForeign || !slices.Contains(proc.Selectors, "unix:path:"+bins.a) {
 		t.Errorf("peer a run in its own mount namespace: foreign %v, selectors %q; want unix:path:%s",
 			proc.ExePathForeign, proc.Selectors, bins.a)
+	}
+	if _, ok := reg.Match(proc.Selectors); !ok {
+		t.Errorf("peer a run in its own mount namespace does not match its entry; selectors %q", proc.Selectors)
 	}
 }
 

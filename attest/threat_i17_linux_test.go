@@ -83,6 +83,51 @@ func TestThreat_I17_InjectedCode(t *testing.T) {
 	})
 }
 
+// I17: a library deleted while mapped (an upgrade under a running
+// process) is judged by the path it had and its owner: trusted in a
+// library directory, foreign when a user owned it.
+func TestThreat_I17_DeletedLibrary(t *testing.T) {
+	fx := injecttest.Build(t, bins.dir, envSock)
+	libs, err := os.MkdirTemp(bins.dir, "libs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(libs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{LibraryDirs: append(systemLibraryDirs(DefaultLdSoConf), libs)})
+	for _, tc := range []struct {
+		name    string
+		owner   int
+		foreign bool
+	}{
+		{name: "root-owned", owner: 0},
+		{name: "user-owned", owner: 1000, foreign: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lib := libs + "/" + tc.name + ".so"
+			if _, err := copyExe(fx.Preload, lib, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(lib, tc.owner, tc.owner); err != nil {
+				t.Fatal(err)
+			}
+			c := spawn(t, victimOpts(fx.Victim, "LD_PRELOAD="+lib))
+			if got := c.line(); got != "ready" {
+				t.Fatalf("victim said %q", got)
+			}
+			if err := os.Remove(lib); err != nil {
+				t.Fatal(err)
+			}
+			_, _, proc := attestChild(t, a, c, true)
+			named := slices.ContainsFunc(proc.InjectedCode, func(s string) bool { return strings.HasPrefix(s, lib+" (deleted) ") })
+			if named != tc.foreign || (!tc.foreign && proc.InjectedCode != nil) {
+				t.Errorf("injected code %q; want %s named: %v", proc.InjectedCode, lib, tc.foreign)
+			}
+		})
+	}
+}
+
 // I17: a process started traced by an attacker's launcher
 // (PTRACE_TRACEME) attests as traced, naming its tracer.
 func TestThreat_I17_Traced(t *testing.T) {
