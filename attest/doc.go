@@ -74,9 +74,15 @@
 // writable by no one else, below a directory of Options.LibraryDirs (ld.so's
 // defaults and /etc/ld.so.conf), with every directory from / down to it a
 // real directory owned by root and writable by no one else (or sticky).
-// Mapped files are looked up in procmesh's mount namespace and must be the
-// mapped inode; a deleted one (a library upgraded under a running process)
-// is judged by the path it had, only in procmesh's mount namespace. These
+// A mapped file is looked up by its path in procmesh's mount namespace and
+// must be the mapped inode; for a process in another mount namespace (a
+// container) that is not, the path and its directories are looked up in
+// the process's own view (/proc/PID/root), where the rule rests on
+// ownership: a user namespace cannot make its own files root-owned, so a
+// rootless container's libraries (owned by its mapped uids) count as
+// injected. A deleted file (a library upgraded under a running process) is
+// judged by the path it had and its owner through /proc/PID/map_files
+// (which needs CAP_SYS_ADMIN; without it, it counts as injected). These
 // are checks of the process as it is when attested (callers cache an
 // attestation per Fingerprint, which a tracer attaching later does not
 // change): /proc/PID/environ is

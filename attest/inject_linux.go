@@ -55,12 +55,14 @@ func (a *Attestor) readInjected(pid int32, exeDev, exeIno uint64) ([]string, err
 // foreignMapping returns why the executable mapping m is not a trusted
 // system library, "" when it is one.
 //
-// A file still linked is looked up by its path in procmesh's mount
-// namespace and must be the mapped file (same device and inode): a path in
-// another namespace names nothing here. A deleted file (a library replaced
-// by an upgrade while the process runs) is judged by the path it had, which
-// is only meaningful when the process shares procmesh's mount namespace,
-// and by its owner and mode read through /proc/PID/map_files.
+// The path in the maps is the one the process's mount namespace gives the
+// file. When the file at that path in procmesh's mount namespace is the
+// mapped file (same device and inode) it is judged there. When the process
+// is in another mount namespace (a container), the path is looked up in
+// the process's own view, through /proc/PID/root, and the directories are
+// judged there too. A deleted file (a library replaced by an upgrade while
+// the process runs) is judged by the path it had and by its owner and mode
+// read through /proc/PID/map_files.
 func (a *Attestor) foreignMapping(pid int32, m mapping, dev uint64, ns *nsCheck, trust *trustCache) (string, error) {
 	p, deleted := m.path, false
 	if trimmed, ok := cutDeleted(m.path); ok {
@@ -69,32 +71,39 @@ func (a *Attestor) foreignMapping(pid int32, m mapping, dev uint64, ns *nsCheck,
 	if len(p) == 0 || p[0] != '/' {
 		return fmt.Sprintf("%s is mapped executable and is not a file procmesh can see", truncate(m.path, 200)), nil
 	}
+	root := "" // where p is looked up: procmesh's namespace, or the process's view
 	var st unix.Stat_t
-	if deleted {
+	if deleted || unix.Stat(p, &st) != nil || st.Dev != dev || st.Ino != m.ino {
 		same, err := ns.same()
 		if err != nil {
 			return "", err
 		}
 		if !same {
-			return fmt.Sprintf("%s is mapped executable: a deleted file in another mount namespace", truncate(m.path, 200)), nil
+			root = a.procPath(pid, "root")
+		} else if !deleted {
+			return fmt.Sprintf("%s is mapped executable and is not the file at that path", truncate(p, 200)), nil
 		}
-		link := a.procPath(pid, "map_files/"+strconv.FormatUint(m.start, 16)+"-"+strconv.FormatUint(m.end, 16))
-		if err := unix.Stat(link, &st); err != nil {
-			if isGoneErrno(err) {
-				return "", gone(pid, "stat "+link, err)
+		if deleted {
+			link := a.procPath(pid, "map_files/"+strconv.FormatUint(m.start, 16)+"-"+strconv.FormatUint(m.end, 16))
+			if err := unix.Stat(link, &st); err != nil {
+				if isGoneErrno(err) {
+					return "", gone(pid, "stat "+link, err)
+				}
+				// map_files needs CAP_SYS_ADMIN: without it the file
+				// cannot be judged, which refuses it like foreign code.
+				return fmt.Sprintf("%s is mapped executable: a deleted file procmesh cannot check (stat %s: %v)",
+					truncate(m.path, 200), link, err), nil
 			}
-			// map_files needs CAP_SYS_ADMIN: without it the file
-			// cannot be judged, which refuses it like foreign code.
-			return fmt.Sprintf("%s is mapped executable: a deleted file procmesh cannot check (stat %s: %v)",
-				truncate(m.path, 200), link, err), nil
+		} else if err := unix.Stat(root+p, &st); err != nil {
+			// (A process that exited meanwhile fails the Fingerprint
+			// check that ends attestation.)
+			return fmt.Sprintf("%s is mapped executable and is not a file in its own mount namespace either: %v", truncate(p, 200), err), nil
 		}
-	} else if err := unix.Stat(p, &st); err != nil || st.Dev != dev || st.Ino != m.ino {
-		return fmt.Sprintf("%s is mapped executable and is not the file at that path in procmesh's mount namespace", truncate(p, 200)), nil
+		if st.Dev != dev || st.Ino != m.ino {
+			return fmt.Sprintf("%s is mapped executable and is not the file at that path in its mount namespace", truncate(m.path, 200)), nil
+		}
 	}
-	if st.Dev != dev || st.Ino != m.ino {
-		return fmt.Sprintf("%s is mapped executable and changed while it was checked", truncate(m.path, 200)), nil
-	}
-	if why := trust.library(p, &st); why != "" {
+	if why := trust.library(root, p, &st); why != "" {
 		return fmt.Sprintf("%s is mapped executable: %s", truncate(m.path, 200), why), nil
 	}
 	return "", nil
@@ -114,7 +123,7 @@ func cutDeleted(p string) (string, bool) {
 // for one attestation.
 type trustCache struct {
 	dirs []string
-	ok   map[string]string // directory -> "" (trusted) or why not
+	ok   map[string]string // root+directory -> "" (trusted) or why not
 }
 
 // library returns "" when the file p (stat st) is a trusted system library:
@@ -123,8 +132,9 @@ type trustCache struct {
 // directory (no symlink) owned by root and writable by no one else (or
 // sticky, like /tmp: there only an entry's owner, root here, can rename or
 // remove it). So only root can have put it there or changed it. Otherwise
-// it says why not.
-func (t *trustCache) library(p string, st *unix.Stat_t) string {
+// it says why not. The directories are looked up below root: "" for
+// procmesh's mount namespace, /proc/PID/root for the process's own.
+func (t *trustCache) library(root, p string, st *unix.Stat_t) string {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "not a regular file"
 	}
@@ -135,22 +145,28 @@ func (t *trustCache) library(p string, st *unix.Stat_t) string {
 	if !slices.ContainsFunc(t.dirs, func(d string) bool { return underDir(p, d) }) {
 		return "outside the system library directories (ld.so's defaults and /etc/ld.so.conf)"
 	}
-	return t.dir(path.Dir(p))
+	return t.dir(root, path.Dir(p))
 }
 
-// dir returns "" when d and every directory above it are owned by root and
-// writable by no one else or sticky, else why not.
-func (t *trustCache) dir(d string) string {
-	if why, ok := t.ok[d]; ok {
+// dir returns "" when d (below root) and every directory above it are
+// owned by root and writable by no one else or sticky, else why not.
+func (t *trustCache) dir(root, d string) string {
+	if why, ok := t.ok[root+d]; ok {
 		return why
 	}
 	why := ""
 	if d != "/" {
-		why = t.dir(path.Dir(d))
+		why = t.dir(root, path.Dir(d))
 	}
 	if why == "" {
 		var st unix.Stat_t
-		switch err := unix.Lstat(d, &st); {
+		var err error
+		if d == "/" && root != "" {
+			err = unix.Stat(root+"/", &st) // the process's root, through the magic link
+		} else {
+			err = unix.Lstat(root+d, &st)
+		}
+		switch {
 		case err != nil:
 			why = fmt.Sprintf("directory %s: %v", d, err)
 		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
@@ -159,7 +175,7 @@ func (t *trustCache) dir(d string) string {
 			why = fmt.Sprintf("directory %s is owned by uid %d, mode %04o (writable by others than root)", d, st.Uid, st.Mode&0o7777)
 		}
 	}
-	t.ok[d] = why
+	t.ok[root+d] = why
 	return why
 }
 

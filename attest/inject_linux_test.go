@@ -67,7 +67,7 @@ func TestTrustedLibrary(t *testing.T) {
 			if err := unix.Stat(tc.path, &st); err != nil {
 				t.Fatal(err)
 			}
-			got := trust.library(tc.path, &st)
+			got := trust.library("", tc.path, &st)
 			if (got == "") != (tc.want == "") || !strings.Contains(got, tc.want) {
 				t.Errorf("library(%s) = %q, want %q", tc.path, got, tc.want)
 			}

@@ -128,6 +128,72 @@ func TestThreat_I17_DeletedLibrary(t *testing.T) {
 	}
 }
 
+// I17: in another mount namespace (a container) a mapped library is
+// judged in the process's own view: a root-owned library a rootful
+// runtime bind-mounts into a library directory is a system library; a
+// library a user copied into their own user and mount namespace is not,
+// although it sits at the same path.
+func TestThreat_I17_LibraryInOtherMountNamespace(t *testing.T) {
+	fx := injecttest.Build(t, bins.dir, envSock)
+	mkdir := func(name string) string {
+		d, err := os.MkdirTemp(bins.dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	src, mnt := mkdir("libsrc-"), mkdir("libmnt-")
+	lib := src + "/lib.so"
+	if _, err := copyExe(fx.Preload, lib, nil); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{LibraryDirs: append(systemLibraryDirs(DefaultLdSoConf), mnt)})
+	run := `exec env LD_PRELOAD="$2/lib.so" "$3"`
+
+	t.Run("root-owned library bind-mounted by root", func(t *testing.T) {
+		c := spawn(t, spawnOpts{exe: "/usr/bin/unshare", args: []string{"-m", "sh", "-c",
+			`mount --bind "$1" "$2" && ` + run, "sh", src, mnt, fx.Victim}})
+		if got := c.line(); got != "ready" {
+			t.Fatalf("victim said %q", got)
+		}
+		_, _, proc := attestChild(t, a, c, true)
+		if proc.ExePath != fx.Victim || !mapsName(t, c.pid(), mnt+"/lib.so") {
+			t.Fatalf("attested %q; want the victim with %s/lib.so mapped", proc.ExePath, mnt)
+		}
+		if proc.InjectedCode != nil {
+			t.Errorf("injected code %q, want none: the library is root's, in a library directory", proc.InjectedCode)
+		}
+	})
+
+	t.Run("user's library in a user namespace", func(t *testing.T) {
+		o := asUser1000InMountNS(t, `mount -t tmpfs t "$2" && cp "$1/lib.so" "$2/" && `+run, src, mnt, fx.Victim)
+		c := spawn(t, o)
+		if got := c.line(); got != "ready" {
+			t.Fatalf("victim said %q", got)
+		}
+		_, _, proc := attestChild(t, a, c, true)
+		if proc.ExePath != fx.Victim || !mapsName(t, c.pid(), mnt+"/lib.so") {
+			t.Fatalf("attested %q; want the victim with %s/lib.so mapped", proc.ExePath, mnt)
+		}
+		if !slices.ContainsFunc(proc.InjectedCode, func(s string) bool { return strings.HasPrefix(s, mnt+"/lib.so ") }) {
+			t.Errorf("injected code %q does not name %s/lib.so", proc.InjectedCode, mnt)
+		}
+	})
+}
+
+// mapsName reports whether /proc/PID/maps of pid names path.
+func mapsName(t *testing.T, pid int32, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(b, []byte(" "+path+"\n"))
+}
+
 // I17: a process started traced by an attacker's launcher
 // (PTRACE_TRACEME) attests as traced, naming its tracer.
 func TestThreat_I17_Traced(t *testing.T) {
