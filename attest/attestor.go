@@ -99,18 +99,20 @@ type Process struct {
 	SupplementaryGIDs []uint32
 	User, Group       string // names, "" when unknown (os/user lookup) or not looked up
 	NamesLookedUp     bool   // User and Group were looked up (AttestOptions.Names, WithNames)
-	ExePath           string // without a " (deleted)" suffix; as the process's mount namespace names it
+	ExePath           string // without a " (deleted)" suffix
 	ExeDeleted        bool
-	// ExePathForeign: ExePath does not name the executable in procmesh's
-	// mount namespace (another file or none is there: the process runs in
-	// another mount namespace, THREATS I16), so there is no unix:path
-	// selector.
+	ExeSHA256         string // lowercase hex, "" when over the size cap
+	Cgroup            string // the v2 path (or the first v1 path)
+	ContainerID       string
+	PodUID            string
+	SystemdUnit       string
+	Selectors         []string // sorted, deduplicated
+
+	// ExePathForeign: ExePath (the path as the process's own mount
+	// namespace names its executable) does not name that executable in
+	// procmesh's mount namespace, where another file or none is there
+	// (THREATS I16); there is no unix:path selector.
 	ExePathForeign bool
-	ExeSHA256      string // lowercase hex, "" when over the size cap
-	Cgroup         string // the v2 path (or the first v1 path)
-	ContainerID    string
-	PodUID         string
-	SystemdUnit    string
 	// TracerPID is the process tracing this one (ptrace) when it was
 	// attested, 0 for none; Traced is TracerPID != 0, and a caller that
 	// knows more (a connect-time record of the ptrace state) may set it too.
@@ -124,5 +126,4 @@ type Process struct {
 	// file under the system library directories. nil when none was found.
 	// Such a process matches only entries that allow it (THREATS I17).
 	InjectedCode []string
-	Selectors    []string // sorted, deduplicated
 }

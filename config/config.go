@@ -148,13 +148,13 @@ type TrustBundle struct {
 type Workload struct {
 	SPIFFEID  spiffeid.ID
 	Selectors []string // as written, each checked by registry.ParseSelector
+	Line      int
 	// Allow (key allow) accepts processes the entry would otherwise refuse
 	// (THREATS I17): Traced (key traced, default false) a process traced by
 	// another, InjectedCode (key injected_code, default false) one running
 	// a dynamic-loader override or a library from outside the system
 	// library directories.
 	Allow registry.Allow
-	Line  int
 }
 
 // Route is an upstream service reachable through procmesh.

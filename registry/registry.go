@@ -4,8 +4,9 @@
 // An entry matches a process when all of the entry's selectors are among the
 // process's selectors and the entry allows what attestation found beyond
 // selectors (a tracer, injected code: Allow); when several entries match,
-// the one with the most selectors wins. Entries that could tie for a process are rejected when the
-// registry is built (THREATS I8), so matching never has to choose at random.
+// the one with the most selectors wins. Entries that could tie for a
+// process are rejected when the registry is built (THREATS I8), so matching
+// never has to choose at random.
 // The package does not attest processes (attest does) and does not read
 // configuration files (config does); it is a pure, immutable lookup table.
 package registry
