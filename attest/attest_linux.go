@@ -103,8 +103,13 @@ func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, error) 
 		ContainerID:       cg.ContainerID,
 		PodUID:            cg.PodUID,
 		SystemdUnit:       cg.SystemdUnit,
+		TracerPID:         status.TracerPID,
+		Traced:            status.TracerPID != 0,
 	}
 	if err := a.readExe(pid, fp, proc); err != nil {
+		return nil, err
+	}
+	if proc.InjectedCode, err = a.readInjected(pid, fp.ExeDev, fp.ExeIno); err != nil {
 		return nil, err
 	}
 	return proc, nil
@@ -138,6 +143,9 @@ func (a *Attestor) readExe(pid int32, fp Fingerprint, proc *Process) error {
 		return fmt.Errorf("attest: readlink %s (%s): %w", fdLink, link, err)
 	}
 	proc.ExePath, proc.ExeDeleted = exePath(target, &st)
+	if proc.ExePathForeign, err = a.exePathForeign(pid, proc, &st); err != nil {
+		return err
+	}
 	if a.overHashLimit(st.Size) {
 		if a.hashLimit >= 0 {
 			a.log.Warn().Int32("pid", pid).Str("exe", proc.ExePath).Int64("size", st.Size).
@@ -147,6 +155,24 @@ func (a *Attestor) readExe(pid int32, fp Fingerprint, proc *Process) error {
 	}
 	proc.ExeSHA256, err = a.exeHash(f, &st)
 	return err
+}
+
+// exePathForeign reports whether proc.ExePath fails to name the executable
+// st in procmesh's mount namespace (THREATS I16). The readlink of
+// /proc/PID/exe is the path in the process's own mount namespace: after
+// "unshare -Urm" and a bind mount, or in a container, any file can sit at
+// any path there. A file still linked must be the file found at that path
+// here (same device and inode). A deleted file cannot be looked up; its
+// path is trusted only when the process shares procmesh's mount namespace,
+// where the path was the file's name here.
+func (a *Attestor) exePathForeign(pid int32, proc *Process, st *unix.Stat_t) (bool, error) {
+	if !proc.ExeDeleted {
+		var here unix.Stat_t
+		err := unix.Stat(proc.ExePath, &here)
+		return err != nil || here.Dev != st.Dev || here.Ino != st.Ino, nil
+	}
+	same, err := a.sameMountNS(pid)
+	return !same, err
 }
 
 // exePath interprets the readlink of /proc/PID/exe for the file st: the

@@ -28,6 +28,12 @@ type Options struct {
 	// HashCacheSize bounds the executable hash cache, keyed by device, inode,
 	// mtime, ctime and size. Default 1024 entries (when 0 or negative).
 	HashCacheSize int
+	// LibraryDirs are the directories whose root-owned files a process may
+	// map as code without being reported as running injected code
+	// (Process.InjectedCode, THREATS I17); files below them count, at any
+	// depth. Default (nil): ld.so's defaults (/lib, /lib64, /usr/lib,
+	// /usr/lib64) and the directories of /etc/ld.so.conf, read by New.
+	LibraryDirs []string
 	// Logger receives debug lines and oversize-executable warnings. The zero
 	// value discards.
 	Logger zerolog.Logger
@@ -39,6 +45,7 @@ type Attestor struct {
 	procRoot  string
 	usePIDFD  bool
 	hashLimit int64
+	libDirs   []string // resolved through symlinks
 	log       zerolog.Logger
 	hashes    *lru.Cache[hashKey, string]
 	names     *nameCache
@@ -69,12 +76,18 @@ func New(opts Options) *Attestor {
 	if opts.HashCacheSize <= 0 {
 		opts.HashCacheSize = DefaultHashCacheSize
 	}
+	if opts.LibraryDirs == nil {
+		opts.LibraryDirs = systemLibraryDirs(DefaultLdSoConf)
+	} else {
+		opts.LibraryDirs = resolveDirs(opts.LibraryDirs)
+	}
 	// lru.New fails only for a size below 1, excluded above.
 	hashes, _ := lru.New[hashKey, string](opts.HashCacheSize)
 	return &Attestor{
 		procRoot:  opts.ProcRoot,
 		usePIDFD:  !opts.DisablePIDFD,
 		hashLimit: opts.HashSizeLimit,
+		libDirs:   opts.LibraryDirs,
 		log:       opts.Logger,
 		hashes:    hashes,
 		names:     newNameCache(nameCacheSize),
@@ -95,4 +108,23 @@ type Process struct {
 	PodUID            string
 	SystemdUnit       string
 	Selectors         []string // sorted, deduplicated
+
+	// ExePathForeign: ExePath (the path as the process's own mount
+	// namespace names its executable) does not name that executable in
+	// procmesh's mount namespace, where another file or none is there
+	// (THREATS I16); there is no unix:path selector.
+	ExePathForeign bool
+	// TracerPID is the process tracing this one (ptrace) when it was
+	// attested, 0 for none; Traced is TracerPID != 0, and a caller that
+	// knows more (a connect-time record of the ptrace state) may set it too.
+	// A traced process matches only entries that allow it (THREATS I17).
+	TracerPID int32
+	Traced    bool
+	// InjectedCode says why the process runs code its executable did not
+	// choose: a dynamic-loader override (LD_PRELOAD, LD_AUDIT,
+	// LD_LIBRARY_PATH, GCONV_PATH) in its environment, or an executable
+	// mapping of a file that is neither the executable nor a root-owned
+	// file under the system library directories. nil when none was found.
+	// Such a process matches only entries that allow it (THREATS I17).
+	InjectedCode []string
 }

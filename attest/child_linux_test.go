@@ -39,6 +39,7 @@ type child struct {
 
 type spawnOpts struct {
 	exe    string // default bins.a
+	args   []string
 	mode   string // default "connect"
 	cred   *syscall.Credential
 	env    []string
@@ -92,7 +93,7 @@ func start(t testing.TB, o spawnOpts) (*child, *net.UnixListener) {
 		}
 		env = append(env, envSock+"="+sock)
 	}
-	cmd := exec.Command(o.exe)
+	cmd := exec.Command(o.exe, o.args...)
 	cmd.Env = append(env, o.env...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}

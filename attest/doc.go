@@ -48,6 +48,50 @@
 // say): the script's path and content are not selectors, so scripts must
 // be told apart by uid, cgroup or their own interpreter copy.
 //
+// Paths in other mount namespaces (I16): the readlink of /proc/PID/exe is
+// the path as the process's own mount namespace names it, and there (after
+// "unshare -Urm" and a bind mount, or in a container) any file can sit at
+// any path. The unix:path selector is emitted only when the file at that
+// path in procmesh's mount namespace is the running executable (same
+// device and inode); a deleted executable keeps its path only when the
+// process shares procmesh's mount namespace. Otherwise Process.ExePath
+// keeps the process's own view for logs and ExePathForeign is set. A
+// container's processes therefore get a unix:path only where the host sees
+// the same file at the same path; tell them apart by unix:sha256 and
+// container:id.
+//
+// Injected code (I17): unix:uid, unix:path and unix:sha256 describe the
+// executable file, not the code that runs in the process. Attestation also
+// reports, for the registry to refuse unless an entry allows it, a process
+// traced at attestation (TracerPid in /proc/PID/status; Process.Traced) and
+// one running code its executable did not choose (Process.InjectedCode):
+// a non-empty LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH or GCONV_PATH in
+// /proc/PID/environ, or an executable file-backed mapping in
+// /proc/PID/maps that is neither the executable nor a trusted system
+// library. A trusted system library is a regular file owned by root and
+// writable by no one else, below a directory of Options.LibraryDirs (ld.so's
+// defaults and /etc/ld.so.conf), with every directory from / down to it a
+// real directory owned by root and writable by no one else (or sticky).
+// A mapped file is looked up by its path in procmesh's mount namespace and
+// must be the mapped inode; for a process in another mount namespace (a
+// container) that is not, the path and its directories are looked up in
+// the process's own view (/proc/PID/root), where the rule rests on
+// ownership: a user namespace cannot make its own files root-owned, so a
+// rootless container's libraries (owned by its mapped uids) count as
+// injected. A deleted file (a library upgraded under a running process) is
+// judged by the path it had and its owner through /proc/PID/map_files
+// (which needs CAP_SYS_ADMIN; without it, it counts as injected). These
+// are checks of the process as it is when attested (callers cache an
+// attestation per Fingerprint, which a tracer attaching later does not
+// change): /proc/PID/environ is
+// the process's own memory (a preloaded constructor can scrub it, which is
+// why the maps are judged too), a tracer can detach before attestation
+// (TracerPid is then 0: only a connect-time record shows it), and injected
+// code can copy itself into anonymous executable memory and unmap its file
+// (anonymous executable mappings are not judged: JIT runtimes need them).
+// Separate uids and kernel.yama.ptrace_scope >= 2 are what stop a same-uid
+// attacker; these checks catch the plain forms.
+//
 // Malformed /proc content (I10) is parsed or refused, never a panic; the
 // parsers are pure functions over bytes and fuzzed.
 //
@@ -98,13 +142,13 @@
 //
 // # What it leaves out
 //
-// Root on the node, and anyone able to ptrace the workload, write its
-// executable or move it between cgroups, is out of scope: they can be any
-// process they like; so is a root daemon that makes cgroups with names a
-// user chose (a rootful runtime's API) or puts a user's process in another
-// container's cgroup. Paths are as seen from procmesh's mount namespace.
-// Supplementary groups are read from /proc at attestation, not frozen at
-// connect. Reading other users' /proc/PID/exe needs root or
-// CAP_SYS_PTRACE. Only Linux is supported; elsewhere every call returns
-// ErrUnsupported.
+// Root on the node, and anyone able to ptrace the workload (and detach
+// before attestation), write its executable or move it between cgroups, is
+// out of scope: they can be any process they like; so is a root daemon that
+// makes cgroups with names a user chose (a rootful runtime's API) or puts a
+// user's process in another container's cgroup. Paths are as seen from
+// procmesh's mount namespace (see I16 above). Supplementary groups are read
+// from /proc at attestation, not frozen at connect. Reading other users'
+// /proc/PID/exe needs root or CAP_SYS_PTRACE. Only Linux is supported;
+// elsewhere every call returns ErrUnsupported.
 package attest

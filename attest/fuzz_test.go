@@ -35,8 +35,8 @@ func FuzzParseStat(f *testing.F) {
 
 func FuzzParseStatus(f *testing.F) {
 	for _, s := range []string{
-		"Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \n",
-		"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n",
+		"Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \nTracerPid:\t0\n",
+		"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\nTracerPid:\t77\n",
 		"Uid:\t0\t0\t0\nGid:\n",
 		"",
 	} {
@@ -46,6 +46,9 @@ func FuzzParseStatus(f *testing.F) {
 		si, err := parseStatus(b)
 		if err == nil && len(si.Groups) > maxGroups {
 			t.Fatalf("%d groups", len(si.Groups))
+		}
+		if err == nil && si.TracerPID < 0 {
+			t.Fatalf("tracer pid %d", si.TracerPID)
 		}
 	})
 }

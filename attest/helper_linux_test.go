@@ -12,15 +12,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/procmesh/procmesh/internal/injecttest"
 )
 
 // The test binary re-executes itself as the peer processes: TestMain runs
 // the helper named by envMode instead of the tests.
 const (
-	envMode   = "PROCMESH_ATTEST_HELPER" // connect, forkexec, hold, wait, script, setuid, cgroup
+	envMode   = "PROCMESH_ATTEST_HELPER" // connect, forkexec, hold, wait, script, setuid, cgroup, trace
 	envSock   = "PROCMESH_ATTEST_SOCK"   // socket to connect to
 	envExec   = "PROCMESH_ATTEST_EXEC"   // forkexec: file to exec after forking
 	envScript = "PROCMESH_ATTEST_SCRIPT" // script: file to exec after connecting
@@ -179,6 +182,20 @@ func runHelper(mode string) int {
 		}
 		script := os.Getenv(envScript)
 		return fail(syscall.Exec(script, []string{script}, os.Environ()))
+	case "trace":
+		// Start envExec (argument: the socket) traced by this process, as
+		// an attacker's launcher does with PTRACE_TRACEME, and keep it
+		// traced until stdin reaches EOF.
+		runtime.LockOSThread()
+		victim := exec.Command(os.Getenv(envExec))
+		victim.Stdin, victim.Stdout, victim.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := injecttest.TraceMe(victim); err != nil {
+			return fail(err)
+		}
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = victim.Process.Kill()
+		_ = victim.Wait()
+		return 0
 	case "setuid":
 		// Connect as root, then drop to uid 1000 when the test says so.
 		c, err := dial()

@@ -136,7 +136,7 @@ func TestThreat_I10_MalformedProc(t *testing.T) {
 		}
 	})
 	t.Run("status", func(t *testing.T) {
-		const ok = "Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \nNSpid:\t1\n"
+		const ok = "Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \nTracerPid:\t0\nNSpid:\t1\n"
 		for _, tc := range []struct {
 			name string
 			in   string
@@ -144,13 +144,20 @@ func TestThreat_I10_MalformedProc(t *testing.T) {
 			err  string
 		}{
 			{name: "plain", in: ok, want: statusInfo{UID: [4]uint32{1, 2, 3, 4}, GID: [4]uint32{5, 6, 7, 8}, Groups: []uint32{10, 20}}},
-			{name: "no groups", in: "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n", want: statusInfo{}},
-			{name: "max ids", in: "Uid:\t4294967295\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t4294967295\n",
-				want: statusInfo{UID: [4]uint32{1<<32 - 1}, Groups: []uint32{1<<32 - 1}}},
-			{name: "no final newline", in: "Uid:\t0\t1\t0\t0\nGid:\t0\t2\t0\t0\nGroups:\t3", want: statusInfo{UID: [4]uint32{0, 1}, GID: [4]uint32{0, 2}, Groups: []uint32{3}}},
-			{name: "missing uid", in: "Gid:\t0\t0\t0\t0\nGroups:\n", err: "no Uid"},
-			{name: "missing gid", in: "Uid:\t0\t0\t0\t0\nGroups:\n", err: "no Gid"},
-			{name: "missing groups", in: "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n", err: "no Groups"},
+			{name: "no groups", in: "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\nTracerPid:\t0\n", want: statusInfo{}},
+			{name: "max ids", in: "Uid:\t4294967295\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t4294967295\nTracerPid:\t2147483647\n",
+				want: statusInfo{UID: [4]uint32{1<<32 - 1}, Groups: []uint32{1<<32 - 1}, TracerPID: 1<<31 - 1}},
+			{name: "traced", in: strings.Replace(ok, "TracerPid:\t0", "TracerPid:\t4242", 1),
+				want: statusInfo{UID: [4]uint32{1, 2, 3, 4}, GID: [4]uint32{5, 6, 7, 8}, Groups: []uint32{10, 20}, TracerPID: 4242}},
+			{name: "no final newline", in: "Uid:\t0\t1\t0\t0\nGid:\t0\t2\t0\t0\nTracerPid:\t0\nGroups:\t3", want: statusInfo{UID: [4]uint32{0, 1}, GID: [4]uint32{0, 2}, Groups: []uint32{3}}},
+			{name: "missing uid", in: "Gid:\t0\t0\t0\t0\nGroups:\nTracerPid:\t0\n", err: "no Uid"},
+			{name: "missing gid", in: "Uid:\t0\t0\t0\t0\nGroups:\nTracerPid:\t0\n", err: "no Gid"},
+			{name: "missing groups", in: "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nTracerPid:\t0\n", err: "no Groups"},
+			{name: "missing tracer", in: "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n", err: "no TracerPid"},
+			{name: "two tracer lines", in: ok + "TracerPid:\t7\n", err: "two TracerPid"},
+			{name: "tracer overflow", in: strings.Replace(ok, "TracerPid:\t0", "TracerPid:\t2147483648", 1), err: "bad PID"},
+			{name: "two tracers", in: strings.Replace(ok, "TracerPid:\t0", "TracerPid:\t1 2", 1), err: "more than one PID"},
+			{name: "empty tracer", in: strings.Replace(ok, "TracerPid:\t0", "TracerPid:\t", 1), err: "no PID"},
 			{name: "two uid lines", in: ok + "Uid:\t0\t0\t0\t0\n", err: "two Uid"},
 			{name: "three uids", in: strings.Replace(ok, "Uid:\t1\t2\t3\t4", "Uid:\t1\t2\t3", 1), err: "3 ids"},
 			{name: "five gids", in: strings.Replace(ok, "Gid:\t5\t6\t7\t8", "Gid:\t5\t6\t7\t8\t9", 1), err: "more than 4"},
@@ -163,7 +170,7 @@ func TestThreat_I10_MalformedProc(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				got, err := parseStatus([]byte(tc.in))
 				checkParse(t, err, tc.err, errStatusFormat)
-				if tc.err == "" && (got.UID != tc.want.UID || got.GID != tc.want.GID || !slices.Equal(got.Groups, tc.want.Groups)) {
+				if tc.err == "" && (got.UID != tc.want.UID || got.GID != tc.want.GID || !slices.Equal(got.Groups, tc.want.Groups) || got.TracerPID != tc.want.TracerPID) {
 					t.Errorf("parseStatus = %+v, want %+v", got, tc.want)
 				}
 			})

@@ -20,7 +20,9 @@ const (
 )
 
 // selectors returns the sorted, deduplicated selectors of p. Unknown values
-// ("" names, no hash, no container) give no selector.
+// ("" names, no hash, no container) give no selector, and neither does a
+// path that names another file in procmesh's mount namespace
+// (ExePathForeign).
 func selectors(p *Process) []string {
 	s := make([]string, 0, 8+len(p.SupplementaryGIDs))
 	add := func(typ, value string) {
@@ -35,7 +37,9 @@ func selectors(p *Process) []string {
 	for _, g := range p.SupplementaryGIDs {
 		add(selSupplementaryGID, strconv.FormatUint(uint64(g), 10))
 	}
-	add(selPath, p.ExePath)
+	if !p.ExePathForeign {
+		add(selPath, p.ExePath)
+	}
 	add(selSHA256, p.ExeSHA256)
 	add(selContainerID, p.ContainerID)
 	add(selPodUID, p.PodUID)

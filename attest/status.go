@@ -11,6 +11,9 @@ type statusInfo struct {
 	UID    [4]uint32 // real, effective, saved set, filesystem
 	GID    [4]uint32 // real, effective, saved set, filesystem
 	Groups []uint32  // supplementary groups, in kernel order
+	// TracerPID is the PID of the process tracing this one (ptrace), as
+	// procmesh's PID namespace sees it; 0 when it is not traced.
+	TracerPID int32
 }
 
 // maxGroups is the kernel's NGROUPS_MAX; a longer Groups line is refused.
@@ -18,12 +21,13 @@ const maxGroups = 65536
 
 var errStatusFormat = errors.New("malformed status")
 
-// parseStatus parses the Uid, Gid and Groups lines of /proc/PID/status. All
-// three must be present exactly once; other lines are ignored. It never
-// panics.
+// parseStatus parses the Uid, Gid, Groups and TracerPid lines of
+// /proc/PID/status. All four must be present exactly once (a status without
+// TracerPid cannot say the process is untraced); other lines are ignored. It
+// never panics.
 func parseStatus(b []byte) (statusInfo, error) {
 	var si statusInfo
-	var seenUID, seenGID, seenGroups bool
+	var seenUID, seenGID, seenGroups, seenTracer bool
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -55,6 +59,12 @@ func parseStatus(b []byte) (statusInfo, error) {
 			}
 			seenGroups = true
 			si.Groups, err = parseIDList(value)
+		case "TracerPid":
+			if seenTracer {
+				return si, fmt.Errorf("%w: two TracerPid lines", errStatusFormat)
+			}
+			seenTracer = true
+			err = parseTracer(value, &si.TracerPID)
 		}
 		if err != nil {
 			return si, fmt.Errorf("%w: %s: %w", errStatusFormat, string(key), err)
@@ -67,6 +77,8 @@ func parseStatus(b []byte) (statusInfo, error) {
 		return si, fmt.Errorf("%w: no Gid line", errStatusFormat)
 	case !seenGroups:
 		return si, fmt.Errorf("%w: no Groups line", errStatusFormat)
+	case !seenTracer:
+		return si, fmt.Errorf("%w: no TracerPid line", errStatusFormat)
 	}
 	return si, nil
 }
@@ -88,6 +100,23 @@ func parseIDQuad(b []byte, out *[4]uint32) error {
 	if n != len(out) {
 		return fmt.Errorf("%d ids, want 4", n)
 	}
+	return nil
+}
+
+// parseTracer parses the one PID of a TracerPid line.
+func parseTracer(b []byte, out *int32) error {
+	f, rest := nextField(b)
+	if len(f) == 0 {
+		return errors.New("no PID")
+	}
+	if g, _ := nextField(rest); len(g) > 0 {
+		return errors.New("more than one PID")
+	}
+	pid, ok := parseUint(f, 31)
+	if !ok {
+		return fmt.Errorf("bad PID %q", string(f))
+	}
+	*out = int32(pid)
 	return nil
 }
 

@@ -150,6 +150,12 @@ type Workload struct {
 	SPIFFEID  spiffeid.ID
 	Selectors []string // as written, each checked by registry.ParseSelector
 	Line      int
+	// Allow (key allow) accepts processes the entry would otherwise refuse
+	// (THREATS I17): Traced (key traced, default false) a process traced by
+	// another, InjectedCode (key injected_code, default false) one running
+	// a dynamic-loader override or a library from outside the system
+	// library directories.
+	Allow registry.Allow
 }
 
 // Route is an upstream service reachable through procmesh.
@@ -274,7 +280,7 @@ func (p Policy) DefaultAllow() bool { return p.Default == "allow" }
 func (c *Config) RegistryEntries() []registry.Entry {
 	out := make([]registry.Entry, len(c.Workloads))
 	for i, w := range c.Workloads {
-		out[i] = registry.Entry{ID: w.SPIFFEID, Selectors: w.Selectors, Index: i}
+		out[i] = registry.Entry{ID: w.SPIFFEID, Selectors: w.Selectors, Allow: w.Allow, Index: i}
 	}
 	return out
 }

@@ -14,7 +14,7 @@ import (
 // marks the items of a list.
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "cache", "trust_bundles[]",
-		"workloads[]", "routes[]", "policy", "policy.rules[]", "attest", "limits", "upstream", "upstream.quic",
+		"workloads[]", "workloads[].allow", "routes[]", "policy", "policy.rules[]", "attest", "limits", "upstream", "upstream.quic",
 		"reload", "shutdown", "runtime", "log"}
 }
 
@@ -35,7 +35,9 @@ func keys(section string) []string {
 	case "trust_bundles[]":
 		return []string{"trust_domain", "file"}
 	case "workloads[]":
-		return []string{"spiffe_id", "selectors"}
+		return []string{"spiffe_id", "selectors", "allow"}
+	case "workloads[].allow":
+		return []string{"traced", "injected_code"}
 	case "routes[]":
 		return []string{"name", "host", "upstream", "server_id", "server_trust_domain",
 			"protocol", "alpn", "socket", "socket_mode"}
@@ -184,6 +186,14 @@ func (w *walker) workload(n *yaml.Node, path string) Workload {
 		key := fmt.Sprintf("%s[%d]", f.key("selectors"), i)
 		if s, ok := w.selector(item, key); ok {
 			wl.Selectors = append(wl.Selectors, s)
+		}
+	}
+	if a, ok := w.mapping(f.get("allow"), f.key("allow"), keys("workloads[].allow")...); ok {
+		if v := a.get("traced"); v != nil {
+			wl.Allow.Traced, _ = w.boolean(v, a.key("traced"))
+		}
+		if v := a.get("injected_code"); v != nil {
+			wl.Allow.InjectedCode, _ = w.boolean(v, a.key("injected_code"))
 		}
 	}
 	return wl

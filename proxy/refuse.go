@@ -28,6 +28,9 @@ func refusalStatus(err error) (int, string) {
 		for _, sel := range p.Selectors {
 			fmt.Fprintf(&b, "  %s\n", sel)
 		}
+		for _, r := range nm.Reasons() {
+			fmt.Fprintf(&b, "Also: %s.\n", r)
+		}
 		b.WriteString("Ask the node operator for a workloads entry whose selectors are all among these.\n")
 		return http.StatusForbidden, b.String()
 	case errors.Is(err, attest.ErrPeerGone):

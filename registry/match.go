@@ -35,14 +35,25 @@ func (r *Registry) Entries() []Entry {
 	return out
 }
 
-// Match returns the entry for a process with the given selectors: the entry
-// with the most selectors among those whose selectors are all present. It
+// Match returns the entry for a process with the given selectors that is
+// neither traced nor running injected code: MatchProcess(selectors,
+// Allow{}).
+func (r *Registry) Match(selectors []string) (Entry, bool) {
+	return r.MatchProcess(selectors, Allow{})
+}
+
+// MatchProcess returns the entry for a process with the given selectors
+// that has has (traced, injected code): the entry with the most selectors
+// among those whose selectors are all present and that allow has. It
 // returns false when none matches, and also when two entries match equally
 // well, which New makes impossible for processes with one value per
 // single-valued selector type. selectors should be sorted (attestation
 // reports them sorted); unsorted input is sorted on a copy. The returned
 // entry's Selectors are shared and must not be modified.
-func (r *Registry) Match(selectors []string) (Entry, bool) {
+//
+// An entry that does not allow has is skipped, so a process can match a
+// less specific entry that allows it; Refusing names the skipped ones.
+func (r *Registry) MatchProcess(selectors []string, has Allow) (Entry, bool) {
 	if r == nil {
 		return Entry{}, false
 	}
@@ -57,7 +68,7 @@ func (r *Registry) Match(selectors []string) (Entry, bool) {
 		}
 		for _, i := range r.byKey[s] {
 			e := &r.entries[i]
-			if !subset(e.Selectors, selectors) {
+			if !e.Allow.covers(has) || !subset(e.Selectors, selectors) {
 				continue
 			}
 			switch n := len(e.Selectors); {
@@ -72,6 +83,26 @@ func (r *Registry) Match(selectors []string) (Entry, bool) {
 		return Entry{}, false
 	}
 	return r.entries[best].Entry, true
+}
+
+// Refusing returns, in configuration order, the entries whose selectors are
+// all among selectors but which do not allow has: why a process that
+// MatchProcess refused, or gave a less specific entry, did not get them.
+func (r *Registry) Refusing(selectors []string, has Allow) []Entry {
+	if r == nil || has == (Allow{}) {
+		return nil
+	}
+	if !slices.IsSorted(selectors) {
+		selectors = slices.Clone(selectors)
+		slices.Sort(selectors)
+	}
+	var out []Entry
+	for _, e := range r.entries {
+		if !e.Allow.covers(has) && subset(e.Selectors, selectors) {
+			out = append(out, e.Entry)
+		}
+	}
+	return out
 }
 
 // subset reports whether every element of sub is in set; both sorted.

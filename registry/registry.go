@@ -2,9 +2,11 @@
 // so the SPIFFE ID, it is entitled to.
 //
 // An entry matches a process when all of the entry's selectors are among the
-// process's selectors; when several entries match, the one with the most
-// selectors wins. Entries that could tie for a process are rejected when the
-// registry is built (THREATS I8), so matching never has to choose at random.
+// process's selectors and the entry allows what attestation found beyond
+// selectors (a tracer, injected code: Allow); when several entries match,
+// the one with the most selectors wins. Entries that could tie for a
+// process are rejected when the registry is built (THREATS I8), so matching
+// never has to choose at random.
 // The package does not attest processes (attest does) and does not read
 // configuration files (config does); it is a pure, immutable lookup table.
 package registry
@@ -18,11 +20,31 @@ import (
 )
 
 // Entry is one registration entry: the SPIFFE ID given to processes that
-// have every one of Selectors.
+// have every one of Selectors and need no more than Allow.
 type Entry struct {
 	ID        spiffeid.ID
 	Selectors []string
+	Allow     Allow
 	Index     int // position in the configuration, used to name the entry in errors
+}
+
+// Allow is what a process may have beyond its selectors (THREATS I17).
+// As an Entry's field it says what the entry accepts; as the argument of
+// MatchProcess, what the process has. The zero value accepts, or has,
+// neither.
+type Allow struct {
+	// Traced: the process is traced (ptrace); its tracer can run any code
+	// in it.
+	Traced bool
+	// InjectedCode: the process runs code its executable did not choose
+	// (a dynamic-loader override, a library from outside the system library
+	// directories).
+	InjectedCode bool
+}
+
+// covers reports whether an entry allowing a accepts a process that has p.
+func (a Allow) covers(p Allow) bool {
+	return (a.Traced || !p.Traced) && (a.InjectedCode || !p.InjectedCode)
 }
 
 // Registry is an immutable set of entries with no possible ties. It is safe

@@ -4,7 +4,10 @@
 // can be had for the matched SPIFFE ID (package tlsconf): a new identity's
 // SVID is minted in the background while the caller goes on (the TLS
 // handshake that needs it waits for it), and an identity whose issuer is
-// failing is refused. User and group names are looked up only while the
+// failing is refused. A process attested as traced or running injected code
+// (THREATS I17) matches only entries that allow it (registry.Allow, from
+// Needs); a caller that learns more about the process (a connect-time
+// ptrace record) sets Process.Traced before matching. User and group names are looked up only while the
 // registry needs them (registry.NeedsNames), and always for a refusal.
 //
 // Results are cached per process in a bounded LRU keyed by

@@ -136,7 +136,7 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 	if !c.matched {
 		// The refusal lists the process's selectors so that an operator can
 		// write its entry: names included, even when no entry uses them.
-		return nil, &NoMatchError{Process: r.att.WithNames(c.proc)}
+		return nil, noMatch(c.reg, r.att.WithNames(c.proc))
 	}
 	w := tlsconf.Workload{ID: c.entry.ID, PID: c.proc.PID, Selectors: c.proc.Selectors}
 	if err := r.ensureSVID(ctx, w); err != nil {
@@ -204,7 +204,7 @@ func (r *Resolver) store(fp attest.Fingerprint, proc *attest.Process, reg *regis
 		proc = r.att.WithNames(proc)
 	}
 	c := &cached{proc: proc, reg: reg, expires: expires}
-	c.entry, c.matched = reg.Match(proc.Selectors)
+	c.entry, c.matched = reg.MatchProcess(proc.Selectors, Needs(proc))
 	r.cache.Add(fp, c)
 	return c
 }
@@ -244,14 +244,19 @@ func (r *Resolver) Rematch(id *Identity) (*Identity, error) {
 	if reg.NeedsNames() {
 		proc = r.att.WithNames(proc)
 	}
-	entry, ok := reg.Match(proc.Selectors)
+	entry, ok := reg.MatchProcess(proc.Selectors, Needs(proc))
 	if !ok {
-		return nil, &NoMatchError{Process: r.att.WithNames(proc)}
+		return nil, noMatch(reg, r.att.WithNames(proc))
 	}
 	if proc == id.Process && entry.ID == id.Entry.ID && entry.Index == id.Entry.Index {
 		return id, nil
 	}
 	return &Identity{Process: proc, Entry: entry}, nil
+}
+
+// noMatch is the refusal of proc, which matches no entry of reg.
+func noMatch(reg *registry.Registry, proc *attest.Process) *NoMatchError {
+	return &NoMatchError{Process: proc, Refused: reg.Refusing(proc.Selectors, Needs(proc))}
 }
 
 // Generation changes whenever SetRegistry installs new entries, so callers

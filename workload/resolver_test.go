@@ -26,6 +26,9 @@ import (
 // opens PM_PEER_N connections to that socket, writes one byte on each, and
 // waits for its stdin to close.
 func TestMain(m *testing.M) {
+	if victim := os.Getenv(envTraceExec); victim != "" {
+		os.Exit(traceVictim(victim))
+	}
 	if sock := os.Getenv("PM_PEER_SOCK"); sock != "" {
 		n := 1
 		if os.Getenv("PM_PEER_N") == "many" {

@@ -119,3 +119,32 @@ func TestVersionAndUsage(t *testing.T) {
 		t.Fatalf("unknown command: %d %q", code, errOut)
 	}
 }
+
+// I16: check warns, without failing, about an entry that names an
+// executable by path without pinning its content; a pinned entry gets no
+// warning.
+func TestThreat_I16_CheckWarnsPathOnly(t *testing.T) {
+	sha := strings.Repeat("ab", 32)
+	path, _ := writeConfig(t, "")
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte("workloads:\n"), []byte("workloads:\n"+
+		"  - spiffe_id: spiffe://example.org/pinned\n    selectors: [\"unix:uid:1000\", \"unix:path:/usr/bin/pinned\", \"unix:sha256:"+sha+"\"]\n"+
+		"  - spiffe_id: spiffe://example.org/inventory\n    selectors: [\"unix:uid:1000\", \"unix:path:/usr/local/bin/inventory\"]\n"), 1)
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run("check", "-config", path)
+	if code != 0 || !strings.Contains(out, ": ok") {
+		t.Fatalf("check exited %d\n%s%s", code, out, errOut)
+	}
+	want := path + ":9: warning: workloads[1] (spiffe://example.org/inventory) rests on unix:path:/usr/local/bin/inventory without unix:sha256"
+	if !strings.Contains(errOut, want) {
+		t.Errorf("check output %q lacks %q", errOut, want)
+	}
+	if strings.Contains(errOut, "example.org/pinned") {
+		t.Errorf("check warns about the sha256-pinned entry: %q", errOut)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/workload"
 )
 
 // cmdExplain shows how procmesh sees a running process: its selectors, the
@@ -99,9 +100,15 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	for _, s := range proc.Selectors {
 		fmt.Fprintf(w, "\t%s\n", s)
 	}
-	entry, matched := reg.Match(proc.Selectors)
+	if proc.ExePathForeign {
+		fmt.Fprintf(w, "path\tno unix:path: %s is not this executable in procmesh's mount namespace\n", proc.ExePath)
+	}
+	entry, matched := reg.MatchProcess(proc.Selectors, workload.Needs(proc))
 	if !matched {
 		fmt.Fprintln(w, "entry\tnone: procmesh refuses this process (403 listing the selectors above)")
+		for _, r := range (&workload.NoMatchError{Process: proc, Refused: reg.Refusing(proc.Selectors, workload.Needs(proc))}).Reasons() {
+			fmt.Fprintf(w, "\t%s\n", r)
+		}
 		return 0
 	}
 	wl := cfg.Workloads[entry.Index]
