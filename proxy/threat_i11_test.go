@@ -7,12 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/procmesh/procmesh/internal/injecttest"
 	"github.com/procmesh/procmesh/registry"
 )
 
@@ -189,4 +192,104 @@ func TestThreat_I11_ExecThenConnectWorks(t *testing.T) {
 	}
 }
 
-var _ = strconv.Itoa
+// A task traced when it called connect() and released before procmesh
+// attests it shows no tracer in /proc: only the connect-time record says
+// so (THREATS I17, REDTEAM.md's notes). It is refused unless its entry
+// allows tracing.
+func TestThreat_I17_TracedAtConnect(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run("allow.traced="+strconv.FormatBool(allow), func(t *testing.T) {
+			e := newEnv(t, envOptions{defaultAllow: true, records: true, hold: true})
+			victim := e.client("victim", "victim")
+			e.setEntries(registry.Entry{ID: idB, Selectors: []string{pathSel(victim)}, Allow: registry.Allow{Traced: allow}})
+
+			runtime.LockOSThread() // ptrace requests come from the tracing thread
+			defer runtime.UnlockOSThread()
+			cmd := e.command(victim, -1, "origin", "PM_URL=http://echo.test/traced")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := injecttest.TraceMe(cmd); err != nil {
+				t.Fatal(err)
+			}
+			// Let the traced victim run (a Go program takes signals, each a
+			// stop its tracer must continue) until its connection waits
+			// in the backlog, then detach.
+			if err := traceUntil(cmd.Process.Pid, func() bool { return inBacklog(e.sock) }); err != nil {
+				cmd.Process.Kill()
+				t.Fatal(err)
+			}
+			e.release()
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("victim: %v: %s", err, stderr.String())
+			}
+			rs := parseResults(t, stdout.String())
+			if allow {
+				if got := decodeReply(t, rs[0]).SPIFFEID; got != idB.String() {
+					t.Fatalf("with allow.traced: arrived as %s, want %s", got, idB)
+				}
+				return
+			}
+			if len(rs) != 1 || rs[0].Status != 403 || !strings.Contains(rs[0].Body, "traced when it connected") {
+				t.Fatalf("traced at connect(): got %+v, want 403 saying it was traced when it connected", rs)
+			}
+			if tookIdentity(e) {
+				t.Fatal("the upstream saw the victim's identity")
+			}
+		})
+	}
+}
+
+// inBacklog reports whether a connection to the Unix socket at path
+// waits to be accepted: /proc/net/unix lists it under the name the
+// listener was bound at (proxy.Listen binds in a private directory next
+// to path, then renames), without the listener's __SO_ACCEPTCON flag.
+func inBacklog(path string) bool {
+	bound := filepath.Join(filepath.Dir(path), ".procmesh-bind-")
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// Num RefCount Protocol Flags Type St Inode Path
+		if len(f) == 8 && strings.HasPrefix(f[7], bound) && f[3] != "00010000" {
+			return true
+		}
+	}
+	return false
+}
+
+// traceUntil continues the traced process pid through its signal stops
+// until done, then detaches from it. Called on the tracing thread.
+func traceUntil(pid int, done func() bool) error {
+	stopping := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if !stopping && done() {
+			// A tracee is detached from a stop: stop it first.
+			if err := syscall.Tgkill(pid, pid, syscall.SIGSTOP); err != nil {
+				return err
+			}
+			stopping = true
+		}
+		var ws syscall.WaitStatus
+		wpid, err := syscall.Wait4(pid, &ws, syscall.WNOHANG|syscall.WALL, nil)
+		if err != nil {
+			return err
+		}
+		if wpid == pid && ws.Stopped() {
+			if stopping && ws.StopSignal() == syscall.SIGSTOP {
+				return syscall.PtraceDetach(pid) // the SIGSTOP is not delivered
+			}
+			sig := ws.StopSignal()
+			if sig == syscall.SIGTRAP {
+				sig = 0
+			}
+			if err := syscall.PtraceCont(pid, int(sig)); err != nil {
+				return err
+			}
+			continue
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return os.ErrDeadlineExceeded
+}

@@ -44,10 +44,6 @@ func (r *Resolver) record(conn *net.UnixConn, peer *attest.Peer) (*connrecord.Re
 		return nil, &ConnectRecordError{PID: peer.PID, Record: rec, Reason: fmt.Sprintf(
 			"the kernel recorded process %d calling connect(), not process %d", rec.PID, peer.PID)}
 	}
-	if rec.Traced {
-		return nil, &ConnectRecordError{PID: peer.PID, Record: rec,
-			Reason: "it was being traced (ptrace) when it called connect(): its tracer, not its program, may have made the connection"}
-	}
 	return &rec, nil
 }
 
@@ -62,4 +58,17 @@ func checkRecord(rec *connrecord.Record, fp attest.Fingerprint) error {
 		"it ran another program when it called connect() (exe dev:inode %d:%d) than it runs now (%d:%d): "+
 			"a process that execs after connecting does not get the identity of what it exec'd",
 		rec.ExeDev, rec.ExeIno, fp.ExeDev, fp.ExeIno)}
+}
+
+// tracedAtConnect re-matches a cached attestation for a connection whose
+// task was being traced when it called connect() (THREATS I17): a tracer
+// that injected the connect() and detached before attestation left no
+// TracerPid in /proc, only this record. The process then counts as traced
+// for this connection, and only an entry with allow.traced takes it.
+func (r *Resolver) tracedAtConnect(c *cached) *cached {
+	p := *c.proc
+	p.Traced = true
+	t := &cached{proc: &p, reg: c.reg, expires: c.expires}
+	t.entry, t.matched = c.reg.MatchProcess(p.Selectors, Needs(&p))
+	return t
 }

@@ -133,6 +133,9 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 	if err != nil {
 		return nil, err
 	}
+	if rec != nil && rec.Traced && !c.proc.Traced {
+		c = r.tracedAtConnect(c)
+	}
 	if !c.matched {
 		// The refusal lists the process's selectors so that an operator can
 		// write its entry: names included, even when no entry uses them.
