@@ -144,14 +144,16 @@ func loadBundles(cfg *config.Config, ca *tlsconf.CA) (*x509bundle.Set, error) {
 }
 
 // buildRegistry builds the registration entries. Policy rules match
-// selectors too, so the registry is told theirs: attestation looks up
-// user and group names only when an entry or a rule uses them.
+// selectors too, so the registry is told each rule's set: attestation looks
+// up user and group names only when an entry or a rule uses them, and
+// hashes an executable only when an entry or a rule with unix:sha256 could
+// match the process.
 func buildRegistry(cfg *config.Config) (*registry.Registry, error) {
-	var ruleSelectors []string
+	opts := make([]registry.Option, 0, len(cfg.Policy.Rules))
 	for _, r := range cfg.Policy.Rules {
-		ruleSelectors = append(ruleSelectors, r.Selectors...)
+		opts = append(opts, registry.AlsoMatched(r.Selectors...))
 	}
-	return registry.New(cfg.RegistryEntries(), registry.AlsoMatched(ruleSelectors...))
+	return registry.New(cfg.RegistryEntries(), opts...)
 }
 
 // buildPolicy builds the policy from cfg's rules, knowing each route's
