@@ -29,6 +29,10 @@ type NoMatchError struct {
 }
 
 func (e *NoMatchError) Error() string {
-	return fmt.Sprintf("workload: process %d (%s) matches no registration entry; its selectors are: %s",
+	msg := fmt.Sprintf("workload: process %d (%s) matches no registration entry; its selectors are: %s",
 		e.Process.PID, e.Process.ExePath, strings.Join(e.Process.Selectors, " "))
+	if note := e.Process.HashNote(); note != "" {
+		msg += " (" + note + ")"
+	}
+	return msg
 }
