@@ -101,6 +101,7 @@ type Config struct {
 	Listen       Listen
 	Identity     Identity
 	Cache        Cache
+	Attest       Attest
 	TrustBundles []TrustBundle
 	Workloads    []Workload
 	Routes       []Route

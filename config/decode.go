@@ -13,7 +13,7 @@ import (
 // sections names every mapping of the schema; "" is the top level and "[]"
 // marks the items of a list.
 func sections() []string {
-	return []string{"", "listen", "identity", "identity.ca", "cache", "trust_bundles[]",
+	return []string{"", "listen", "identity", "identity.ca", "cache", "attest", "trust_bundles[]",
 		"workloads[]", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
 		"reload", "shutdown", "runtime", "log"}
 }
@@ -22,7 +22,7 @@ func sections() []string {
 func keys(section string) []string {
 	switch section {
 	case "":
-		return []string{"trust_domain", "listen", "identity", "cache", "trust_bundles",
+		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
 			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
 	case "listen":
 		return []string{"socket", "mode", "group"}
@@ -32,6 +32,8 @@ func keys(section string) []string {
 		return []string{"cert", "key"}
 	case "cache":
 		return []string{"max_processes", "ttl"}
+	case "attest":
+		return []string{"hash_size_limit", "max_concurrent_hashes", "rate_per_uid", "burst_per_uid"}
 	case "trust_bundles[]":
 		return []string{"trust_domain", "file"}
 	case "workloads[]":
@@ -99,6 +101,7 @@ func (w *walker) decode(root *yaml.Node) *Config {
 		c.Cache.MaxProcesses, _ = w.integer(f.get("max_processes"), f.key("max_processes"), 1, MaxMaxProcesses)
 		c.Cache.TTL, _ = w.duration(f.get("ttl"), f.key("ttl"), MinCacheTTL, MaxCacheTTL)
 	}
+	w.attest(top.get("attest"), &c.Attest)
 	items, _ := w.list(top.get("trust_bundles"), "trust_bundles")
 	for i, n := range items {
 		c.TrustBundles = append(c.TrustBundles, w.trustBundle(n, fmt.Sprintf("trust_bundles[%d]", i)))

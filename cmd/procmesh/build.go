@@ -113,7 +113,7 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 		return nil, err
 	}
 	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log})
-	n.att = attest.New(attest.Options{Logger: log})
+	n.att = attest.New(attestOptions(cfg, log))
 	if n.reg, err = buildRegistry(cfg); err != nil {
 		n.Close()
 		return nil, err
@@ -125,6 +125,8 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	n.resolver, err = workload.New(n.att, n.reg, n.store, workload.Options{
 		MaxProcesses: cfg.Cache.MaxProcesses,
 		TTL:          cfg.Cache.TTL,
+		RatePerUID:   float64(cfg.Attest.RatePerUID),
+		BurstPerUID:  cfg.Attest.BurstPerUID,
 		Logger:       log,
 	})
 	if err != nil {
@@ -132,6 +134,15 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// attestOptions are the attestor's settings from cfg's attest section.
+func attestOptions(cfg *config.Config, log zerolog.Logger) attest.Options {
+	return attest.Options{
+		HashSizeLimit:       cfg.Attest.HashSizeLimit,
+		MaxConcurrentHashes: cfg.Attest.MaxConcurrentHashes,
+		Logger:              log,
+	}
 }
 
 // loadBundles reads the trust bundles the config names, plus the CA's own.
