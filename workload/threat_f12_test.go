@@ -201,7 +201,9 @@ func (f *f12Fixture) resolve(c *net.UnixConn) (*workload.Identity, error) {
 // touched and run: each new process is refused with its selectors and
 // costs procmesh no hashing.
 func TestThreat_F12_UnusedHashNotRead(t *testing.T) {
-	f := newF12Fixture(t, attest.Options{HashSizeLimit: 256 << 20}, workload.Options{}, redteamEntries())
+	// The old limit, and no rate limit: only "hash what an entry could use"
+	// stands between the attacker and three 255 MiB reads.
+	f := newF12Fixture(t, attest.Options{HashSizeLimit: 256 << 20}, workload.Options{RatePerUID: -1}, redteamEntries())
 	big := f.exe("big", 255<<20)
 	for i := range 3 {
 		f.asAttacker("touch", big)
@@ -315,5 +317,29 @@ func TestThreat_F12_HashingSpendsBudget(t *testing.T) {
 	}
 	if rl.RetryAfter < 16*time.Second {
 		t.Errorf("retry after %s, want the 16 tokens of debt plus one at 1 per second", rl.RetryAfter)
+	}
+}
+
+// TestThreat_F12_KnownProcessNotLimited: a process the cache knows is
+// attested again when its attestation expires without spending its uid's
+// budget, so a uid at its limit does not lose its running workloads.
+func TestThreat_F12_KnownProcessNotLimited(t *testing.T) {
+	f := newF12Fixture(t, attest.Options{}, workload.Options{RatePerUID: 0.001, BurstPerUID: 1}, redteamEntries())
+	small := f.exe("small", 0)
+	known := f.connect(small, attackerUID, "many")
+	var nm *workload.NoMatchError
+	if _, err := f.resolve(known[0]); !errors.As(err, &nm) {
+		t.Fatalf("first process: got %v, want a *NoMatchError", err)
+	}
+	var rl *workload.RateLimitError
+	if _, err := f.resolve(f.connect(small, attackerUID, "one")[0]); !errors.As(err, &rl) {
+		t.Fatalf("second process: got %v, want a *RateLimitError (burst 1)", err)
+	}
+	f.advance(2 * time.Minute) // past the TTL; 0.12 tokens refilled
+	if _, err := f.resolve(known[1]); !errors.As(err, &nm) {
+		t.Fatalf("known process after its TTL: got %v, want it attested again (*NoMatchError)", err)
+	}
+	if s := f.res.Stats(); s.Misses != 2 {
+		t.Errorf("stats %+v, want 2 attestations (the first process twice)", s)
 	}
 }
