@@ -5,7 +5,16 @@
 // SVID is minted in the background while the caller goes on (the TLS
 // handshake that needs it waits for it), and an identity whose issuer is
 // failing is refused. User and group names are looked up only while the
-// registry needs them (registry.NeedsNames), and always for a refusal.
+// registry needs them (registry.NeedsNames), and always for a refusal. An
+// executable is hashed only when an entry or rule pinned with unix:sha256
+// could match the process (registry.NeedsSHA256); a reload that changes
+// that adds the hash to the processes already attested.
+//
+// Attesting a new process spends a token of its uid's bucket
+// (Options.RatePerUID, BurstPerUID; one more per HashBytesPerToken
+// hashed), so one uid cannot keep procmesh busy attesting processes it
+// starts (THREATS F12); over budget it gets a *RateLimitError. Known
+// processes are never limited.
 //
 // Results are cached per process in a bounded LRU keyed by
 // attest.Fingerprint, so a new connection from a known process costs a few
