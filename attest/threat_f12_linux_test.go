@@ -19,7 +19,7 @@ import (
 
 // sparseCopy copies the helper binary to name in bins.dir, owned by uid
 // 1000, and extends it to size: a sparse file, as `truncate -s` makes.
-func sparseCopy(t *testing.T, name string, size int64) string {
+func sparseCopy(t testing.TB, name string, size int64) string {
 	t.Helper()
 	path := filepath.Join(bins.dir, name)
 	if _, err := copyExe(bins.a, path, nil); err != nil {
@@ -189,5 +189,44 @@ func TestThreat_F12_TouchedWhileHashing(t *testing.T) {
 	}
 	if s := a.HashStats(); s.Files != 2 {
 		t.Errorf("hash stats %+v, want the file read twice (once per content key)", s)
+	}
+}
+
+// BenchmarkAttestSparseTouched is the review's attack at the default
+// limit: a 128 MiB sparse executable touched before every attestation, so
+// the hash cache never hits. "skipped" is procmesh when no entry could use
+// the hash; "read" when one could (or before F12's fix).
+func BenchmarkAttestSparseTouched(b *testing.B) {
+	big := sparseCopy(b, "f12-bench", DefaultHashSizeLimit)
+	for _, bc := range []struct {
+		name string
+		need func([]string) bool
+	}{{"skipped", func([]string) bool { return false }}, {"read", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			a := New(Options{})
+			c := spawn(b, spawnOpts{exe: big, cred: &syscall.Credential{Uid: 1000, Gid: 1000}})
+			p, err := ReadPeer(c.conn, true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { p.Close() })
+			fp, err := a.Fingerprint(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				now := time.Now()
+				if err := os.Chtimes(big, now, now); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if _, err := a.AttestWith(p, fp, AttestOptions{SHA256: bc.need}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(a.HashStats().Bytes)/float64(b.N), "hashed-B/op")
+		})
 	}
 }

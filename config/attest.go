@@ -20,7 +20,7 @@ type Attest struct {
 	HashSizeLimit       int64 // key hash_size_limit; default 128MiB; 1MiB-4GiB; larger executables get no unix:sha256 selector
 	MaxConcurrentHashes int   // key max_concurrent_hashes; default 2; 1-64; executables read at once, others wait
 	RatePerUID          int   // key rate_per_uid; default 50; 1-1000000; new processes attested per second per uid
-	BurstPerUID         int   // key burst_per_uid; default 100; 1-1000000; hashing costs one more per 4 MiB read
+	BurstPerUID         int   // key burst_per_uid; default 100; 1-1000000; hashing costs one more per MiB read
 	Line                int   // line of the attest section; 0 when absent
 }
 

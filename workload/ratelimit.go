@@ -15,9 +15,12 @@ const (
 	DefaultBurstPerUID = 100
 	// HashBytesPerToken: an attestation that reads an executable to hash it
 	// costs one more token per this many bytes read (a 128 MiB executable
-	// costs 33 tokens in all), so a uid's budget bounds the hashing it can
-	// cause, not just its attestations.
-	HashBytesPerToken = 4 << 20
+	// costs 129 tokens in all, taken as debt that later attestations of
+	// the uid wait out), so a uid's budget bounds the hashing it can cause,
+	// not just its attestations: at the default rate, 50 MiB/s, about a
+	// seventh of a core at the 350 MB/s SHA-256 measured on a 2-core EPYC
+	// (BenchmarkAttestSparseTouched).
+	HashBytesPerToken = 1 << 20
 	// maxBuckets bounds the per-uid map. When it is full, buckets that
 	// have refilled (and so equal a fresh one) are dropped; uids beyond
 	// that share one bucket, so many uids (a user namespace's subordinate
@@ -37,9 +40,9 @@ type RateLimitError struct {
 
 func (e *RateLimitError) Error() string {
 	return fmt.Sprintf("workload: uid %d starts new processes that connect faster than allowed "+
-		"(attest.rate_per_uid: %g per second, attest.burst_per_uid: %d; hashing an executable costs one more per %d MiB read); "+
+		"(attest.rate_per_uid: %g per second, attest.burst_per_uid: %d; hashing an executable costs one more per MiB read); "+
 		"retry in %s, or raise the limits",
-		e.UID, e.Rate, e.Burst, HashBytesPerToken>>20, e.RetryAfter.Round(time.Millisecond))
+		e.UID, e.Rate, e.Burst, e.RetryAfter.Round(time.Millisecond))
 }
 
 // uidLimiter is a token bucket per uid. take spends one token before an

@@ -293,7 +293,7 @@ func TestThreat_F12_RatePerUID(t *testing.T) {
 }
 
 // TestThreat_F12_HashingSpendsBudget: an attestation that reads an
-// executable to hash it spends one more token per 4 MiB, so a uid cannot
+// executable to hash it spends one more token per MiB, so a uid cannot
 // make procmesh hash at the attestation rate.
 func TestThreat_F12_HashingSpendsBudget(t *testing.T) {
 	f := newF12Fixture(t, attest.Options{}, workload.Options{RatePerUID: 1, BurstPerUID: 10}, nil)
@@ -313,10 +313,10 @@ func TestThreat_F12_HashingSpendsBudget(t *testing.T) {
 	_, err = f.resolve(f.connect(small, attackerUID, "one")[0])
 	var rl *workload.RateLimitError
 	if !errors.As(err, &rl) {
-		t.Fatalf("next new process after a 100 MiB hash (26 tokens of 10): got %v, want a *RateLimitError", err)
+		t.Fatalf("next new process after a 100 MiB hash (101 tokens of 10): got %v, want a *RateLimitError", err)
 	}
-	if rl.RetryAfter < 16*time.Second {
-		t.Errorf("retry after %s, want the 16 tokens of debt plus one at 1 per second", rl.RetryAfter)
+	if rl.RetryAfter < 91*time.Second {
+		t.Errorf("retry after %s, want the 91 tokens of debt plus one at 1 per second", rl.RetryAfter)
 	}
 }
 
