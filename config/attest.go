@@ -9,8 +9,8 @@ const (
 	// 50-110 MB), half of the 256 MiB procmesh hashed before.
 	DefaultHashSizeLimit       = 128 << 20
 	DefaultMaxConcurrentHashes = 2
-	DefaultRatePerUID          = 50
-	DefaultBurstPerUID         = 100
+	DefaultRatePerUID          = 100
+	DefaultBurstPerUID         = 1000
 )
 
 // Attest bounds what attesting callers can cost procmesh (THREATS F12).
@@ -19,8 +19,8 @@ const (
 type Attest struct {
 	HashSizeLimit       int64 // key hash_size_limit; default 128MiB; 1MiB-4GiB; larger executables get no unix:sha256 selector
 	MaxConcurrentHashes int   // key max_concurrent_hashes; default 2; 1-64; executables read at once, others wait
-	RatePerUID          int   // key rate_per_uid; default 50; 1-1000000; new processes attested per second per uid
-	BurstPerUID         int   // key burst_per_uid; default 100; 1-1000000; hashing costs one more per MiB read
+	RatePerUID          int   // key rate_per_uid; default 100; 1-1000000; new processes attested per second per uid
+	BurstPerUID         int   // key burst_per_uid; default 1000; 1-1000000; hashing costs one more per MiB read
 	Line                int   // line of the attest section; 0 when absent
 }
 

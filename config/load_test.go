@@ -108,7 +108,7 @@ func TestDefaults(t *testing.T) {
 		Listen:      Listen{Socket: "/run/procmesh/egress.sock", Mode: 0o660},
 		Identity:    Identity{Provider: "builtin", StateDir: "/var/lib/procmesh", SVIDTTL: time.Hour},
 		Cache:       Cache{MaxProcesses: 10000, TTL: 5 * time.Minute},
-		Attest:      Attest{HashSizeLimit: 128 << 20, MaxConcurrentHashes: 2, RatePerUID: 50, BurstPerUID: 100},
+		Attest:      Attest{HashSizeLimit: 128 << 20, MaxConcurrentHashes: 2, RatePerUID: 100, BurstPerUID: 1000},
 		Routes: []Route{{Name: "e", Host: "e.test", Upstream: "h:1", ServerID: sid("spiffe://example.org/e"),
 			Protocol: "http1", SocketMode: 0o660, Line: 6}},
 		Policy: Policy{Default: "deny", Rules: []Rule{{Name: "rule[0]", From: []Caller{{ID: sid("spiffe://example.org/a")}}, To: []string{"e"}, Mode: "enforce", Line: 9}}},
