@@ -42,7 +42,7 @@ func (p *Process) HashNote() string {
 	case HashOverLimit:
 		return fmt.Sprintf("no unix:sha256 selector: the executable is %d bytes, over attest.hash_size_limit", p.ExeSize)
 	case HashOff:
-		return "no unix:sha256 selector: hashing is off (attest.hash_size_limit: 0)"
+		return "no unix:sha256 selector: hashing is turned off (a negative Options.HashSizeLimit)"
 	}
 	return ""
 }

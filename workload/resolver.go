@@ -202,7 +202,7 @@ func (r *Resolver) lookup(peer *attest.Peer, fp attest.Fingerprint) (*cached, er
 			r.limit.charge(fp.UID, proc.ExeBytesHashed, r.opts.Now())
 		}
 		r.opts.Logger.Debug().Int32("pid", proc.PID).Strs("selectors", proc.Selectors).
-			Stringer("sha256", proc.ExeHash).Msg("attested process")
+			Stringer("exe_hash", proc.ExeHash).Msg("attested process")
 		return r.store(fp, proc, reg, r.opts.Now().Add(r.opts.TTL))
 	})
 }
