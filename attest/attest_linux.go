@@ -36,8 +36,15 @@ func (a *Attestor) AttestWith(p *Peer, fp Fingerprint, o AttestOptions) (*Proces
 	if a.beforeRead != nil {
 		a.beforeRead()
 	}
-	proc, err := a.read(p.PID, a.peerPIDFD(p), fp)
+	proc, exe, err := a.read(p.PID, a.peerPIDFD(p), fp)
 	if err != nil {
+		return nil, a.explain(p, fp, err)
+	}
+	defer exe.f.Close()
+	if o.Names {
+		a.lookupNames(proc)
+	}
+	if err := a.hashIfUsed(proc, exe, o.SHA256); err != nil {
 		return nil, a.explain(p, fp, err)
 	}
 	if a.beforeVerify != nil {
@@ -49,10 +56,6 @@ func (a *Attestor) AttestWith(p *Peer, fp Fingerprint, o AttestOptions) (*Proces
 	}
 	if now != fp {
 		return nil, gone(p.PID, "process changed since it was fingerprinted: "+fp.changes(now), nil)
-	}
-	proc.Fingerprint = fp
-	if o.Names {
-		a.lookupNames(proc)
 	}
 	proc.Selectors = selectors(proc)
 	a.log.Debug().Int32("pid", p.PID).Str("exe", proc.ExePath).Strs("selectors", proc.Selectors).Msg("attest: attested")
@@ -72,32 +75,41 @@ func (a *Attestor) explain(p *Peer, fp Fingerprint, err error) error {
 	return err
 }
 
-// read gathers everything but the selectors. With pidfd < 0 it first checks
-// the start time is still fp's (the "before" read of the fallback).
-func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, error) {
+// openExe is a process's executable, opened through /proc/PID/exe.
+type openExe struct {
+	f  *os.File
+	st unix.Stat_t
+}
+
+// read gathers everything but the names, the hash and the selectors, and
+// returns the executable opened (the caller closes it). With pidfd < 0 it
+// first checks the start time is still fp's (the "before" read of the
+// fallback).
+func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, *openExe, error) {
 	if pidfd < 0 {
 		st, err := a.readStat(pid)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if st.StartTime != fp.StartTime {
-			return nil, gone(pid, fmt.Sprintf("PID reused: start time %d -> %d", fp.StartTime, st.StartTime), nil)
+			return nil, nil, gone(pid, fmt.Sprintf("PID reused: start time %d -> %d", fp.StartTime, st.StartTime), nil)
 		}
 	}
 	status, err := a.readStatus(pid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if status.UID[1] != fp.UID || status.GID[1] != fp.GID {
-		return nil, gone(pid, fmt.Sprintf("credentials changed: uid:gid %d:%d -> %d:%d",
+		return nil, nil, gone(pid, fmt.Sprintf("credentials changed: uid:gid %d:%d -> %d:%d",
 			fp.UID, fp.GID, status.UID[1], status.GID[1]), nil)
 	}
 	cg, err := a.readCgroup(pid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a.trustCgroup(pid, &cg)
 	proc := &Process{
+		Fingerprint:       fp,
 		SupplementaryGIDs: status.Groups,
 		Cgroup:            cg.Path,
 		ContainerID:       cg.ContainerID,
@@ -106,55 +118,56 @@ func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, error) 
 		TracerPID:         status.TracerPID,
 		Traced:            status.TracerPID != 0,
 	}
-	if err := a.readExe(pid, fp, proc); err != nil {
-		return nil, err
+	exe, err := a.readExe(pid, fp, proc)
+	if err != nil {
+		return nil, nil, err
 	}
 	if proc.InjectedCode, err = a.readInjected(pid, fp.ExeDev, fp.ExeIno); err != nil {
-		return nil, err
+		exe.f.Close()
+		return nil, nil, err
 	}
-	return proc, nil
+	return proc, exe, nil
 }
 
-// readExe fills proc's Exe fields. It opens /proc/PID/exe, checks the
-// opened file is fp's exe, and takes both the path (readlink of the open
-// descriptor) and the hash from that descriptor, so they describe the same
-// file even if the process execs meanwhile.
-func (a *Attestor) readExe(pid int32, fp Fingerprint, proc *Process) error {
+// readExe fills proc's path fields and returns the executable opened. It
+// opens /proc/PID/exe, checks the opened file is fp's exe, and takes the
+// path from the open descriptor (readlink of /proc/self/fd/N), as the hash
+// will be, so they describe the same file even if the process execs
+// meanwhile.
+func (a *Attestor) readExe(pid int32, fp Fingerprint, proc *Process) (*openExe, error) {
 	link := a.procPath(pid, "exe")
 	f, err := os.Open(link)
 	if err != nil {
 		if isGoneErrno(err) {
-			return gone(pid, "open "+link, err)
+			return nil, gone(pid, "open "+link, err)
 		}
-		return fmt.Errorf("attest: open %s: %w", link, err)
+		return nil, fmt.Errorf("attest: open %s: %w", link, err)
 	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return fmt.Errorf("attest: fstat %s: %w", link, err)
+	exe := &openExe{f: f}
+	if err := unix.Fstat(int(f.Fd()), &exe.st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("attest: fstat %s: %w", link, err)
 	}
+	st := &exe.st
 	if uint64(st.Dev) != fp.ExeDev || st.Ino != fp.ExeIno {
-		return gone(pid, fmt.Sprintf("exe changed: dev:inode %d:%d -> %d:%d",
+		f.Close()
+		return nil, gone(pid, fmt.Sprintf("exe changed: dev:inode %d:%d -> %d:%d",
 			fp.ExeDev, fp.ExeIno, uint64(st.Dev), st.Ino), nil)
 	}
 	fdLink := a.procRoot + "/self/fd/" + strconv.Itoa(int(f.Fd()))
 	target, err := os.Readlink(fdLink)
 	if err != nil {
-		return fmt.Errorf("attest: readlink %s (%s): %w", fdLink, link, err)
+		f.Close()
+		return nil, fmt.Errorf("attest: readlink %s (%s): %w", fdLink, link, err)
 	}
-	proc.ExePath, proc.ExeDeleted = exePath(target, &st)
-	if proc.ExePathForeign, err = a.exePathForeign(pid, proc, &st); err != nil {
-		return err
+	proc.ExePath, proc.ExeDeleted = exePath(target, st)
+	if proc.ExePathForeign, err = a.exePathForeign(pid, proc, st); err != nil {
+		f.Close()
+		return nil, err
 	}
-	if a.overHashLimit(st.Size) {
-		if a.hashLimit >= 0 {
-			a.log.Warn().Int32("pid", pid).Str("exe", proc.ExePath).Int64("size", st.Size).
-				Int64("limit", a.hashLimit).Msg("attest: executable over the hash size limit, no unix:sha256 selector")
-		}
-		return nil
-	}
-	proc.ExeSHA256, err = a.exeHash(f, &st)
-	return err
+	proc.ExeSize = st.Size
+	proc.exeKey = hashKeyOf(st)
+	return exe, nil
 }
 
 // exePathForeign reports whether proc.ExePath fails to name the executable

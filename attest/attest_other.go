@@ -11,3 +11,8 @@ func (a *Attestor) Attest(p *Peer, fp Fingerprint) (*Process, error) {
 func (a *Attestor) AttestWith(p *Peer, fp Fingerprint, o AttestOptions) (*Process, error) {
 	return nil, ErrUnsupported
 }
+
+// WithSHA256 returns ErrUnsupported off Linux.
+func (a *Attestor) WithSHA256(p *Process) (*Process, error) {
+	return nil, ErrUnsupported
+}

@@ -1,6 +1,8 @@
 package attest
 
 import (
+	"sync/atomic"
+
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/rs/zerolog"
 )
@@ -8,8 +10,16 @@ import (
 // Defaults for the zero values of Options.
 const (
 	DefaultProcRoot      = "/proc"
-	DefaultHashSizeLimit = 256 << 20
 	DefaultHashCacheSize = 1024
+
+	// DefaultHashSizeLimit is 128 MiB: above the largest service binaries
+	// in common use (node 99 MB, kubelet and envoy about 100 MB, large
+	// Go and Rust services 50-100 MB) and half of the 256 MiB that let a
+	// caller make procmesh read a quarter of a gigabyte per connection
+	// (THREATS F12).
+	DefaultHashSizeLimit = 128 << 20
+	// DefaultMaxConcurrentHashes bounds the executables read at once.
+	DefaultMaxConcurrentHashes = 2
 
 	// nameCacheSize bounds the uid/gid → name cache.
 	nameCacheSize = 512
@@ -21,10 +31,15 @@ type Options struct {
 	ProcRoot string
 	// DisablePIDFD ignores Peer.PIDFD and forces the start-time fallback.
 	DisablePIDFD bool
-	// HashSizeLimit caps the size of the executables hashed. Default 256 MiB
+	// HashSizeLimit caps the size of the executables hashed. Default 128 MiB
 	// (when 0); negative disables hashing. A larger executable gets no
 	// unix:sha256 selector, which is logged, not an error.
 	HashSizeLimit int64
+	// MaxConcurrentHashes bounds how many executables are read to be hashed
+	// at once; further hashes wait their turn. Concurrent hashes of one file
+	// (device and inode) share one read whatever this is. Default 2 (when 0
+	// or negative).
+	MaxConcurrentHashes int
 	// HashCacheSize bounds the executable hash cache, keyed by device, inode,
 	// mtime, ctime and size. Default 1024 entries (when 0 or negative).
 	HashCacheSize int
@@ -51,11 +66,23 @@ type Attestor struct {
 	names     *nameCache
 	cgroups   cgroupTrust
 
+	// Hashing cost bounds (THREATS F12): one read per file at a time, at
+	// most cap(hashSlots) reads at once; hashQueued counts callers waiting
+	// for a slot.
+	hashLocks  fileLocks
+	hashSlots  chan struct{}
+	hashQueued atomic.Int32
+	hashFiles  atomic.Uint64
+	hashBytes  atomic.Uint64
+
 	// Test hooks (I2): beforeRead runs when Attest starts, after the peer
 	// was read and fingerprinted and before any /proc read; beforeVerify
 	// runs after the /proc reads and before the final checks.
 	beforeRead   func()
 	beforeVerify func()
+	// beforeHash runs when a hash read starts, after the file lock and the
+	// slot are taken (F12 tests).
+	beforeHash func()
 }
 
 // hashKey identifies the content of an executable file.
@@ -72,6 +99,9 @@ func New(opts Options) *Attestor {
 	}
 	if opts.HashSizeLimit == 0 {
 		opts.HashSizeLimit = DefaultHashSizeLimit
+	}
+	if opts.MaxConcurrentHashes <= 0 {
+		opts.MaxConcurrentHashes = DefaultMaxConcurrentHashes
 	}
 	if opts.HashCacheSize <= 0 {
 		opts.HashCacheSize = DefaultHashCacheSize
@@ -91,6 +121,7 @@ func New(opts Options) *Attestor {
 		log:       opts.Logger,
 		hashes:    hashes,
 		names:     newNameCache(nameCacheSize),
+		hashSlots: make(chan struct{}, opts.MaxConcurrentHashes),
 	}
 }
 
@@ -102,8 +133,11 @@ type Process struct {
 	NamesLookedUp     bool   // User and Group were looked up (AttestOptions.Names, WithNames)
 	ExePath           string // without a " (deleted)" suffix
 	ExeDeleted        bool
-	ExeSHA256         string // lowercase hex, "" when over the size cap
-	Cgroup            string // the v2 path (or the first v1 path)
+	ExeSize           int64      // bytes
+	ExeSHA256         string     // lowercase hex, "" unless ExeHash is HashDone
+	ExeHash           HashStatus // whether ExeSHA256 was computed, or why not
+	ExeBytesHashed    int64      // bytes this attestation read to hash; 0 when the hash was cached
+	Cgroup            string     // the v2 path (or the first v1 path)
 	ContainerID       string
 	PodUID            string
 	SystemdUnit       string
@@ -127,4 +161,7 @@ type Process struct {
 	// file under the system library directories. nil when none was found.
 	// Such a process matches only entries that allow it (THREATS I17).
 	InjectedCode []string
+	// exeKey is the executable's content key (device, inode, times, size)
+	// at attestation, so WithSHA256 can hash the same content later.
+	exeKey hashKey
 }

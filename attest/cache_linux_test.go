@@ -26,7 +26,7 @@ func hashOf(t *testing.T, a *Attestor, path string) string {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := a.exeHash(f, &st)
+	sum, _, err := a.exeHash(f, &st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,16 @@
 // replaced on disk or deleted ("(deleted)" is stripped from the path and
 // reported as ExeDeleted; a deleted executable keeps its unix:path
 // selector, the path it was started from). Executables over
-// Options.HashSizeLimit get no unix:sha256 selector. A script run by an
+// Options.HashSizeLimit get no unix:sha256 selector.
+//
+// The caller chooses the executable, so it chooses what hashing costs
+// (F12): AttestOptions.SHA256 lets the caller skip the read when no entry
+// could use the hash (Process.ExeHash says what was done, WithSHA256 adds
+// it later), concurrent hashes of one file (device and inode) share one
+// read, at most Options.MaxConcurrentHashes files are read at once, and
+// results are cached by device, inode, mtime, ctime and size. A file
+// changed while it is read fails that attestation; it never caches a hash
+// for content it did not read. A script run by an
 // interpreter attests as the interpreter (/proc/PID/exe is /usr/bin/dash,
 // say): the script's path and content are not selectors, so scripts must
 // be told apart by uid, cgroup or their own interpreter copy.

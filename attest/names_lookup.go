@@ -10,6 +10,12 @@ type AttestOptions struct {
 	// lookup; a caller that matches no unix:user or unix:group selector
 	// leaves it off.
 	Names bool
+	// SHA256 decides whether the executable is hashed (THREATS F12): it is
+	// called with the process's selectors other than unix:sha256 (names
+	// included when Names is set) and the executable is read only when it
+	// returns true; registry.Registry.NeedsSHA256 is the usual choice. Nil
+	// hashes always, within Options.HashSizeLimit.
+	SHA256 func(selectors []string) bool
 }
 
 // WithNames returns p with its user and group names looked up and its

@@ -101,11 +101,11 @@ type Config struct {
 	Listen       Listen
 	Identity     Identity
 	Cache        Cache
+	Attest       Attest
 	TrustBundles []TrustBundle
 	Workloads    []Workload
 	Routes       []Route
 	Policy       Policy
-	Attest       Attest
 	Limits       Limits
 	Upstream     Upstream
 	Reload       Reload

@@ -13,8 +13,8 @@ import (
 // sections names every mapping of the schema; "" is the top level and "[]"
 // marks the items of a list.
 func sections() []string {
-	return []string{"", "listen", "identity", "identity.ca", "cache", "trust_bundles[]",
-		"workloads[]", "workloads[].allow", "routes[]", "policy", "policy.rules[]", "attest", "limits", "upstream", "upstream.quic",
+	return []string{"", "listen", "identity", "identity.ca", "cache", "attest", "trust_bundles[]",
+		"workloads[]", "workloads[].allow", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
 		"reload", "shutdown", "runtime", "log"}
 }
 
@@ -22,8 +22,8 @@ func sections() []string {
 func keys(section string) []string {
 	switch section {
 	case "":
-		return []string{"trust_domain", "listen", "identity", "cache", "trust_bundles",
-			"workloads", "routes", "policy", "attest", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
+		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
+			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
 	case "listen":
 		return []string{"socket", "mode", "group"}
 	case "identity":
@@ -32,6 +32,8 @@ func keys(section string) []string {
 		return []string{"cert", "key"}
 	case "cache":
 		return []string{"max_processes", "ttl"}
+	case "attest":
+		return []string{"connect_record", "foreign_writer", "hash_size_limit", "max_concurrent_hashes", "rate_per_uid", "burst_per_uid"}
 	case "trust_bundles[]":
 		return []string{"trust_domain", "file"}
 	case "workloads[]":
@@ -45,8 +47,6 @@ func keys(section string) []string {
 		return []string{"default", "rules"}
 	case "policy.rules[]":
 		return []string{"name", "from", "selectors", "to", "methods", "paths", "headers", "mode"}
-	case "attest":
-		return []string{"connect_record", "foreign_writer"}
 	case "limits":
 		return []string{"max_request_header_bytes", "max_request_headers", "max_response_header_bytes", "max_response_headers",
 			"header_read_timeout", "idle_timeout", "request_timeout", "stream_idle_timeout",
@@ -103,6 +103,7 @@ func (w *walker) decode(root *yaml.Node) *Config {
 		c.Cache.MaxProcesses, _ = w.integer(f.get("max_processes"), f.key("max_processes"), 1, MaxMaxProcesses)
 		c.Cache.TTL, _ = w.duration(f.get("ttl"), f.key("ttl"), MinCacheTTL, MaxCacheTTL)
 	}
+	w.attest(top.get("attest"), &c.Attest)
 	items, _ := w.list(top.get("trust_bundles"), "trust_bundles")
 	for i, n := range items {
 		c.TrustBundles = append(c.TrustBundles, w.trustBundle(n, fmt.Sprintf("trust_bundles[%d]", i)))
@@ -122,7 +123,6 @@ func (w *walker) decode(root *yaml.Node) *Config {
 			c.Policy.Rules = append(c.Policy.Rules, w.rule(n, fmt.Sprintf("policy.rules[%d]", i)))
 		}
 	}
-	w.attest(top.get("attest"), &c.Attest)
 	w.limits(top.get("limits"), &c.Limits)
 	w.upstream(top.get("upstream"), &c.Upstream)
 	if f, ok := w.mapping(top.get("reload"), "reload", keys("reload")...); ok {

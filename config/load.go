@@ -160,6 +160,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	c.applyLimitDefaults()
+	c.applyAttestDefaults()
 }
 
 // applyLimitDefaults fills limits, upstream, reload and shutdown. A zero

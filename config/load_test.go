@@ -36,7 +36,7 @@ func TestLoadFull(t *testing.T) {
 			SVIDTTL:  30 * time.Minute,
 		},
 		Cache:  Cache{MaxProcesses: 500, TTL: 90 * time.Second},
-		Attest: Attest{ConnectRecord: "auto", ForeignWriter: "refuse"},
+		Attest: Attest{ConnectRecord: "auto", ForeignWriter: "refuse", HashSizeLimit: 64 << 20, MaxConcurrentHashes: 4, RatePerUID: 20, BurstPerUID: 40, Line: 113},
 		TrustBundles: []TrustBundle{
 			{TrustDomain: td("upstream.test"), File: "/etc/pm/upstream.pem", Line: 18},
 			{TrustDomain: td("partner.example"), File: "/etc/pm/partner.pem", Line: 20},
@@ -108,7 +108,7 @@ func TestDefaults(t *testing.T) {
 		Listen:      Listen{Socket: "/run/procmesh/egress.sock", Mode: 0o660},
 		Identity:    Identity{Provider: "builtin", StateDir: "/var/lib/procmesh", SVIDTTL: time.Hour},
 		Cache:       Cache{MaxProcesses: 10000, TTL: 5 * time.Minute},
-		Attest:      Attest{ConnectRecord: "auto", ForeignWriter: "refuse"},
+		Attest:      Attest{ConnectRecord: "auto", ForeignWriter: "refuse", HashSizeLimit: 128 << 20, MaxConcurrentHashes: 2, RatePerUID: 100, BurstPerUID: 1000},
 		Routes: []Route{{Name: "e", Host: "e.test", Upstream: "h:1", ServerID: sid("spiffe://example.org/e"),
 			Protocol: "http1", SocketMode: 0o660, Line: 6}},
 		Policy: Policy{Default: "deny", Rules: []Rule{{Name: "rule[0]", From: []Caller{{ID: sid("spiffe://example.org/a")}}, To: []string{"e"}, Mode: "enforce", Line: 9}}},

@@ -75,6 +75,9 @@ func (ci *connIdentity) wait(ctx context.Context, r Resolver) (*workload.Identit
 // current re-matches the connection's process when the entries changed
 // since it was last matched; it costs one pointer compare otherwise.
 func (ci *connIdentity) current(r Resolver) (*workload.Identity, error) {
+	if ci.err != nil {
+		return nil, ci.err
+	}
 	gen := r.Generation()
 	ci.mu.Lock()
 	defer ci.mu.Unlock()

@@ -69,10 +69,14 @@ func TestThreat_I7_UnknownProcessRefused(t *testing.T) {
 	if rs[0].Status != http.StatusForbidden {
 		t.Fatalf("status %d, want 403", rs[0].Status)
 	}
-	for _, want := range []string{"matches no registration entry", pathSel(stranger), "unix:uid:1000", "unix:sha256:"} {
+	for _, want := range []string{"matches no registration entry", pathSel(stranger), "unix:uid:1000"} {
 		if !strings.Contains(rs[0].Body, want) {
 			t.Errorf("refusal body lacks %q:\n%s", want, rs[0].Body)
 		}
+	}
+	// No entry pins a sha256, so the stranger's executable is not read (F12).
+	if strings.Contains(rs[0].Body, "unix:sha256:") {
+		t.Errorf("refusal body lists a sha256 though no entry could use one:\n%s", rs[0].Body)
 	}
 	rs, err = e.run(stranger, 1000, "raw", "PM_SOCK="+e.rawSock, "PM_PAYLOAD=secret")
 	if err != nil {

@@ -115,7 +115,7 @@ func TestThreat_I11_ExecRaceRefused(t *testing.T) {
 				t.Fatalf("%s: the upstream saw %s, the registered program's identity", v.what, idB)
 			}
 			if len(rs) != 1 || rs[0].Status != 403 {
-				t.Fatalf("%s: got %+v, want one 403", v.what, rs)
+				t.Fatalf("%s: got %+v, want one 403\n%s", v.what, rs, e.audit.String())
 			}
 			want := "ran another program when it called connect()"
 			if v.mode != "write-exec" {

@@ -5,12 +5,18 @@ import "strings"
 // Option configures New.
 type Option func(*Registry)
 
-// AlsoMatched names selectors that are matched against a process's
-// selectors outside the registry, such as the selectors of policy rules,
-// so that NeedsNames accounts for them. They are not entries and match
+// AlsoMatched names one set of selectors that is matched against a
+// process's selectors outside the registry, all of them together, such as
+// the selectors of one policy rule, so that NeedsNames and NeedsSHA256
+// account for them. Give each rule's selectors in their own AlsoMatched:
+// the union of several rules would make NeedsSHA256 answer false for a
+// process that one of them could match. They are not entries and match
 // nothing here; malformed ones are ignored (their owner checks them).
 func AlsoMatched(selectors ...string) Option {
-	return func(r *Registry) { r.names = r.names || usesNames(selectors) }
+	return func(r *Registry) {
+		r.names = r.names || usesNames(selectors)
+		r.addSHA256Set(selectors)
+	}
 }
 
 // NeedsNames reports whether a process's user and group names matter: an

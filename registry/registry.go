@@ -58,6 +58,9 @@ type Registry struct {
 	// names: an entry, or a selector matched elsewhere (AlsoMatched), uses
 	// unix:user or unix:group.
 	names bool
+	// shaRest: for every entry or AlsoMatched set with a unix:sha256
+	// selector, its other selectors, sorted (NeedsSHA256).
+	shaRest [][]string
 }
 
 type entry struct {
@@ -141,6 +144,7 @@ func New(entries []Entry, opts ...Option) (*Registry, error) {
 	r.index()
 	for _, e := range r.entries {
 		r.names = r.names || usesNames(e.Selectors)
+		r.addSHA256Set(e.Selectors)
 	}
 	return r, nil
 }

@@ -6,9 +6,18 @@
 // handshake that needs it waits for it), and an identity whose issuer is
 // failing is refused. A process attested as traced or running injected code
 // (THREATS I17) matches only entries that allow it (registry.Allow, from
-// Needs); a caller that learns more about the process (a connect-time
-// ptrace record) sets Process.Traced before matching. User and group names are looked up only while the
-// registry needs them (registry.NeedsNames), and always for a refusal.
+// Needs); a connection whose connect-time record shows its task traced is
+// matched as traced. User and group names are looked up only while the
+// registry needs them (registry.NeedsNames), and always for a refusal. An
+// executable is hashed only when an entry or rule pinned with unix:sha256
+// could match the process (registry.NeedsSHA256); a reload that changes
+// that adds the hash to the processes already attested.
+//
+// Attesting a new process spends a token of its uid's bucket
+// (Options.RatePerUID, BurstPerUID; one more per HashBytesPerToken
+// hashed), so one uid cannot keep procmesh busy attesting processes it
+// starts (THREATS F12); over budget it gets a *RateLimitError. Known
+// processes are never limited.
 //
 // Results are cached per process in a bounded LRU keyed by
 // attest.Fingerprint, so a new connection from a known process costs a few

@@ -36,6 +36,9 @@ type NoMatchError struct {
 func (e *NoMatchError) Error() string {
 	msg := fmt.Sprintf("workload: process %d (%s) matches no registration entry; its selectors are: %s",
 		e.Process.PID, e.Process.ExePath, strings.Join(e.Process.Selectors, " "))
+	if note := e.Process.HashNote(); note != "" {
+		msg += " (" + note + ")"
+	}
 	if r := e.Reasons(); len(r) > 0 {
 		msg += "; " + strings.Join(r, "; ")
 	}
@@ -74,7 +77,7 @@ func (e *NoMatchError) Reasons() []string {
 	return out
 }
 
-// hasOf is what p has that an entry must allow (THREATS I17).
+// Needs is what p has that an entry must allow (THREATS I17).
 func Needs(p *attest.Process) registry.Allow {
 	return registry.Allow{Traced: p.Traced, InjectedCode: len(p.InjectedCode) > 0}
 }

@@ -30,6 +30,15 @@ type Options struct {
 	// DisablePIDFD makes the resolver ignore SO_PEERPIDFD even where the
 	// kernel has it (the start-time fallback is then used).
 	DisablePIDFD bool
+	// RatePerUID is how many new processes of one uid may be attested per
+	// second, sustained; an attestation that hashes an executable costs one
+	// more per HashBytesPerToken read. A process already in the cache is
+	// never limited. Default DefaultRatePerUID (when 0); negative: no
+	// limit (THREATS F12).
+	RatePerUID float64
+	// BurstPerUID is how many attestations one uid may have at once before
+	// RatePerUID applies. Default DefaultBurstPerUID (when 0 or negative).
+	BurstPerUID int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives cache events at debug level. Default: no logging.
@@ -59,6 +68,7 @@ type Resolver struct {
 	reg    atomic.Pointer[registry.Registry]
 	cache  *lru.Cache[attest.Fingerprint, *cached]
 	flight flight[attest.Fingerprint, *cached]
+	limit  *uidLimiter
 	opts   Options
 	hits   atomic.Uint64
 	misses atomic.Uint64
@@ -93,12 +103,19 @@ func New(att *attest.Attestor, reg *registry.Registry, src tlsconf.Source, opts 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.RatePerUID == 0 {
+		opts.RatePerUID = DefaultRatePerUID
+	}
+	if opts.BurstPerUID <= 0 {
+		opts.BurstPerUID = DefaultBurstPerUID
+	}
 	c, err := lru.New[attest.Fingerprint, *cached](opts.MaxProcesses)
 	if err != nil {
 		return nil, fmt.Errorf("workload: process cache: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Resolver{att: att, src: src, cache: c, opts: opts, cancel: cancel, done: make(chan struct{})}
+	r := &Resolver{att: att, src: src, cache: c, opts: opts, cancel: cancel, done: make(chan struct{}),
+		limit: newUIDLimiter(opts.RatePerUID, opts.BurstPerUID)}
 	r.reg.Store(reg)
 	go r.sweepLoop(ctx)
 	return r, nil
@@ -176,9 +193,14 @@ func (r *Resolver) ensureSVID(ctx context.Context, w tlsconf.Workload) error {
 // process share one attestation.
 //
 // User and group names are looked up only while the registry needs them
-// (registry.NeedsNames): an attestation cached without them gets them
-// added, from the uid and gid it already has, when a reload starts
-// matching on them.
+// (registry.NeedsNames), and the executable is hashed only when an entry or
+// rule pinned with unix:sha256 could match the process
+// (registry.NeedsSHA256): an attestation cached without them gets them
+// added when a reload starts needing them.
+//
+// Attesting a new process spends a token of its uid's (RatePerUID, F12);
+// a process the cache knows, even one whose attestation has expired, is
+// attested again without.
 func (r *Resolver) lookup(peer *attest.Peer, fp attest.Fingerprint) (*cached, error) {
 	now := r.opts.Now()
 	reg := r.reg.Load()
@@ -187,29 +209,56 @@ func (r *Resolver) lookup(peer *attest.Peer, fp attest.Fingerprint) (*cached, er
 		if c.reg == reg {
 			return c, nil
 		}
-		return r.store(fp, c.proc, reg, c.expires), nil
+		return r.store(fp, c.proc, reg, c.expires)
 	}
 	return r.flight.do(fp, func() (*cached, error) {
+		_, known := r.cache.Peek(fp)
+		if !known {
+			if err := r.limit.take(fp.UID, r.opts.Now()); err != nil {
+				return nil, err
+			}
+		}
 		r.misses.Add(1)
 		reg := r.reg.Load()
-		proc, err := r.att.AttestWith(peer, fp, attest.AttestOptions{Names: reg.NeedsNames()})
+		proc, err := r.att.AttestWith(peer, fp, attest.AttestOptions{Names: reg.NeedsNames(), SHA256: reg.NeedsSHA256})
 		if err != nil {
 			return nil, fmt.Errorf("workload: %w", err)
 		}
-		r.opts.Logger.Debug().Int32("pid", proc.PID).Strs("selectors", proc.Selectors).Msg("attested process")
-		return r.store(fp, proc, reg, r.opts.Now().Add(r.opts.TTL)), nil
+		if !known {
+			r.limit.charge(fp.UID, proc.ExeBytesHashed, r.opts.Now())
+		}
+		r.opts.Logger.Debug().Int32("pid", proc.PID).Strs("selectors", proc.Selectors).
+			Stringer("exe_hash", proc.ExeHash).Msg("attested process")
+		return r.store(fp, proc, reg, r.opts.Now().Add(r.opts.TTL))
 	})
 }
 
-// store matches proc against reg and caches the result until expires.
-func (r *Resolver) store(fp attest.Fingerprint, proc *attest.Process, reg *registry.Registry, expires time.Time) *cached {
+// complete adds to proc what reg matches on and its attestation left out:
+// user and group names, the executable's hash.
+func (r *Resolver) complete(proc *attest.Process, reg *registry.Registry) (*attest.Process, error) {
 	if reg.NeedsNames() {
 		proc = r.att.WithNames(proc)
+	}
+	if proc.ExeHash == attest.HashSkipped && reg.NeedsSHA256(proc.Selectors) {
+		p, err := r.att.WithSHA256(proc)
+		if err != nil {
+			return nil, fmt.Errorf("workload: hash the executable for the new entries: %w", err)
+		}
+		proc = p
+	}
+	return proc, nil
+}
+
+// store matches proc against reg and caches the result until expires.
+func (r *Resolver) store(fp attest.Fingerprint, proc *attest.Process, reg *registry.Registry, expires time.Time) (*cached, error) {
+	proc, err := r.complete(proc, reg)
+	if err != nil {
+		return nil, err
 	}
 	c := &cached{proc: proc, reg: reg, expires: expires}
 	c.entry, c.matched = reg.MatchProcess(proc.Selectors, Needs(proc))
 	r.cache.Add(fp, c)
-	return c
+	return c, nil
 }
 
 // Stats counts the cache's work since New.
@@ -239,13 +288,16 @@ func (r *Resolver) Close() error {
 // returns the identity (with the entry now matching, which may name another
 // SPIFFE ID) or a *NoMatchError.
 //
-// When the entries now match on user or group names and the process was
-// attested without them, the returned identity's Process has them added.
+// When the entries now match on user or group names, or could match on the
+// executable's sha256, and the process was attested without them, the
+// returned identity's Process has them added; when the hash can no longer
+// be had (the executable changed or the process is gone), the error says
+// so.
 func (r *Resolver) Rematch(id *Identity) (*Identity, error) {
 	reg := r.reg.Load()
-	proc := id.Process
-	if reg.NeedsNames() {
-		proc = r.att.WithNames(proc)
+	proc, err := r.complete(id.Process, reg)
+	if err != nil {
+		return nil, err
 	}
 	entry, ok := reg.MatchProcess(proc.Selectors, Needs(proc))
 	if !ok {

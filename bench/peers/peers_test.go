@@ -216,12 +216,13 @@ func TestEnvoyConfigStructure(t *testing.T) {
 
 func TestProcmeshConfig(t *testing.T) {
 	p := Procmesh{
-		Inputs:         testInputs(),
-		StateDir:       "/run/bench/state/ca",
-		Clients:        map[string]string{"loadgen": "/run/bench/bin/procmesh-bench", "h2load": "/usr/bin/h2load"},
-		ColdUIDs:       []int{200000, 200001},
-		H2:             true,
-		MaxConnections: 12000,
+		Inputs:          testInputs(),
+		StateDir:        "/run/bench/state/ca",
+		Clients:         map[string]string{"loadgen": "/run/bench/bin/procmesh-bench", "h2load": "/usr/bin/h2load"},
+		ColdUIDs:        []int{200000, 200001},
+		H2:              true,
+		MaxConnections:  12000,
+		AttestUnlimited: true,
 	}
 	cfg := p.Config()
 	mustContain(t, "procmesh.yaml", cfg,
@@ -235,6 +236,7 @@ func TestProcmeshConfig(t *testing.T) {
 		"protocol: http2",
 		"server_id: spiffe://bench.test/upstream",
 		"max_connections: 12000\n  max_connections_per_identity: 12000",
+		"attest: {rate_per_uid: 1000000, burst_per_uid: 1000000}",
 	)
 	if strings.Contains(cfg, "http3") {
 		t.Error("an http3 route was written though H3 is off")
@@ -258,7 +260,7 @@ func TestProcmeshConfigLoads(t *testing.T) {
 	in.Dir = dir
 	p := Procmesh{Inputs: in, StateDir: filepath.Join(dir, "state"),
 		Clients:  map[string]string{"loadgen": "/usr/bin/true", "manyprocs": "/usr/bin/false"},
-		ColdUIDs: []int{200000, 200001, 200002}}
+		ColdUIDs: []int{200000, 200001, 200002}, AttestUnlimited: true}
 	file := filepath.Join(dir, "procmesh.yaml")
 	if err := os.WriteFile(file, []byte(p.Config()), 0o644); err != nil {
 		t.Fatal(err)

@@ -44,6 +44,12 @@ type Procmesh struct {
 	// figure's connections, which all come from one identity), as HAProxy
 	// gets maxconn and nginx worker_connections.
 	MaxConnections int
+	// AttestUnlimited writes attest.rate_per_uid and burst_per_uid at
+	// their maximum (builds that have the keys): the memory figure starts
+	// up to 10,000 processes of one uid at once, which the defaults (100
+	// per second, 1000 at once) would refuse; they bound an attacker
+	// starting processes, not the harness.
+	AttestUnlimited bool
 	// TLSCurves, when set, is written as upstream.tls_curves: the suite
 	// sets [X25519] (ANCHORS "Fairness": the key exchange HAProxy and nginx
 	// are pinned to, instead of Go's default post-quantum hybrid share)
@@ -129,6 +135,9 @@ workloads:
 	if p.MaxConnections > 0 {
 		fmt.Fprintf(&b, "limits:\n  max_connections: %d\n  max_connections_per_identity: %d\n", p.MaxConnections, p.MaxConnections)
 	}
+	if p.AttestUnlimited {
+		b.WriteString(AttestProbe)
+	}
 	logFile := p.LogFile
 	if logFile == "" {
 		logFile = filepath.Join(p.Dir, "procmesh.log")
@@ -209,3 +218,7 @@ const CurvesProbe = "upstream: {tls_curves: [X25519]}\n"
 // LimitsProbe is the extra YAML that asks whether a build has the
 // connection limits.
 const LimitsProbe = "limits: {max_connections: 20000, max_connections_per_identity: 20000}\n"
+
+// AttestProbe is the extra YAML that asks whether a build has the per-uid
+// attestation rate, and what Procmesh.AttestUnlimited writes.
+const AttestProbe = "attest: {rate_per_uid: 1000000, burst_per_uid: 1000000}\n"

@@ -57,6 +57,7 @@ type env struct {
 	h2NA, h3NA string // why procmesh cannot (yet) speak HTTP/2 or HTTP/3 upstream
 	hasLimits  bool   // procmesh has limits.max_connections*
 	hasCurves  bool   // procmesh has upstream.tls_curves
+	hasAttest  bool   // procmesh has attest.rate_per_uid
 
 	pmCfg      peers.Procmesh
 	coldUIDs   []int

@@ -30,6 +30,7 @@ func (e *env) probeProtocols() {
 	e.h3NA = check("http3", "http3", e.up.H3, "")
 	e.hasLimits = check("limits", "http1", e.up.H1, peers.LimitsProbe) == ""
 	e.hasCurves = check("curves", "http1", e.up.H1, peers.CurvesProbe) == ""
+	e.hasAttest = check("attest", "http1", e.up.H1, peers.AttestProbe) == ""
 }
 
 func (e *env) procmeshContestant() *contestant {
@@ -61,6 +62,7 @@ func (e *env) procmeshContestant() *contestant {
 	if e.hasLimits {
 		e.pmCfg.MaxConnections = e.idleConns() + 2000
 	}
+	e.pmCfg.AttestUnlimited = e.hasAttest
 	if e.hasCurves {
 		e.pmCfg.TLSCurves = []string{"X25519"} // fairness: the key exchange every contestant uses
 	}

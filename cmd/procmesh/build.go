@@ -115,7 +115,7 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 		return nil, err
 	}
 	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log})
-	n.att = attest.New(attest.Options{Logger: log})
+	n.att = attest.New(attestOptions(cfg, log))
 	if n.reg, err = buildRegistry(cfg); err != nil {
 		n.Close()
 		return nil, err
@@ -131,6 +131,8 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	wopts := workload.Options{
 		MaxProcesses: cfg.Cache.MaxProcesses,
 		TTL:          cfg.Cache.TTL,
+		RatePerUID:   float64(cfg.Attest.RatePerUID),
+		BurstPerUID:  cfg.Attest.BurstPerUID,
 		Logger:       log,
 	}
 	if n.records != nil {
@@ -144,6 +146,15 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	return n, nil
 }
 
+// attestOptions are the attestor's settings from cfg's attest section.
+func attestOptions(cfg *config.Config, log zerolog.Logger) attest.Options {
+	return attest.Options{
+		HashSizeLimit:       cfg.Attest.HashSizeLimit,
+		MaxConcurrentHashes: cfg.Attest.MaxConcurrentHashes,
+		Logger:              log,
+	}
+}
+
 // loadBundles reads the trust bundles the config names, plus the CA's own.
 func loadBundles(cfg *config.Config, ca *tlsconf.CA) (*x509bundle.Set, error) {
 	files := make([]tlsconf.BundleFile, 0, len(cfg.TrustBundles))
@@ -154,14 +165,16 @@ func loadBundles(cfg *config.Config, ca *tlsconf.CA) (*x509bundle.Set, error) {
 }
 
 // buildRegistry builds the registration entries. Policy rules match
-// selectors too, so the registry is told theirs: attestation looks up
-// user and group names only when an entry or a rule uses them.
+// selectors too, so the registry is told each rule's set: attestation looks
+// up user and group names only when an entry or a rule uses them, and
+// hashes an executable only when an entry or a rule with unix:sha256 could
+// match the process.
 func buildRegistry(cfg *config.Config) (*registry.Registry, error) {
-	var ruleSelectors []string
+	opts := make([]registry.Option, 0, len(cfg.Policy.Rules))
 	for _, r := range cfg.Policy.Rules {
-		ruleSelectors = append(ruleSelectors, r.Selectors...)
+		opts = append(opts, registry.AlsoMatched(r.Selectors...))
 	}
-	return registry.New(cfg.RegistryEntries(), registry.AlsoMatched(ruleSelectors...))
+	return registry.New(cfg.RegistryEntries(), opts...)
 }
 
 // buildPolicy builds the policy from cfg's rules, knowing each route's

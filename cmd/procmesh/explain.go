@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/rs/zerolog"
+
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/config"
@@ -69,7 +71,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	att := attest.New(attest.Options{})
+	att := attest.New(attestOptions(cfg, zerolog.Nop()))
 	peer, err := att.PeerFromPID(int32(*pid))
 	if err != nil {
 		fmt.Fprintf(stderr, "procmesh explain: %v\n", err)

@@ -114,13 +114,15 @@ func restartOnly(old, cfg *config.Config) []string {
 	oldLimits.Line, newLimits.Line = 0, 0
 	oldUp, newUp := old.Upstream, cfg.Upstream
 	oldUp.QUIC.Line, newUp.QUIC.Line = 0, 0
+	oldAtt, newAtt := old.Attest, cfg.Attest
+	oldAtt.Line, newAtt.Line = 0, 0
 	var keys []string
 	for key, pair := range map[string][2]any{
 		"trust_domain": {old.TrustDomain, cfg.TrustDomain},
 		"listen":       {old.Listen, cfg.Listen},
 		"identity":     {old.Identity, cfg.Identity},
 		"cache":        {old.Cache, cfg.Cache},
-		"attest":       {old.Attest, cfg.Attest},
+		"attest":       {oldAtt, newAtt},
 		"log":          {old.Log, cfg.Log},
 		"limits":       {oldLimits, newLimits},
 		"upstream":     {oldUp, newUp},
