@@ -227,7 +227,12 @@ type Upstream struct {
 	CopyBufferSize        int64         // default 32KiB; 4KiB-1MiB; per copy in flight (tunnels, raw sockets, bodies)
 	TLSCurves             []tls.CurveID // key tls_curves; default nil = Go's list (hybrid post-quantum first); key exchanges offered in every upstream handshake
 	TLSRecordSizing       string        // key tls_record_sizing; default "dynamic" (Go's: small records for a connection's first ~1 MB); "max": 16 KiB records from the start
-	QUIC                  QUIC
+	// RequestHeadersToRemove: key request_headers_to_remove; request fields
+	// never forwarded (THREATS P9), canonical; default
+	// DefaultRequestHeadersToRemove(); [] = none besides the hop-by-hop,
+	// framing and Forwarded fields procmesh always removes.
+	RequestHeadersToRemove []string
+	QUIC                   QUIC
 }
 
 // Runtime tunes the Go runtime procmesh runs on. It applies at start only.

@@ -49,7 +49,7 @@ func keys(section string) []string {
 			"max_concurrent_streams", "max_connections", "max_connections_per_identity", "max_request_body_bytes"}
 	case "upstream":
 		return []string{"connect_timeout", "idle_timeout", "max_idle_per_pool", "response_header_timeout",
-			"http2_read_idle_timeout", "copy_buffer_size", "tls_curves", "tls_record_sizing", "quic"}
+			"http2_read_idle_timeout", "copy_buffer_size", "tls_curves", "tls_record_sizing", "request_headers_to_remove", "quic"}
 	case "upstream.quic":
 		return []string{"max_incoming_streams", "idle_timeout", "keep_alive_period",
 			"max_stream_receive_window", "max_connection_receive_window"}

@@ -54,6 +54,7 @@ func (w *walker) upstream(n *yaml.Node, u *Upstream) {
 	u.CopyBufferSize, _ = w.size(f.get("copy_buffer_size"), f.key("copy_buffer_size"), 4*kib, mib, false)
 	u.TLSCurves = w.curves(f.get("tls_curves"), f.key("tls_curves"))
 	u.TLSRecordSizing, _ = w.oneOf(f.get("tls_record_sizing"), f.key("tls_record_sizing"), []string{"dynamic", "max"}, nil)
+	u.RequestHeadersToRemove = w.requestHeadersToRemove(f.get("request_headers_to_remove"), f.key("request_headers_to_remove"))
 	q, ok := w.mapping(f.get("quic"), "upstream.quic", keys("upstream.quic")...)
 	if !ok {
 		return

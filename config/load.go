@@ -200,6 +200,9 @@ func (c *Config) applyLimitDefaults() {
 	if u.TLSRecordSizing == "" {
 		u.TLSRecordSizing = "dynamic"
 	}
+	if u.RequestHeadersToRemove == nil {
+		u.RequestHeadersToRemove = DefaultRequestHeadersToRemove()
+	}
 	setInt(&c.Runtime.GCPercent, DefaultGCPercent)
 	q := &c.Upstream.QUIC
 	setSize(&q.MaxIncomingStreams, DefaultQUICMaxIncomingStreams)

@@ -76,8 +76,9 @@ func TestLoadFull(t *testing.T) {
 		Upstream: Upstream{
 			ConnectTimeout: 2500 * time.Millisecond, IdleTimeout: time.Minute, MaxIdlePerPool: 8,
 			ResponseHeaderTimeout: 20 * time.Second, HTTP2ReadIdleTimeout: 45 * time.Second, CopyBufferSize: 64 << 10, TLSRecordSizing: "max",
+			RequestHeadersToRemove: []string{"X-Forwarded-Client-Cert", "X-Caller-Id"},
 			QUIC: QUIC{MaxIncomingStreams: 500, IdleTimeout: time.Minute, KeepAlivePeriod: 20 * time.Second,
-				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 94},
+				MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 4 << 20, Line: 95},
 		},
 		Reload:   Reload{Watch: false, Debounce: 2 * time.Second},
 		Shutdown: Shutdown{DrainTimeout: 5 * time.Minute},
@@ -119,6 +120,7 @@ func TestDefaults(t *testing.T) {
 		Upstream: Upstream{
 			ConnectTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxIdlePerPool: 64,
 			ResponseHeaderTimeout: 0, HTTP2ReadIdleTimeout: 30 * time.Second, CopyBufferSize: 32 << 10, TLSRecordSizing: "dynamic",
+			RequestHeadersToRemove: []string{"X-Forwarded-Client-Cert", "X-Spiffe-Id", "X-Client-Spiffe-Id", "X-Real-Ip"},
 			QUIC: QUIC{MaxIncomingStreams: 100, IdleTimeout: 30 * time.Second, KeepAlivePeriod: 15 * time.Second,
 				MaxStreamReceiveWindow: 6 << 20, MaxConnectionReceiveWindow: 15 << 20},
 		},
