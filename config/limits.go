@@ -38,6 +38,7 @@ func (w *walker) limits(n *yaml.Node, l *Limits) {
 	l.MaxConcurrentStreams, _ = w.integer(f.get("max_concurrent_streams"), f.key("max_concurrent_streams"), 1, 10000)
 	l.MaxConnections, _ = w.integer(f.get("max_connections"), f.key("max_connections"), 1, 1_000_000)
 	l.MaxConnectionsPerIdentity, _ = w.integer(f.get("max_connections_per_identity"), f.key("max_connections_per_identity"), 1, 1_000_000)
+	l.MaxUnattestedConnectionsPerUID, _ = w.integer(f.get("max_unattested_connections_per_uid"), f.key("max_unattested_connections_per_uid"), 1, 1_000_000)
 	l.MaxRequestBodyBytes, _ = w.size(f.get("max_request_body_bytes"), f.key("max_request_body_bytes"), 1, tib, true)
 }
 

@@ -78,6 +78,8 @@ func TestLimitErrors(t *testing.T) {
 		// Relations, checked by Validate after defaults.
 		{"per identity above total", head + "limits:\n  max_connections: 500\n",
 			"test.yaml:3: limits.max_connections_per_identity: 1000 is above limits.max_connections (500); one identity could never use them all"},
+		{"unattested per uid not below total", head + "limits:\n  max_connections: 64\n  max_connections_per_identity: 10\n",
+			"test.yaml:3: limits.max_unattested_connections_per_uid: 64 is not below limits.max_connections (64); the unregistered processes of one uid could take every connection"},
 		{"keep-alive not below idle", head + "upstream:\n  quic:\n    idle_timeout: 10s\n",
 			"test.yaml:4: upstream.quic.keep_alive_period: 15s is not below upstream.quic.idle_timeout (10s); the connection would time out between keep-alives"},
 		{"stream window above connection window", head + "upstream:\n  quic: {max_connection_receive_window: 4MiB}\n",

@@ -191,6 +191,7 @@ func (c *Config) applyLimitDefaults() {
 	setInt(&l.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 	setInt(&l.MaxConnections, DefaultMaxConnections)
 	setInt(&l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
+	setInt(&l.MaxUnattestedConnectionsPerUID, DefaultMaxUnattestedConnectionsPerUID)
 	u := &c.Upstream
 	setDur(&u.ConnectTimeout, DefaultConnectTimeout)
 	setDur(&u.IdleTimeout, DefaultUpstreamIdleTimeout)

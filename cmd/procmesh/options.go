@@ -32,6 +32,8 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 			MaxConnections:            l.MaxConnections,
 			MaxConnectionsPerIdentity: l.MaxConnectionsPerIdentity,
 			MaxRequestBodyBytes:       l.MaxRequestBodyBytes,
+
+			MaxUnattestedConnectionsPerUID: l.MaxUnattestedConnectionsPerUID,
 		},
 		Upstream: proxy.UpstreamOptions{
 			DialTimeout:                    u.ConnectTimeout,
