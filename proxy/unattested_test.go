@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/registry"
 )
@@ -245,5 +248,50 @@ func TestThreat_F11_UnattestedConnections(t *testing.T) {
 		return len(h.results) == 1 && !h.results[0].Closed
 	}) {
 		t.Error("uid 1000's bucket never emptied after its holders left")
+	}
+
+	// A refusal for having no identity closes the connection on every
+	// client path: the fast path's GET, a chunked POST (net/http), h2c
+	// (GOAWAY). The test process is unregistered from here on.
+	e.setEntries(registry.Entry{ID: idB, Selectors: []string{pathSel(sameUID), "unix:uid:1000"}})
+	for _, req := range []string{
+		"GET /f11 HTTP/1.1\r\nHost: echo.test\r\n\r\n",
+		"POST /f11 HTTP/1.1\r\nHost: echo.test\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+	} {
+		if resp, closed := rawExchange(t, lp.sock, req, 5*time.Second); !strings.HasPrefix(resp, "HTTP/1.1 403") || !closed {
+			t.Errorf("%.20q: (closed %v) %.100q, want 403 and the connection closed", req, closed, resp)
+		}
+	}
+	h := dialH2C(t, lp.sock)
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block("echo.test", "/f11-h2"),
+		EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var status string
+	goaway := false
+	for {
+		f, err := h.fr.ReadFrame()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("h2c: the connection stayed open after the refusal (status %q, GOAWAY %v)", status, goaway)
+			break
+		}
+		if err != nil {
+			break // closed
+		}
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			hpack.NewDecoder(4096, func(hf hpack.HeaderField) {
+				if hf.Name == ":status" {
+					status = hf.Value
+				}
+			}).Write(f.HeaderBlockFragment())
+		case *http2.GoAwayFrame:
+			goaway = true
+		}
+	}
+	if status != "403" || !goaway {
+		t.Errorf("h2c: status %q, GOAWAY %v; want 403 and a GOAWAY", status, goaway)
 	}
 }
