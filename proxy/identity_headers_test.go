@@ -26,7 +26,10 @@ func (e *env) startWithOptions(name string, set func(*proxy.Options)) *limProxy 
 		Audit: zerolog.New(lp.audit), Logger: zerolog.New(lp.log)}
 	set(&opts)
 	var err error
-	if lp.srv, err = proxy.New(opts, e.statePlus()); err != nil {
+	// echo-h2.test: the echo upstream over HTTP/2, which the fast path
+	// reaches through the pool's transport.
+	h2 := proxy.Route{Name: "echo-h2", Host: "echo-h2.test", Upstream: e.echo.Addr(), ServerID: echoID, Protocol: proxy.ProtocolHTTP2}
+	if lp.srv, err = proxy.New(opts, e.statePlus(h2)); err != nil {
 		e.t.Fatal(err)
 	}
 	e.serve(lp.srv, lp.sock, lp.rawSock)
@@ -57,13 +60,13 @@ func sentValue(k string) string {
 // sendForged sends GET (or, chunked, a POST whose body net/http must
 // frame) with identityFields to the echo upstream through lp on client, and
 // returns the fields the echo upstream received and the caller it verified.
-func sendForged(t *testing.T, c *http.Client, lp *limProxy, chunked bool) (map[string][]string, string) {
+func sendForged(t *testing.T, c *http.Client, host string, chunked bool) (map[string][]string, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://echo.test/p9", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+host+"/p9", nil)
 	if chunked {
 		// An unknown length: the client sends Transfer-Encoding: chunked,
 		// which the fast path hands to net/http.
-		req, _ = http.NewRequest(http.MethodPost, "http://echo.test/p9", io.MultiReader(strings.NewReader("body")))
+		req, _ = http.NewRequest(http.MethodPost, "http://"+host+"/p9", io.MultiReader(strings.NewReader("body")))
 		req.ContentLength = -1
 	}
 	for k, v := range identityFields {
@@ -88,7 +91,8 @@ func sendForged(t *testing.T, c *http.Client, lp *limProxy, chunked bool) (map[s
 // TestThreat_P9_IdentityHeadersRemoved: the identity-claiming fields a
 // calling process sends (X-Forwarded-Client-Cert, X-Spiffe-Id,
 // X-Client-Spiffe-Id, X-Real-IP) never reach the upstream, on the fast
-// path, on net/http (a chunked body) and over h2c; the upstream learns the
+// path (to HTTP/1.1 and HTTP/2 upstreams), on net/http (a chunked body)
+// and over h2c; the upstream learns the
 // caller from the certificate only. Other fields pass. The list is
 // upstream.request_headers_to_remove: a configured list replaces it.
 func TestThreat_P9_IdentityHeadersRemoved(t *testing.T) {
@@ -97,16 +101,18 @@ func TestThreat_P9_IdentityHeadersRemoved(t *testing.T) {
 	paths := []struct {
 		name           string
 		client         func(sock string) *http.Client
+		host           string
 		chunked        bool
 		fast, handoffs int64 // the server's counts after this request
 	}{
-		{"fast-path", unixClient, false, 1, 0},
-		{"net/http", unixClient, true, 1, 1},
-		{"h2c", h2cClient, false, 1, 2},
+		{"fast-path", unixClient, "echo.test", false, 1, 0},
+		{"fast-path to an h2 upstream", unixClient, "echo-h2.test", false, 2, 0},
+		{"net/http", unixClient, "echo.test", true, 2, 1},
+		{"h2c", h2cClient, "echo.test", false, 2, 2},
 	}
 	check := func(t *testing.T, lp *limProxy, removed, kept []string) {
 		for _, p := range paths {
-			got, caller := sendForged(t, p.client(lp.sock), lp, p.chunked)
+			got, caller := sendForged(t, p.client(lp.sock), p.host, p.chunked)
 			if caller != idA.String() {
 				t.Errorf("%s: upstream verified %s, want %s", p.name, caller, idA)
 			}
