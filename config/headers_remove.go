@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/textproto"
+	"slices"
 
 	"golang.org/x/net/http/httpguts"
 	"gopkg.in/yaml.v3"
@@ -17,12 +18,17 @@ func DefaultRequestHeadersToRemove() []string {
 	return []string{"X-Forwarded-Client-Cert", "X-Spiffe-Id", "X-Client-Spiffe-Id", "X-Real-Ip"}
 }
 
-// alwaysHandled are the request fields procmesh removes or writes itself
-// whatever the list says (hop-by-hop, framing, Forwarded).
-var alwaysHandled = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
-	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true, "Host": true,
-	"Http2-Settings": true, "Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+// alwaysHandled reports the request fields (canonical) procmesh removes or
+// writes itself whatever the list says: hop-by-hop, framing, Forwarded
+// (proxy's fixedRequestField).
+func alwaysHandled(canon string) bool {
+	switch canon {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Http2-Settings",
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		return true
+	}
+	return false
 }
 
 // requestHeadersToRemove reads a list of header names, stored canonical.
@@ -43,22 +49,13 @@ func (w *walker) requestHeadersToRemove(n *yaml.Node, path string) []string {
 		switch {
 		case !httpguts.ValidHeaderFieldName(s):
 			w.add(item.Line, key, "%q is not a header field name; write the name alone, like X-Forwarded-Client-Cert", s)
-		case alwaysHandled[canon]:
+		case alwaysHandled(canon):
 			w.add(item.Line, key, "%s is a hop-by-hop, framing or Forwarded field, which procmesh always removes or writes itself; leave it out", canon)
-		case containsFold(out, canon):
+		case slices.Contains(out, canon):
 			w.add(item.Line, key, "%s is listed twice (header names are case-insensitive)", canon)
 		default:
 			out = append(out, canon)
 		}
 	}
 	return out
-}
-
-func containsFold(list []string, canon string) bool {
-	for _, s := range list {
-		if s == canon {
-			return true
-		}
-	}
-	return false
 }
