@@ -66,6 +66,8 @@ const (
 	DefaultMaxConnectionsPerIdentity = 1000
 	DefaultMaxRequestBodyBytes       = 0 // off
 
+	DefaultMaxUnattestedConnectionsPerUID = 64 // per uid, connections without an identity (F11)
+
 	DefaultConnectTimeout        = 10 * time.Second
 	DefaultUpstreamIdleTimeout   = 90 * time.Second // net/http's DefaultTransport
 	DefaultMaxIdlePerPool        = 64
@@ -222,6 +224,11 @@ type Limits struct {
 	MaxConnectionsPerIdentity int           // default 1000; 1-1000000, at most MaxConnections
 	MaxRequestBodyBytes       int64         // default 0 = unlimited; else 1B-1TiB
 	Line                      int           // line of the limits section; 0 when absent
+
+	// MaxUnattestedConnectionsPerUID: key max_unattested_connections_per_uid;
+	// default 64; 1-1000000, below MaxConnections; connections of one uid
+	// without an identity yet (THREATS F11).
+	MaxUnattestedConnectionsPerUID int
 }
 
 // Upstream tunes procmesh's connections to upstreams.
@@ -235,6 +242,12 @@ type Upstream struct {
 	TLSCurves             []tls.CurveID // key tls_curves; default nil = Go's list (hybrid post-quantum first); key exchanges offered in every upstream handshake
 	TLSRecordSizing       string        // key tls_record_sizing; default "dynamic" (Go's: small records for a connection's first ~1 MB); "max": 16 KiB records from the start
 	QUIC                  QUIC
+
+	// RequestHeadersToRemove: key request_headers_to_remove; request fields
+	// never forwarded (THREATS P9), canonical; default
+	// DefaultRequestHeadersToRemove(); [] = none besides the hop-by-hop,
+	// framing and Forwarded fields procmesh always removes.
+	RequestHeadersToRemove []string
 }
 
 // Runtime tunes the Go runtime procmesh runs on. It applies at start only.

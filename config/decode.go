@@ -50,10 +50,11 @@ func keys(section string) []string {
 	case "limits":
 		return []string{"max_request_header_bytes", "max_request_headers", "max_response_header_bytes", "max_response_headers",
 			"header_read_timeout", "idle_timeout", "request_timeout", "stream_idle_timeout",
-			"max_concurrent_streams", "max_connections", "max_connections_per_identity", "max_request_body_bytes"}
+			"max_concurrent_streams", "max_connections", "max_connections_per_identity", "max_unattested_connections_per_uid",
+			"max_request_body_bytes"}
 	case "upstream":
 		return []string{"connect_timeout", "idle_timeout", "max_idle_per_pool", "response_header_timeout",
-			"http2_read_idle_timeout", "copy_buffer_size", "tls_curves", "tls_record_sizing", "quic"}
+			"http2_read_idle_timeout", "copy_buffer_size", "tls_curves", "tls_record_sizing", "request_headers_to_remove", "quic"}
 	case "upstream.quic":
 		return []string{"max_incoming_streams", "idle_timeout", "keep_alive_period",
 			"max_stream_receive_window", "max_connection_receive_window"}

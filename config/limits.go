@@ -38,6 +38,7 @@ func (w *walker) limits(n *yaml.Node, l *Limits) {
 	l.MaxConcurrentStreams, _ = w.integer(f.get("max_concurrent_streams"), f.key("max_concurrent_streams"), 1, 10000)
 	l.MaxConnections, _ = w.integer(f.get("max_connections"), f.key("max_connections"), 1, 1_000_000)
 	l.MaxConnectionsPerIdentity, _ = w.integer(f.get("max_connections_per_identity"), f.key("max_connections_per_identity"), 1, 1_000_000)
+	l.MaxUnattestedConnectionsPerUID, _ = w.integer(f.get("max_unattested_connections_per_uid"), f.key("max_unattested_connections_per_uid"), 1, 1_000_000)
 	l.MaxRequestBodyBytes, _ = w.size(f.get("max_request_body_bytes"), f.key("max_request_body_bytes"), 1, tib, true)
 }
 
@@ -54,6 +55,7 @@ func (w *walker) upstream(n *yaml.Node, u *Upstream) {
 	u.CopyBufferSize, _ = w.size(f.get("copy_buffer_size"), f.key("copy_buffer_size"), 4*kib, mib, false)
 	u.TLSCurves = w.curves(f.get("tls_curves"), f.key("tls_curves"))
 	u.TLSRecordSizing, _ = w.oneOf(f.get("tls_record_sizing"), f.key("tls_record_sizing"), []string{"dynamic", "max"}, nil)
+	u.RequestHeadersToRemove = w.requestHeadersToRemove(f.get("request_headers_to_remove"), f.key("request_headers_to_remove"))
 	q, ok := w.mapping(f.get("quic"), "upstream.quic", keys("upstream.quic")...)
 	if !ok {
 		return

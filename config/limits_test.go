@@ -58,6 +58,14 @@ func TestLimitErrors(t *testing.T) {
 		{"boolean string", head + "reload: {watch: \"yes\"}\n",
 			`test.yaml:2: reload.watch: expected true or false, got string "yes"; write true or false, unquoted`},
 		{"boolean kind", head + "reload: {watch: 1}\n", "test.yaml:2: reload.watch: expected true or false, got integer 1"},
+		{"header to remove not a name", head + "upstream: {request_headers_to_remove: [\"X-A: b\"]}\n",
+			`test.yaml:2: upstream.request_headers_to_remove[0]: "X-A: b" is not a header field name; write the name alone, like X-Forwarded-Client-Cert`},
+		{"header to remove always handled", head + "upstream: {request_headers_to_remove: [x-forwarded-for]}\n",
+			"test.yaml:2: upstream.request_headers_to_remove[0]: X-Forwarded-For is a hop-by-hop, framing or Forwarded field, which procmesh always removes or writes itself; leave it out"},
+		{"header to remove twice", head + "upstream:\n  request_headers_to_remove:\n    - X-Real-IP\n    - x-real-ip\n",
+			"test.yaml:5: upstream.request_headers_to_remove[1]: X-Real-Ip is listed twice (header names are case-insensitive)"},
+		{"headers to remove kind", head + "upstream: {request_headers_to_remove: X-Real-IP}\n",
+			"test.yaml:2: upstream.request_headers_to_remove: expected a list, got string \"X-Real-IP\""},
 		{"debounce", head + "reload: {debounce: 1ms}\n", "test.yaml:2: reload.debounce: 1ms is below the minimum of 10ms"},
 		{"drain", head + "shutdown: {drain_timeout: 2h}\n", "test.yaml:2: shutdown.drain_timeout: 2h is above the maximum of 1h"},
 		{"flush interval below", head + "log: {flush_interval: 500us}\n",
@@ -70,6 +78,8 @@ func TestLimitErrors(t *testing.T) {
 		// Relations, checked by Validate after defaults.
 		{"per identity above total", head + "limits:\n  max_connections: 500\n",
 			"test.yaml:3: limits.max_connections_per_identity: 1000 is above limits.max_connections (500); one identity could never use them all"},
+		{"unattested per uid not below total", head + "limits:\n  max_connections: 64\n  max_connections_per_identity: 10\n",
+			"test.yaml:3: limits.max_unattested_connections_per_uid: 64 is not below limits.max_connections (64); the unregistered processes of one uid could take every connection"},
 		{"keep-alive not below idle", head + "upstream:\n  quic:\n    idle_timeout: 10s\n",
 			"test.yaml:4: upstream.quic.keep_alive_period: 15s is not below upstream.quic.idle_timeout (10s); the connection would time out between keep-alives"},
 		{"stream window above connection window", head + "upstream:\n  quic: {max_connection_receive_window: 4MiB}\n",
@@ -116,6 +126,14 @@ func TestLimitValues(t *testing.T) {
 	}
 	if c.Limits.RequestTimeout != 90*time.Second || c.Limits.MaxRequestBodyBytes != 0 {
 		t.Fatalf("limits %+v", c.Limits)
+	}
+	// An empty list of headers to remove is not the default list.
+	c, err = Parse("test.yaml", []byte("trust_domain: example.org\nupstream: {request_headers_to_remove: []}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := c.Upstream.RequestHeadersToRemove; h == nil || len(h) != 0 {
+		t.Fatalf("request_headers_to_remove: [] gave %#v", h)
 	}
 }
 

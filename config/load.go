@@ -192,6 +192,7 @@ func (c *Config) applyLimitDefaults() {
 	setInt(&l.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 	setInt(&l.MaxConnections, DefaultMaxConnections)
 	setInt(&l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
+	setInt(&l.MaxUnattestedConnectionsPerUID, DefaultMaxUnattestedConnectionsPerUID)
 	u := &c.Upstream
 	setDur(&u.ConnectTimeout, DefaultConnectTimeout)
 	setDur(&u.IdleTimeout, DefaultUpstreamIdleTimeout)
@@ -200,6 +201,9 @@ func (c *Config) applyLimitDefaults() {
 	setSize(&u.CopyBufferSize, DefaultCopyBufferSize)
 	if u.TLSRecordSizing == "" {
 		u.TLSRecordSizing = "dynamic"
+	}
+	if u.RequestHeadersToRemove == nil {
+		u.RequestHeadersToRemove = DefaultRequestHeadersToRemove()
 	}
 	setInt(&c.Runtime.GCPercent, DefaultGCPercent)
 	q := &c.Upstream.QUIC

@@ -215,6 +215,10 @@ func (c *Config) validateLimits(ps *problems) {
 		ps.add(l.Line, "limits.max_connections_per_identity", "%d is above limits.max_connections (%d); one identity could never use them all",
 			l.MaxConnectionsPerIdentity, l.MaxConnections)
 	}
+	if l.MaxConnections > 0 && l.MaxUnattestedConnectionsPerUID >= l.MaxConnections {
+		ps.add(l.Line, "limits.max_unattested_connections_per_uid", "%d is not below limits.max_connections (%d); the unregistered processes of one uid could take every connection",
+			l.MaxUnattestedConnectionsPerUID, l.MaxConnections)
+	}
 	if q.IdleTimeout > 0 && q.KeepAlivePeriod >= q.IdleTimeout {
 		ps.add(q.Line, "upstream.quic.keep_alive_period", "%s is not below upstream.quic.idle_timeout (%s); the connection would time out between keep-alives",
 			units.FormatDuration(q.KeepAlivePeriod), units.FormatDuration(q.IdleTimeout))

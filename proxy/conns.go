@@ -22,8 +22,9 @@ import (
 // and does what net/http does not:
 //
 //   - counts the connection against MaxConnections and, once its identity
-//     is known, MaxConnectionsPerIdentity (F9); the counts are released on
-//     Close;
+//     is known, MaxConnectionsPerIdentity (F9); until then, in its uid's
+//     bucket of connections without an identity (F11); the counts are
+//     released on Close;
 //   - on the main socket, runs an h1Scanner over what the client sends, so
 //     that a request net/http would accept but THREATS P1 or P8 refuses
 //     reaches the handler as a stand-in that is answered with the reason,
@@ -54,6 +55,10 @@ type clientConn struct {
 	admitOnce sync.Once
 	admitErr  *limitError
 	id        spiffeid.ID // counted against MaxConnectionsPerIdentity when not zero
+	// Its uid's bucket of connections without an identity (F11,
+	// conns_unattested.go); inBucket: counted there.
+	bucket   unattestedBucket
+	inBucket atomic.Bool
 
 	// The scanner state, the bytes it released and not yet read, and the
 	// read deadlines: the one net/http set and the header-read one.
@@ -94,9 +99,14 @@ func clientConnOf(ctx context.Context) *clientConn {
 func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
 	c := &clientConn{UnixConn: uc, srv: s}
 	c.overTotal = !s.counts.open(s.opts.MaxConnections)
+	var uid uint32
+	var credOK bool
 	if raw, err := uc.SyscallConn(); err == nil {
 		c.raw, c.rd = raw, newRawRead(s.scanBufs)
-		c.peerPID = peerPID(raw)
+		c.peerPID, uid, credOK = peerCred(raw)
+	}
+	if !c.overTotal && credOK {
+		s.openUnattested(c, uid)
 	}
 	if scanHTTP {
 		c.scan = newH1Scanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders)
@@ -421,6 +431,7 @@ func (c *clientConn) Close() error {
 		c.closeErr = c.UnixConn.Close()
 		if !c.overTotal {
 			c.srv.counts.close(id)
+			c.leaveUnattested()
 		}
 		if c.tracked.Load() {
 			c.srv.conns.done(c)

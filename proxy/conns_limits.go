@@ -27,6 +27,7 @@ func (c *clientConn) admit(id spiffeid.ID) *limitError {
 		}
 		if c.srv.counts.addID(id, c.srv.opts.MaxConnectionsPerIdentity) {
 			c.id = id
+			c.leaveUnattested() // F11
 			return
 		}
 		c.admitErr = &limitError{status: http.StatusServiceUnavailable,
@@ -107,6 +108,9 @@ type connCounts struct {
 	mu    sync.Mutex
 	total int
 	perID map[spiffeid.ID]int
+
+	// Connections without an identity, per uid (conns_unattested.go).
+	unattested map[uint32]int
 }
 
 // open counts a new connection unless max are open (max < 0: no limit).

@@ -48,6 +48,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			pr.Out.URL.Host = fi.route.Host
 			pr.Out.Host = ""
 			pr.Out.Header.Del("Proxy-Authorization")
+			s.reqFilter.strip(pr.Out.Header) // P9
 			if !isWebSocketUpgrade(pr.In) {
 				pr.Out.Header.Del("Upgrade")
 				pr.Out.Header.Del("Connection")

@@ -64,6 +64,9 @@ func (s *Server) serveFast(cc *clientConn) {
 	fc := &fastConn{srv: s, cc: cc}
 	fc.watch.cc = cc
 	cc.ident = s.startAttest(s.base, cc.UnixConn)
+	if cc.bucket.over && s.shedUnattested(cc) {
+		return // F11: no identity, and its uid's bucket is full
+	}
 	if !s.fast.add(fc) {
 		cc.Close()
 		return

@@ -59,7 +59,7 @@ func (x *exchange) run() error {
 // interim (1xx) responses to the client.
 func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
 	uc.received = 0
-	writeRequestHead(uc.bw, x.r, x.h1.host)
+	writeRequestHead(uc.bw, x.r, x.h1.host, x.fc.srv.reqFilter.skip)
 	if n := x.r.ContentLength; n > 0 && n <= int64(uc.bw.Available()) {
 		// The counting reader marks the stream active itself.
 		if _, err := readInto(uc.bw, x.body, n, nil); err != nil {

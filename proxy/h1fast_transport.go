@@ -25,7 +25,7 @@ func (x *exchange) runTransport(p *pool) error {
 	if x.r.ContentLength > 0 {
 		body = x.body
 	}
-	out := outboundRequest(ctx, x.r, p.route.Host, body)
+	out := outboundRequest(ctx, x.r, p.route.Host, body, x.fc.srv.reqFilter.skip)
 	x.fc.watch.start(x.dl)
 	res, err := p.transport.RoundTrip(out)
 	x.fc.watch.stop()
@@ -52,13 +52,13 @@ func (x *exchange) runTransport(p *pool) error {
 // outboundRequest is r as the transport sends it to host: origin path and
 // query as normalised, the fields writeRequestHead would write (hop-by-hop,
 // Connection-listed and client-sent Forwarded/X-Forwarded-* dropped, as
-// httputil.ReverseProxy drops them on the net/http path), and no
-// User-Agent of the transport's own.
-func outboundRequest(ctx context.Context, r *http.Request, host string, body io.ReadCloser) *http.Request {
+// httputil.ReverseProxy drops them on the net/http path, and those skip
+// reports), and no User-Agent of the transport's own.
+func outboundRequest(ctx context.Context, r *http.Request, host string, body io.ReadCloser, skip func(string) bool) *http.Request {
 	h := make(http.Header, len(r.Header)+1)
 	listed := connectionListed(r.Header)
 	for k, vv := range r.Header {
-		if !skipRequestField(k) && !contains(listed, k) {
+		if !skip(k) && !contains(listed, k) {
 			h[k] = vv
 		}
 	}

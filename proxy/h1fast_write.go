@@ -14,19 +14,9 @@ import (
 // httputil.ReverseProxy drops on the net/http path, so that the upstream
 // and the client see the same messages from either path: hop-by-hop
 // fields and those the Connection field names (THREATS P2), client-sent
-// Forwarded and X-Forwarded-* fields, and the framing fields, which it
-// writes from the message's actual framing.
-
-// skipRequestField reports request fields that are not forwarded as sent.
-func skipRequestField(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Http2-Settings",
-		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-		return true
-	}
-	return false
-}
+// Forwarded and X-Forwarded-* fields, the identity-claiming fields of
+// Options.RequestHeadersToRemove (P9; headers_remove.go), and the framing
+// fields, which it writes from the message's actual framing.
 
 // skipResponseField reports response fields that are not passed on as
 // received.
@@ -89,8 +79,9 @@ func writeField(bw *bufio.Writer, k, v string) {
 	bw.WriteString("\r\n")
 }
 
-// writeRequestHead writes r's head in origin form, to host.
-func writeRequestHead(bw *bufio.Writer, r *http.Request, host string) {
+// writeRequestHead writes r's head in origin form, to host, without the
+// fields skip reports (Server.reqFilter).
+func writeRequestHead(bw *bufio.Writer, r *http.Request, host string, skip func(string) bool) {
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
 	path := r.URL.EscapedPath()
@@ -105,7 +96,7 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, host string) {
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
-	writeFields(bw, r.Header, skipRequestField)
+	writeFields(bw, r.Header, skip)
 	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 		bw.WriteString("Te: trailers\r\n")
 	}

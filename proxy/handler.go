@@ -47,7 +47,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.refusal = err
 		status, msg := refusalStatus(err)
 		ev.status = status
-		writeError(w, status, msg)
+		if r.Context().Err() != nil {
+			// The request ended (an HTTP/2 stream reset) before the
+			// connection's attestation did: nobody reads this, and the
+			// connection is not the request's to close.
+			writeError(w, status, msg)
+			return
+		}
+		// The connection has no identity: it is closed after the answer,
+		// not kept for requests that would be refused too (F11).
+		if cc != nil && r.ProtoMajor == 1 {
+			cc.refuseAndClose()
+		}
+		writeClosing(w, status, msg)
 		return
 	}
 	ev.id = id

@@ -86,6 +86,19 @@ type Limits struct {
 	// MaxConnections is. Negative: no limit. Default 1000. Envoy has no
 	// equivalent. YAML limits.max_connections_per_identity.
 	MaxConnectionsPerIdentity int
+	// MaxUnattestedConnectionsPerUID bounds the client connections of one
+	// uid (SO_PEERCRED, known at accept) that have no identity: attestation
+	// is running, or found that the process matches no entry (F11). Within
+	// the bound such a connection is answered at its first request and
+	// closed; over it, a connection is attested before it is served: one
+	// whose process has an identity is served as any other, so a
+	// registered process is never refused for what unregistered ones of
+	// its uid hold, and one without is told why and closed at once. So
+	// unregistered processes cannot take the MaxConnections slots of
+	// registered callers while MaxConnections exceeds this bound times the
+	// uids that may connect. Negative: no limit. Default 64. Envoy has no
+	// equivalent. YAML limits.max_unattested_connections_per_uid.
+	MaxUnattestedConnectionsPerUID int
 
 	// MaxRequestBodyBytes bounds a request body; 413 over it (announced by
 	// Content-Length, or counted while streaming). Default 0: unlimited,
@@ -105,6 +118,8 @@ const (
 	DefaultMaxConcurrentStreams      = 100
 	DefaultMaxConnections            = 10000
 	DefaultMaxConnectionsPerIdentity = 1000
+
+	DefaultMaxUnattestedConnectionsPerUID = 64
 )
 
 // YAML keys of the limits, named in the refusals they cause.
@@ -117,6 +132,7 @@ const (
 	keyStreamIdleTimeout   = "limits.stream_idle_timeout"
 	keyMaxConnections      = "limits.max_connections"
 	keyMaxConnectionsPerID = "limits.max_connections_per_identity"
+	keyMaxUnattestedPerUID = "limits.max_unattested_connections_per_uid"
 	keyRequestBodyBytes    = "limits.max_request_body_bytes"
 )
 
@@ -148,6 +164,7 @@ func (l Limits) withDefaults() Limits {
 	defDur(&l.StreamIdleTimeout, DefaultStreamIdleTimeout)
 	defInt(&l.MaxConnections, DefaultMaxConnections)
 	defInt(&l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
+	defInt(&l.MaxUnattestedConnectionsPerUID, DefaultMaxUnattestedConnectionsPerUID)
 	if l.RequestTimeout < 0 {
 		l.RequestTimeout = 0
 	}

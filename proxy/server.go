@@ -48,6 +48,14 @@ type Options struct {
 	// Limits bound headers, time, streams, connections and bodies; zero
 	// values take Envoy-like defaults (see Limits).
 	Limits
+	// RequestHeadersToRemove names request fields a client may send but
+	// the upstream never receives (THREATS P9), on every path; names are
+	// case-insensitive. nil: DefaultRequestHeadersToRemove; an empty list
+	// removes none but the hop-by-hop, framing, Forwarded and
+	// X-Forwarded-* fields, which are always removed. YAML
+	// upstream.request_headers_to_remove; Envoy's route
+	// request_headers_to_remove.
+	RequestHeadersToRemove []string
 }
 
 // Server is the data plane. Build it with New, give it listeners with Serve
@@ -66,6 +74,8 @@ type Server struct {
 	// request head is being read, so an idle connection holds none.
 	scanBufs *bufferPool
 	counts   connCounts // open client connections, for the limits
+	// reqFilter: the request fields not forwarded as sent.
+	reqFilter *requestFilter
 
 	// The HTTP/1.1 fast path (h1fast.go): its connections, its pooled
 	// request readers and response writers, and the listener through
@@ -102,6 +112,7 @@ func New(opts Options, st *State) (*Server, error) {
 		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.state.Store(st)
+	s.reqFilter = newRequestFilter(opts.RequestHeadersToRemove)
 	opts.Upstream.Logger = opts.Logger // auto's protocol switches and fallbacks
 	s.pools = newPools(opts.Identities, opts.Upstream)
 	s.rp = s.newReverseProxy()

@@ -57,12 +57,15 @@ func tellForeignWriter(client net.Conn, err error) {
 	}
 }
 
-// peerPID is the process that connected, 0 if it cannot be read (every
-// read then fails the writer check, never passes it).
-func peerPID(raw syscall.RawConn) int32 {
-	var pid int32
-	raw.Control(func(fd uintptr) { pid, _ = credread.PeerPID(int(fd)) })
-	return pid
+// peerCred is the process that connected and its uid, read once at
+// accept; ok is false when they cannot be read (pid is then 0, and every
+// read fails the writer check, never passes it).
+func peerCred(raw syscall.RawConn) (pid int32, uid uint32, ok bool) {
+	var err error
+	if cerr := raw.Control(func(fd uintptr) { pid, uid, err = credread.PeerCred(int(fd)) }); cerr != nil {
+		return 0, 0, false
+	}
+	return pid, uid, err == nil
 }
 
 // passCred turns on per-write credentials on a listener, so that the

@@ -18,6 +18,8 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 		Logger:         log,
 		CopyBufferSize: int(u.CopyBufferSize),
 		Audit:          log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
+		// Never nil: config.Load sets the default list.
+		RequestHeadersToRemove: u.RequestHeadersToRemove,
 		Limits: proxy.Limits{
 			MaxRequestHeaderBytes:     int(l.MaxRequestHeaderBytes),
 			MaxRequestHeaders:         l.MaxRequestHeaders,
@@ -30,6 +32,8 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 			MaxConnections:            l.MaxConnections,
 			MaxConnectionsPerIdentity: l.MaxConnectionsPerIdentity,
 			MaxRequestBodyBytes:       l.MaxRequestBodyBytes,
+
+			MaxUnattestedConnectionsPerUID: l.MaxUnattestedConnectionsPerUID,
 		},
 		Upstream: proxy.UpstreamOptions{
 			DialTimeout:                    u.ConnectTimeout,

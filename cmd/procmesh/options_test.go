@@ -51,6 +51,32 @@ func TestProxyOptionsRecordSizing(t *testing.T) {
 	}
 }
 
+// TestProxyOptionsF11P9: limits.max_unattested_connections_per_uid and
+// upstream.request_headers_to_remove reach the proxy; without the keys it
+// gets their defaults, and [] stays an empty list (remove none).
+func TestProxyOptionsF11P9(t *testing.T) {
+	for _, tt := range []struct {
+		extra  string
+		perUID int
+		remove []string
+	}{
+		{"", 64, []string{"X-Forwarded-Client-Cert", "X-Spiffe-Id", "X-Client-Spiffe-Id", "X-Real-Ip"}},
+		{"limits: {max_unattested_connections_per_uid: 8}\nupstream: {request_headers_to_remove: [x-caller]}\n", 8, []string{"X-Caller"}},
+		{"upstream: {request_headers_to_remove: []}\n", 64, []string{}},
+	} {
+		path, _ := writeConfig(t, tt.extra)
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := proxyOptions(cfg, &node{}, zerolog.Nop())
+		if o.MaxUnattestedConnectionsPerUID != tt.perUID || o.RequestHeadersToRemove == nil || !slices.Equal(o.RequestHeadersToRemove, tt.remove) {
+			t.Errorf("%q: MaxUnattestedConnectionsPerUID %d, RequestHeadersToRemove %#v; want %d, %#v",
+				tt.extra, o.MaxUnattestedConnectionsPerUID, o.RequestHeadersToRemove, tt.perUID, tt.remove)
+		}
+	}
+}
+
 // TestBuildRegistryNeedsNames: a policy rule's unix:group selector makes
 // attestation look names up, though no entry uses one.
 func TestBuildRegistryNeedsNames(t *testing.T) {

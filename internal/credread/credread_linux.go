@@ -89,12 +89,13 @@ func (r *Reader) writer() int32 {
 	return pid
 }
 
-// PeerPID returns the process that connected the other end of fd
-// (SO_PEERCRED), 0 when the kernel names none.
-func PeerPID(fd int) (int32, error) {
+// PeerCred returns the process that connected the other end of fd and
+// its effective uid, as the kernel recorded them at connect()
+// (SO_PEERCRED); pid is 0 when the kernel names none.
+func PeerCred(fd int) (pid int32, uid uint32, err error) {
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
-		return 0, os.NewSyscallError("getsockopt SO_PEERCRED", err)
+		return 0, 0, os.NewSyscallError("getsockopt SO_PEERCRED", err)
 	}
-	return cred.Pid, nil
+	return cred.Pid, cred.Uid, nil
 }

@@ -15,5 +15,5 @@ func SetPassCred(int) error { return errUnsupported }
 // Read fails off Linux.
 func (r *Reader) Read(int, []byte) (int, int32, error) { return 0, 0, errUnsupported }
 
-// PeerPID fails off Linux.
-func PeerPID(int) (int32, error) { return 0, errUnsupported }
+// PeerCred fails off Linux.
+func PeerCred(int) (int32, uint32, error) { return 0, 0, errUnsupported }
