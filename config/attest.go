@@ -29,7 +29,9 @@ type Attest struct {
 	// without it, "off" never loads it (THREATS I11).
 	ConnectRecord string
 	// ForeignWriter: "refuse" (default) refuses bytes on a connection that
-	// another process than the connecting one wrote (THREATS I12).
+	// another process than the connecting one wrote (THREATS I12);
+	// "attest" attests an HTTP/1.1 request of another writer as that
+	// writer.
 	ForeignWriter string
 
 	HashSizeLimit       int64 // key hash_size_limit; default 128MiB; 1MiB-4GiB; larger executables get no unix:sha256 selector
@@ -46,7 +48,7 @@ func (w *walker) attest(n *yaml.Node, a *Attest) {
 	}
 	a.Line = f.line
 	a.ConnectRecord, _ = w.oneOf(f.get("connect_record"), f.key("connect_record"), []string{"auto", "required", "off"}, nil)
-	a.ForeignWriter, _ = w.oneOf(f.get("foreign_writer"), f.key("foreign_writer"), []string{"refuse"}, nil)
+	a.ForeignWriter, _ = w.oneOf(f.get("foreign_writer"), f.key("foreign_writer"), []string{"refuse", "attest"}, nil)
 	a.HashSizeLimit, _ = w.size(f.get("hash_size_limit"), f.key("hash_size_limit"), mib, 4*gib, false)
 	a.MaxConcurrentHashes, _ = w.integer(f.get("max_concurrent_hashes"), f.key("max_concurrent_hashes"), 1, 64)
 	a.RatePerUID, _ = w.integer(f.get("rate_per_uid"), f.key("rate_per_uid"), 1, 1_000_000)

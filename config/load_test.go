@@ -36,7 +36,7 @@ func TestLoadFull(t *testing.T) {
 			SVIDTTL:  30 * time.Minute,
 		},
 		Cache:  Cache{MaxProcesses: 500, TTL: 90 * time.Second},
-		Attest: Attest{ConnectRecord: "auto", ForeignWriter: "refuse", HashSizeLimit: 64 << 20, MaxConcurrentHashes: 4, RatePerUID: 20, BurstPerUID: 40, Line: 113},
+		Attest: Attest{ConnectRecord: "required", ForeignWriter: "attest", HashSizeLimit: 64 << 20, MaxConcurrentHashes: 4, RatePerUID: 20, BurstPerUID: 40, Line: 115},
 		TrustBundles: []TrustBundle{
 			{TrustDomain: td("upstream.test"), File: "/etc/pm/upstream.pem", Line: 18},
 			{TrustDomain: td("partner.example"), File: "/etc/pm/partner.pem", Line: 20},

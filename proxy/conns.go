@@ -44,10 +44,16 @@ type clientConn struct {
 	// ident is the connection's attestation, started at accept; it
 	// follows the connection when the fast path hands it to net/http.
 	ident *connIdentity
-	// peerPID is the process that connected (SO_PEERCRED); bytes another
-	// process wrote are refused, once and for all (foreign).
+	// peerPID is the process that connected (SO_PEERCRED). writer is the
+	// process whose bytes are expected: peerPID, or under
+	// attest.foreign_writer: attest the writer of the request in progress;
+	// bytes of any other are refused, once and for all (foreign). heads
+	// are the writers of the request heads the scanner released and no
+	// handler took yet (attest mode only; under mu).
 	peerPID int32
+	writer  atomic.Int32
 	foreign atomic.Pointer[foreignWriterError]
+	heads   []int32
 
 	// Accounting. overTotal: accepted while MaxConnections were open, so
 	// never counted; it is refused at its first request.
@@ -105,11 +111,15 @@ func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
 		c.raw, c.rd = raw, newRawRead(s.scanBufs)
 		c.peerPID, uid, credOK = peerCred(raw)
 	}
+	c.writer.Store(c.peerPID)
 	if !c.overTotal && credOK {
 		s.openUnattested(c, uid)
 	}
 	if scanHTTP {
 		c.scan = newH1Scanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders)
+		if s.opts.AttestForeignWriters {
+			c.scan.released = func(string) { c.heads = append(c.heads, c.writer.Load()) }
+		}
 	}
 	return c
 }
@@ -182,8 +192,11 @@ func (c *clientConn) awaitReady() error {
 // (rerr). Called with mu held; it is released during the read.
 func (c *clientConn) fill() error {
 	c.mu.Unlock()
-	buf, n, err := c.readPooled()
+	buf, n, pid, err := c.readPooled()
 	c.mu.Lock()
+	if n > 0 && pid != c.writer.Load() {
+		n = c.otherWriter(pid, n)
+	}
 	if n > 0 {
 		if c.rbuf == nil {
 			c.rbuf = c.srv.scanBufs.get()
@@ -195,21 +208,6 @@ func (c *clientConn) fill() error {
 			c.rerr = ferr
 		}
 		c.headDeadline()
-	}
-	var fw *foreignWriterError
-	if errors.As(err, &fw) {
-		if c.scan.idle() {
-			// Between requests: the writer's request is answered 403 by
-			// the one refusal path, then the connection closes.
-			if c.rbuf == nil {
-				c.rbuf = c.srv.scanBufs.get()
-				c.ready = (*c.rbuf)[:0]
-			}
-			c.ready = c.scan.refuse(c.ready, &limitError{status: http.StatusForbidden, what: fw.Error()})
-			err = nil
-		} else if c.rerr == nil {
-			c.rerr = err // mid-request: the request fails
-		}
 	}
 	if buf != nil {
 		c.srv.scanBufs.put(buf)
@@ -227,6 +225,33 @@ func (c *clientConn) fill() error {
 		}
 	}
 	return nil
+}
+
+// otherWriter decides the bytes read from pid, another process than the
+// writer of the request in progress (THREATS I12), and returns how many
+// of them to scan: all or none. Between requests, under
+// attest.foreign_writer: attest, pid becomes the writer of the next
+// request, attested as itself; otherwise its request is answered 403 by
+// the one refusal path and the connection closes. Within a request the
+// bytes of two writers never mix: the request fails. Called with mu held.
+func (c *clientConn) otherWriter(pid int32, n int) int {
+	switch {
+	case !c.scan.idle():
+		if c.rerr == nil {
+			c.rerr = c.foreignWriter(pid)
+		}
+	case c.srv.opts.AttestForeignWriters:
+		c.writer.Store(pid)
+		return n
+	default:
+		fw := c.foreignWriter(pid)
+		if c.rbuf == nil {
+			c.rbuf = c.srv.scanBufs.get()
+			c.ready = (*c.rbuf)[:0]
+		}
+		c.ready = c.scan.refuse(c.ready, &limitError{status: http.StatusForbidden, what: fw.Error()})
+	}
+	return 0
 }
 
 // rawRead is the state of one readPooled: its callback is made once per
@@ -268,19 +293,22 @@ func newRawRead(pool *bufferPool) *rawRead {
 // once the socket is readable, so a connection waiting for its next
 // request holds no buffer (an idle connection costs its goroutine and
 // descriptors, not 4 KiB more). The caller returns buf to scanBufs.
-func (c *clientConn) readPooled() (buf *[]byte, n int, err error) {
+func (c *clientConn) readPooled() (buf *[]byte, n int, writer int32, err error) {
 	if c.raw == nil {
-		return nil, 0, errNoRawConn
+		return nil, 0, 0, errNoRawConn
 	}
 	rr := c.rd
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	rr.buf = nil
 	n, err = c.readLocked()
-	return rr.buf, n, err
+	return rr.buf, n, rr.pid, err
 }
 
-// recv reads what the client sent into p, checking its writer.
+// recv reads what the client sent into p, refusing bytes another process
+// than the writer of the request in progress wrote: on raw sockets the
+// connecting process, in a tunnel or h2c the writer of the request that
+// opened it (THREATS I12). They are dropped and every later read fails.
 func (c *clientConn) recv(p []byte) (int, error) {
 	if c.raw == nil {
 		return 0, errNoRawConn
@@ -291,14 +319,16 @@ func (c *clientConn) recv(p []byte) (int, error) {
 	rr.dst = p
 	n, err := c.readLocked()
 	rr.dst = nil
+	if n > 0 && rr.pid != c.writer.Load() {
+		return 0, c.foreignWriter(rr.pid)
+	}
 	return n, err
 }
 
 var errNoRawConn = errors.New("proxy: the client connection has no descriptor to read")
 
-// readLocked reads once, with c.rd held, and refuses bytes that another
-// process than the connecting one wrote (THREATS I12): they are dropped
-// and every later read fails with the same error.
+// readLocked reads once, with c.rd held; c.rd.pid is the writer of what
+// it read. Once a foreign writer was refused, every read fails.
 func (c *clientConn) readLocked() (int, error) {
 	if fw := c.foreign.Load(); fw != nil {
 		return 0, fw
@@ -314,8 +344,6 @@ func (c *clientConn) readLocked() (int, error) {
 		return 0, &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("recvmsg", rr.err)}
 	case n == 0:
 		return 0, io.EOF
-	case rr.pid != c.peerPID:
-		return 0, c.foreignWriter(rr.pid)
 	}
 	return n, nil
 }

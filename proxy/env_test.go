@@ -65,6 +65,8 @@ type envOptions struct {
 	routeServerID spiffeid.ID
 	// records turns on the kernel's connect-time record (THREATS I11).
 	records bool
+	// attestWriters is attest.foreign_writer: attest (THREATS I12).
+	attestWriters bool
 	// hold creates the sockets but serves them only at env.release: clients
 	// connect into the listen backlog, as when procmesh is slow to accept.
 	hold bool
@@ -128,6 +130,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Resolver:   e.resolver,
 		Identities: e.store,
 		Audit:      zerolog.New(e.audit),
+
+		AttestForeignWriters: o.attestWriters,
 	}, st)
 	if err != nil {
 		t.Fatal(err)

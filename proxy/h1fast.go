@@ -213,6 +213,7 @@ func (fc *fastConn) serveOne() (keep, handoff bool) {
 		return false, true
 	}
 	fc.head = fc.head[:0]
+	cc.headWriter(true) // this request is the fast path's: its head is taken
 	s.stats.fastRequests.Add(1)
 	return fc.forward(r, id, route, preq, &dec), false
 }
@@ -224,10 +225,11 @@ func (fc *fastConn) releaseReader() {
 	}
 }
 
-// identity waits for the connection's attestation and returns its
-// identity under the registration entries in force now.
+// identity is the identity of the request about to be served: that of
+// the connection's attestation under the registration entries in force
+// now, or of its writer (attest.foreign_writer: attest).
 func (fc *fastConn) identity() (*workload.Identity, error) {
-	return fc.cc.ident.wait(fc.srv.base, fc.srv.opts.Resolver)
+	return fc.srv.writerIdentity(fc.srv.base, fc.cc, fc.cc.headWriter(false))
 }
 
 // fastReaderSize bounds the request heads the fast path reads itself;

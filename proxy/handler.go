@@ -26,6 +26,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if cc != nil && r.ProtoMajor == 2 {
 		defer s.countStream(cc, r, ev.start)
 	}
+	writer := int32(0) // the process whose bytes this request is
+	if cc != nil {
+		writer = cc.writer.Load() // h2c: the writer of the preface
+		if r.ProtoMajor == 1 {
+			writer = cc.headWriter(true)
+		}
+	}
 	if cc != nil && r.ProtoMajor == 1 {
 		if ref := cc.refusalFor(r); ref != nil {
 			// A stand-in for a head the scanner refused (P1, P8).
@@ -42,7 +49,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	id, err := s.identityOf(r.Context())
+	var id *workload.Identity
+	var err error
+	if cc != nil {
+		id, err = s.writerIdentity(r.Context(), cc, writer)
+	} else {
+		id, err = s.identityOf(r.Context())
+	}
 	if err != nil {
 		ev.refusal = err
 		status, msg := refusalStatus(err)

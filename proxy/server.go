@@ -24,6 +24,9 @@ import (
 // Resolver tells which workload is on the other end of a Unix connection.
 type Resolver interface {
 	Resolve(ctx context.Context, conn *net.UnixConn) (*workload.Identity, error)
+	// ResolvePID attests a process that wrote on a connection it did not
+	// make (Options.AttestForeignWriters).
+	ResolvePID(ctx context.Context, pid int32) (*workload.Identity, error)
 	// Rematch re-checks an identity against the entries in force now.
 	Rematch(id *workload.Identity) (*workload.Identity, error)
 	// Generation changes whenever the entries do.
@@ -45,6 +48,12 @@ type Options struct {
 	// CopyBufferSize is the buffer for copying tunnels, raw sockets and
 	// HTTP bodies. Default DefaultCopyBufferSize (32 KiB).
 	CopyBufferSize int
+	// AttestForeignWriters attests a request whose bytes another process
+	// than the connecting one wrote as that process, instead of refusing
+	// it (attest.foreign_writer: attest; HTTP/1.1 requests only: bytes in
+	// a tunnel, an h2c connection or on a raw socket must come from the
+	// writer that opened it). Default false: refused (THREATS I12).
+	AttestForeignWriters bool
 	// Limits bound headers, time, streams, connections and bodies; zero
 	// values take Envoy-like defaults (see Limits).
 	Limits

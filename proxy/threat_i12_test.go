@@ -81,3 +81,67 @@ func TestThreat_I12_ForeignWriterRefused(t *testing.T) {
 		}
 	}
 }
+
+// Under attest.foreign_writer: attest, an HTTP/1.1 request another process
+// wrote acts as that process, attested by itself: never as the connecting
+// process (THREATS I12). Bytes in a tunnel or on a raw socket still come
+// only from the process that opened it.
+func TestThreat_I12_ForeignWriterAttested(t *testing.T) {
+	cases := []struct {
+		name, proto, sock string
+		first             int
+		registered        bool   // the other process has an entry (idB)
+		want              string // its answer: idB's reply, or this text
+	}{
+		{name: "fast-path", proto: "get", first: 1, registered: true},
+		{name: "fast-path-first-request", proto: "get", registered: true},
+		{name: "net-http", proto: "chunked", first: 1, registered: true},
+		{name: "h2c", proto: "h2c", registered: true},
+		{name: "unregistered", proto: "get", first: 1, want: "matches no registration entry"},
+		{name: "connect", proto: "tunnel", registered: true, want: "procmesh: refused: bytes on this connection were written by process"},
+		{name: "raw", proto: "raw", sock: "raw", registered: true, want: "procmesh: refused: bytes on this connection were written by process"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{defaultAllow: true, records: true, attestWriters: true})
+			owner, other := e.client("owner", "owner"), e.client("other", "other")
+			entries := []registry.Entry{{ID: idA, Selectors: []string{pathSel(owner)}}}
+			if c.registered {
+				entries = append(entries, registry.Entry{ID: idB, Selectors: []string{pathSel(other)}})
+			}
+			e.setEntries(entries...)
+			env := []string{"PM_URL=http://echo.test/whose", "PM_NEXT=" + other, "PM_PROTO=" + c.proto,
+				"PM_HOW=scm", "PM_FIRST=" + string(rune('0'+c.first))}
+			if c.sock == "raw" {
+				env = append(env, "PM_SOCK="+e.rawSock, "PM_URL=http://echo-raw.test/whose")
+			}
+			rs, err := e.run(owner, -1, "give", env...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) != c.first+1 {
+				t.Fatalf("got %d answers %+v, want %d", len(rs), rs, c.first+1)
+			}
+			for i := 0; i < c.first; i++ {
+				if got := decodeReply(t, rs[i]).SPIFFEID; got != idA.String() {
+					t.Errorf("the connecting process's own request %d arrived as %s", i, got)
+				}
+			}
+			last := rs[c.first]
+			if c.want == "" {
+				if got := decodeReply(t, last).SPIFFEID; got != idB.String() {
+					t.Fatalf("the other process's request arrived as %s, want its own %s", got, idB)
+				}
+				return
+			}
+			if !strings.Contains(last.Body, c.want) {
+				t.Errorf("the other process got %+v, want %q", last, c.want)
+			}
+			for _, r := range e.echo.Records() {
+				if r.SPIFFEID == idB || r.Path == "/whose" && r.SPIFFEID == idA && c.first == 0 {
+					t.Errorf("the upstream saw %s for the other process's bytes", r.SPIFFEID)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/procmesh/procmesh/internal/credread"
+	"github.com/procmesh/procmesh/workload"
 )
 
 // foreignWriterError refuses bytes written on a client connection by
@@ -92,4 +94,31 @@ func passCred(l net.Listener) error {
 		return fmt.Errorf("proxy: per-write credentials on %s: %w", l.Addr(), serr)
 	}
 	return nil
+}
+
+// headWriter returns the writer of the next request head a handler takes
+// (the connecting process unless attest.foreign_writer is attest), and
+// takes it off the queue when take is set: the fast path peeks, and takes
+// only a request it serves itself; net/http takes every HTTP/1.x one.
+func (c *clientConn) headWriter(take bool) int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.heads) == 0 {
+		return c.peerPID
+	}
+	w := c.heads[0]
+	if take {
+		c.heads = c.heads[1:]
+	}
+	return w
+}
+
+// writerIdentity is the identity a request written by pid acts as: the
+// connection's own when the connecting process wrote it, else that of the
+// writer, attested by itself (attest.foreign_writer: attest).
+func (s *Server) writerIdentity(ctx context.Context, cc *clientConn, pid int32) (*workload.Identity, error) {
+	if pid == cc.peerPID {
+		return cc.ident.wait(ctx, s.opts.Resolver)
+	}
+	return s.opts.Resolver.ResolvePID(ctx, pid)
 }

@@ -153,6 +153,36 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 	if rec != nil && rec.Traced && !c.proc.Traced {
 		c = r.tracedAtConnect(c)
 	}
+	return r.identify(ctx, c)
+}
+
+// ResolvePID attests the process pid by itself: a process that wrote on a
+// connection another process made (attest.foreign_writer: attest). It
+// did not connect, so no connect-time record describes it: the program
+// it runs when attested is the one it gets the identity of, and an exec
+// between its write and this attestation is not seen (THREATS I11 holds
+// only for the connecting process). Its PID is pinned by a pidfd from
+// here on, as at accept.
+func (r *Resolver) ResolvePID(ctx context.Context, pid int32) (*Identity, error) {
+	peer, err := r.att.PeerFromPID(pid)
+	if err != nil {
+		return nil, fmt.Errorf("workload: %w", err)
+	}
+	defer peer.Close()
+	fp, err := r.att.Fingerprint(peer)
+	if err != nil {
+		return nil, fmt.Errorf("workload: %w", err)
+	}
+	c, err := r.lookup(peer, fp)
+	if err != nil {
+		return nil, err
+	}
+	return r.identify(ctx, c)
+}
+
+// identify turns a matched (or not) attestation into an identity whose
+// SVID can be had, or the refusal that lists the process's selectors.
+func (r *Resolver) identify(ctx context.Context, c *cached) (*Identity, error) {
 	if !c.matched {
 		// The refusal lists the process's selectors so that an operator can
 		// write its entry: names included, even when no entry uses them.

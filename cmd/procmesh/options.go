@@ -20,6 +20,7 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 		Audit:          log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
 		// Never nil: config.Load sets the default list.
 		RequestHeadersToRemove: u.RequestHeadersToRemove,
+		AttestForeignWriters:   cfg.Attest.ForeignWriter == "attest",
 		Limits: proxy.Limits{
 			MaxRequestHeaderBytes:     int(l.MaxRequestHeaderBytes),
 			MaxRequestHeaders:         l.MaxRequestHeaders,
