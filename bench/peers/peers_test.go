@@ -274,3 +274,14 @@ func TestProcmeshConfigLoads(t *testing.T) {
 		t.Errorf("loaded %d workloads, %d routes, socket %s; want 5, 2, %s", len(cfg.Workloads), len(cfg.Routes), cfg.Listen.Socket, filepath.Join(dir, "pm.sock"))
 	}
 }
+
+func TestEnvoyVersion(t *testing.T) {
+	for out, want := range map[string]string{
+		"\nenvoy  version: 9e5580933739775e8bce696a57a2e1bc99368f23/1.40.0/Clean/RELEASE/BoringSSL\n\n": "1.40.0",
+		"something else": "something else",
+	} {
+		if got := EnvoyVersion(out); got != want {
+			t.Errorf("EnvoyVersion(%q) = %q, want %q", out, got, want)
+		}
+	}
+}
