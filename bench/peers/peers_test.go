@@ -96,10 +96,11 @@ func TestNginxFairness(t *testing.T) {
 	}
 }
 
-// TestEnvoyConfigStructure checks the generated bootstrap as Envoy would
-// read it (Envoy itself cannot be installed here): valid YAML, three Unix
-// (pipe) listeners, clusters with an UpstreamTlsContext carrying a static
-// client certificate, TLS 1.3, X25519, SNI and the upstream's SPIFFE ID.
+// TestEnvoyConfigStructure checks that the generated bootstrap says what
+// the fairness settings need (TestEnvoyValidate has Envoy accept it): three
+// Unix (pipe) listeners, clusters with an UpstreamTlsContext carrying a
+// static client certificate, TLS 1.3, X25519, SNI and the upstream's SPIFFE
+// ID.
 func TestEnvoyConfigStructure(t *testing.T) {
 	cfg, s := Envoy(testInputs())
 	var doc struct {
