@@ -44,6 +44,7 @@ struct task_struct {
 	int tgid;
 	unsigned int ptrace;
 	struct mm_struct *mm;
+	struct task_struct *group_leader;
 } __attribute__((preserve_access_index));
 
 struct socket {
@@ -67,7 +68,7 @@ struct unix_sock {
 /* One connect: kept in step with Record in record_linux.go. */
 struct record {
 	__u32 tgid;     /* in the initial PID namespace */
-	__u32 ptrace;   /* task->ptrace: non-zero while traced */
+	__u32 ptrace;   /* ptrace flags of the task or its group leader: non-zero while traced */
 	__u64 exe_dev;  /* kernel dev_t of mm->exe_file's superblock */
 	__u64 exe_ino;  /* inode of mm->exe_file */
 	__u64 cgroup;   /* cgroup v2 id */
@@ -100,7 +101,10 @@ int record_connect(struct bpf_sock_addr *ctx)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct record r = {};
 	r.tgid = bpf_get_current_pid_tgid() >> 32;
-	r.ptrace = BPF_CORE_READ(task, ptrace);
+	/* The connecting thread, or the thread group's leader: a tracer
+	 * (PTRACE_TRACEME, PTRACE_ATTACH to the pid) traces the leader, and
+	 * the program's connect() may come from any of its threads. */
+	r.ptrace = BPF_CORE_READ(task, ptrace) | BPF_CORE_READ(task, group_leader, ptrace);
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	if (exe) {
 		r.exe_ino = BPF_CORE_READ(exe, f_inode, i_ino);

@@ -15,7 +15,8 @@ type Record struct {
 	// ExeDev in the encoding stat(2) reports (st_dev), so they compare with
 	// a stat of /proc/PID/exe. Both are 0 for a task without an mm.
 	ExeDev, ExeIno uint64
-	// Traced reports that the task was being ptraced at connect(): a
+	// Traced reports that the connecting thread, or its process's main
+	// thread, was being ptraced at connect(): a
 	// tracer that injected the connect() and detached before attestation
 	// is visible only here.
 	Traced bool
