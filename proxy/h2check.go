@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"golang.org/x/net/http2/hpack"
 )
@@ -83,7 +84,7 @@ const (
 
 const (
 	// h2MaxFrameSize is the SETTINGS_MAX_FRAME_SIZE procmesh advertises:
-	// the protocol's initial value (Server.http's HTTP2Config).
+	// the protocol's initial value (h2ServerConfig).
 	h2MaxFrameSize = 16 << 10
 	// h2HeaderTableSize is the HPACK dynamic table size the server's
 	// decoder allows (SETTINGS_HEADER_TABLE_SIZE); the checker's decoder
@@ -115,6 +116,14 @@ var (
 	errH2Preface = errors.New("invalid HTTP/2 connection preface")
 	errH2Block   = errors.New("HTTP/2 header block too large")
 )
+
+// h2ServerConfig is the HTTP/2 configuration of Server.http: h2Check
+// follows what clients send with the frame size and HPACK table size
+// given here.
+func h2ServerConfig(maxStreams int) *http.HTTP2Config {
+	return &http.HTTP2Config{MaxConcurrentStreams: maxStreams,
+		MaxReadFrameSize: h2MaxFrameSize, MaxDecoderHeaderTableSize: h2HeaderTableSize}
+}
 
 // isH2Preface reports that a request line opens the HTTP/2 preface.
 func isH2Preface(reqLine []byte) bool {

@@ -113,13 +113,10 @@ func New(opts Options, st *State) (*Server, error) {
 		// bound is a backstop above them, so that requests over the limit
 		// reach procmesh and are refused with a message naming it.
 		MaxHeaderBytes: 2 * opts.MaxRequestHeaderBytes,
-		// h2Check (h2check.go) follows what HTTP/2 clients send with the
-		// frame size and HPACK table size given here.
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: opts.MaxConcurrentStreams,
-			MaxReadFrameSize: h2MaxFrameSize, MaxDecoderHeaderTableSize: h2HeaderTableSize},
-		ConnContext: s.connContext,
-		ConnState:   s.connState,
-		ErrorLog:    newStdLogger(opts.Logger),
+		HTTP2:          h2ServerConfig(opts.MaxConcurrentStreams),
+		ConnContext:    s.connContext,
+		ConnState:      s.connState,
+		ErrorLog:       newStdLogger(opts.Logger),
 	}
 	if on(opts.ReadHeaderTimeout) {
 		s.http.ReadHeaderTimeout = opts.ReadHeaderTimeout
