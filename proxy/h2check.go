@@ -317,7 +317,7 @@ func (c *h2Check) blockDone(out []byte) []byte {
 		out = append(out, c.held...)
 	}
 	c.held, c.frag = c.held[:0], c.frag[:0]
-	if cap(c.held) > 2*h2MaxFrameSize {
+	if cap(c.held) > scanBufSize {
 		c.held, c.frag = nil, nil // keep no large buffer between requests
 	}
 	return out

@@ -274,8 +274,8 @@ func TestH2SettingsInOrder(t *testing.T) {
 		settings []http2.Setting
 		want     http2.ErrCode
 	}{
-		{"invalid-first", []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, {ID: http2.SettingInitialWindowSize, Val: 1}}, http2.ErrCodeFlowControl},
-		{"invalid-last", []http2.Setting{{ID: http2.SettingEnablePush, Val: 0}, {ID: http2.SettingMaxFrameSize, Val: 20000}, {ID: http2.SettingEnablePush, Val: 2}}, http2.ErrCodeProtocol},
+		{"window-valid-then-invalid", []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1}, {ID: http2.SettingInitialWindowSize, Val: 1 << 31}}, http2.ErrCodeFlowControl},
+		{"push-invalid-then-valid", []http2.Setting{{ID: http2.SettingEnablePush, Val: 2}, {ID: http2.SettingMaxFrameSize, Val: 20000}, {ID: http2.SettingEnablePush, Val: 0}}, http2.ErrCodeProtocol},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := dialH2C(t, e.sock)
