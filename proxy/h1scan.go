@@ -49,6 +49,8 @@ type h1Scanner struct {
 	refused *h1Refusal
 	// h2 follows the frames after an HTTP/2 preface.
 	h2 *h2Check
+	// spoke: a request line with an HTTP version was read.
+	spoke bool
 	// released, when set, is told the request line of every head
 	// released, stand-ins included (tests).
 	released func(requestLine string)
@@ -236,15 +238,22 @@ func (s *h1Scanner) endHead(out []byte) []byte {
 	reqLine, rest, _ := bytes.Cut(head, []byte("\n"))
 	reqLine = bytes.TrimSuffix(reqLine, []byte("\r"))
 	method, _, proto, ok := parseRequestLine(string(reqLine))
+	if !ok && !s.spoke {
+		return s.notHTTP(head, out)
+	}
 	if !ok {
 		s.head = head
 		return s.refuseBad(out, "malformed request line")
 	}
 	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok && !s.spoke {
+		return s.notHTTP(head, out)
+	}
 	if !ok {
 		s.head = head
 		return s.refuseBad(out, "malformed HTTP version")
 	}
+	s.spoke = true
 	if isH2Preface(reqLine) {
 		// The HTTP/2 preface: h2Check holds it until it is complete.
 		s.state, s.h2 = scanH2, newH2Check(head, 2*s.maxHead+h2MaxFrameSize)

@@ -130,6 +130,16 @@ func isH2Preface(reqLine []byte) bool {
 	return string(reqLine) == h2PrefaceLine[:len(h2PrefaceLine)-4]
 }
 
+// notHTTP ends a connection whose first request line is not HTTP at all:
+// neither an HTTP/1.x request nor the HTTP/2 preface. A client speaking
+// HTTP/2 with a broken preface must see the connection end (RFC 9113
+// §3.4), not an HTTP/1.1 answer; later request lines on a connection that
+// spoke HTTP/1.1 are refused with 400 as usual.
+func (s *h1Scanner) notHTTP(head, out []byte) []byte {
+	s.state, s.h2 = scanH2, newH2Check(head, 0) // its preface is broken: the read fails
+	return out
+}
+
 // newH2Check starts checking after head, the request head that opened the
 // preface: it must be the preface's own "PRI * HTTP/2.0\r\n\r\n".
 func newH2Check(head []byte, maxHold int) *h2Check {

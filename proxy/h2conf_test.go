@@ -122,7 +122,8 @@ func appendHpackInt(b []byte, n uint, v uint64) []byte {
 // do not complete it end the connection with no answer (RFC 9113 §3.4);
 // nothing after them is read as a request. net/http on its own serves
 // "PRI * HTTP/2.0" with anything but "SM\r\n\r\n" after it as an HTTP/1.1
-// request, which procmesh answered.
+// request, which procmesh answered; so are a connection's first bytes that
+// are neither HTTP/1.x nor the preface, which were answered 400.
 func TestThreat_P1_H2InvalidPreface(t *testing.T) {
 	e := newEnv(t, envOptions{defaultAllow: true})
 	e.selfAsA()
@@ -132,6 +133,9 @@ func TestThreat_P1_H2InvalidPreface(t *testing.T) {
 		{"last-byte-wrong", "PRI * HTTP/2.0\r\n\r\nSM\r\n\rQ" + smuggled},
 		{"fields-in-preface", "PRI * HTTP/2.0\r\nHost: echo.test\r\n\r\nSM\r\n\r\n"},
 		{"bare-lf", "PRI * HTTP/2.0\n\nSM\n\n" + smuggled},
+		// Neither HTTP/1.x nor the preface (h2spec's case).
+		{"not-http", "INVALID CONNECTION PREFACE\r\n\r\n" + smuggled},
+		{"no-version", "GARBAGE\r\n\r\n" + smuggled},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, closed := rawExchange(t, e.sock, c.bytes, 5*time.Second)
@@ -140,14 +144,16 @@ func TestThreat_P1_H2InvalidPreface(t *testing.T) {
 			}
 		})
 	}
-	// Not HTTP/2 at all: an HTTP/1.1 request with a bad request line, which
-	// is refused and closed as such.
-	resp, closed := rawExchange(t, e.sock, "INVALID CONNECTION PREFACE\r\n\r\n"+smuggled, 5*time.Second)
-	if !strings.HasPrefix(resp, "HTTP/1.1 400 ") || strings.Count(resp, "HTTP/1.1") != 1 || !closed {
-		t.Errorf("answer %q (closed %v), want one 400 and the connection closed", resp, closed)
+	// After a request, a request line that is not HTTP is an HTTP/1.1
+	// client's error, refused with 400 as such.
+	resp, closed := rawExchange(t, e.sock, "GET /first HTTP/1.1\r\nHost: echo.test\r\n\r\nINVALID CONNECTION PREFACE\r\n\r\n"+smuggled, 5*time.Second)
+	if !strings.HasPrefix(resp, "HTTP/1.1 200 ") || strings.Count(resp, "HTTP/1.1 ") != 2 || !strings.Contains(resp, "HTTP/1.1 400 ") || !closed {
+		t.Errorf("answer %q (closed %v), want 200, then 400 and the connection closed", resp, closed)
 	}
 	for _, r := range e.echo.Records() {
-		t.Errorf("upstream saw %s %s", r.Method, r.Path)
+		if r.Path != "/first" {
+			t.Errorf("upstream saw %s %s", r.Method, r.Path)
+		}
 	}
 }
 
