@@ -27,9 +27,10 @@ import (
 // does (it follows transfer.go and internal/chunked.go), so that it finds
 // the next head where net/http will; where it cannot agree with net/http
 // (a malformed chunk), it fails the read, and the request fails with 400.
-// After a head that ends HTTP/1.1 framing (CONNECT, an Upgrade, the HTTP/2
-// preface, another protocol version) it lets everything through: the
-// handler makes such a connection a tunnel or closes it after the response.
+// After a head that ends HTTP/1.1 framing (CONNECT, an Upgrade, another
+// protocol version) it lets everything through: the handler makes such a
+// connection a tunnel or closes it after the response. After the HTTP/2
+// preface, an h2Check follows the frames.
 type h1Scanner struct {
 	maxHead, maxFields int
 
@@ -46,6 +47,10 @@ type h1Scanner struct {
 
 	// refused is the verdict on the head replaced by a stand-in.
 	refused *h1Refusal
+	// h2 follows the frames after an HTTP/2 preface.
+	h2 *h2Check
+	// spoke: a request line with an HTTP version was read.
+	spoke bool
 	// released, when set, is told the request line of every head
 	// released, stand-ins included (tests).
 	released func(requestLine string)
@@ -61,6 +66,7 @@ const (
 	scanChunkEnd                   // the CRLF after chunk data
 	scanTrailer                    // trailer lines after the last chunk
 	scanPass                       // not HTTP/1.1 framing any more
+	scanH2                         // HTTP/2 after its preface: h2Check follows it
 	scanRefused                    // a head was refused: nothing more
 )
 
@@ -110,6 +116,8 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 			return append(out, in...), nil
 		case scanRefused:
 			return out, nil
+		case scanH2:
+			return s.h2.feed(in, out)
 		case scanHead:
 			if len(s.head) == 0 && s.lastPOST && s.skipped < 4 && (in[0] == '\r' || in[0] == '\n') {
 				s.skipped++ // net/http discards these itself
@@ -135,6 +143,9 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 			out, err = s.lines(out)
 			if err != nil {
 				return out, err
+			}
+			if s.state == scanH2 {
+				return s.h2.feed(in, out) // judges the preface line even with nothing more
 			}
 		case scanBody, scanChunkData:
 			n := min(uint64(len(in)), s.remain)
@@ -227,17 +238,30 @@ func (s *h1Scanner) endHead(out []byte) []byte {
 	reqLine, rest, _ := bytes.Cut(head, []byte("\n"))
 	reqLine = bytes.TrimSuffix(reqLine, []byte("\r"))
 	method, _, proto, ok := parseRequestLine(string(reqLine))
+	if !ok && !s.spoke {
+		return s.notHTTP(head, out)
+	}
 	if !ok {
 		s.head = head
 		return s.refuseBad(out, "malformed request line")
 	}
 	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok && !s.spoke {
+		return s.notHTTP(head, out)
+	}
 	if !ok {
 		s.head = head
 		return s.refuseBad(out, "malformed HTTP version")
 	}
+	s.spoke = true
+	if isH2Preface(reqLine) {
+		// The HTTP/2 preface: h2Check holds it until it is complete.
+		s.state, s.h2 = scanH2, newH2Check(head, 2*s.maxHead+h2MaxFrameSize)
+		s.release(reqLine)
+		return out
+	}
 	if major != 1 {
-		// The HTTP/2 preface, or a version net/http refuses itself.
+		// A version net/http refuses itself.
 		s.state = scanPass
 		s.release(reqLine)
 		return append(out, head...)

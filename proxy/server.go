@@ -139,7 +139,7 @@ func New(opts Options, st *State) (*Server, error) {
 		// bound is a backstop above them, so that requests over the limit
 		// reach procmesh and are refused with a message naming it.
 		MaxHeaderBytes: 2 * opts.MaxRequestHeaderBytes,
-		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: opts.MaxConcurrentStreams},
+		HTTP2:          h2ServerConfig(opts.MaxConcurrentStreams),
 		ConnContext:    s.connContext,
 		ConnState:      s.connState,
 		ErrorLog:       newStdLogger(opts.Logger),
