@@ -5,8 +5,8 @@ import (
 	"net/textproto"
 	"slices"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/net/http/httpguts"
-	"gopkg.in/yaml.v3"
 )
 
 // Decoding of upstream.request_headers_to_remove: the request fields that

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Parsers of names: trust domains, SPIFFE IDs (THREATS I9), route names,

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/registry"

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/procmesh/procmesh/bench/pki"
 	"github.com/procmesh/procmesh/config"
