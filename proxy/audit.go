@@ -44,7 +44,7 @@ func (e *auditEvent) write(log *zerolog.Logger) {
 	if e.refusal != nil {
 		ev = ev.Str("refused", e.refusal.Error())
 		var nm *workload.NoMatchError
-		if asNoMatch(e.refusal, &nm) {
+		if errors.As(e.refusal, &nm) {
 			p := nm.Process
 			ev = ev.Int32("pid", p.PID).Uint32("uid", p.UID).Uint32("gid", p.GID).
 				Str("exe", p.ExePath).Str("sha256", shortHash(p.ExeSHA256)).Strs("selectors", p.Selectors)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -32,14 +33,21 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 	if !ok || uc.closed.Load() {
 		conn.Close()
 		up.Close()
-		ev.err = fmt.Errorf("proxy is shutting down")
+		ev.err = errors.New("proxy is shutting down")
 		return
 	}
 	defer uc.Close()
 	defer s.live.add(&liveConn{conn: uc, id: id, req: req})()
 	ev.status = http.StatusOK
-	if _, err := brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n"); err == nil {
+	_, err = brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
+	if err == nil {
 		err = brw.Flush()
+	}
+	if err != nil {
+		uc.Close()
+		up.Close()
+		ev.err = fmt.Errorf("upstream to client: write 200 Connection Established: %w", err)
+		return
 	}
 	// Bytes the client pipelined behind the CONNECT request are already in
 	// the server's buffer: send them first.

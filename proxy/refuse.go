@@ -10,8 +10,6 @@ import (
 	"github.com/procmesh/procmesh/workload"
 )
 
-func asNoMatch(err error, nm **workload.NoMatchError) bool { return errors.As(err, nm) }
-
 // refusalStatus maps why a caller has no identity to an HTTP status and a
 // message that tells the caller what to do.
 func refusalStatus(err error) (int, string) {

@@ -76,10 +76,3 @@ func (t *tracker) closeAll() {
 		c.Close()
 	}
 }
-
-// len reports the live connection count.
-func (t *tracker) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.conns)
-}
