@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/procmesh/procmesh/internal/units"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -67,6 +66,6 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 	ev.err = err
 	if uc.idleFired.Load() {
 		lim := s.opts.StreamIdleTimeout
-		ev.err = &limitError{what: fmt.Sprintf("no byte moved in the tunnel for %s", lim), key: keyStreamIdleTimeout, value: units.FormatDuration(lim)}
+		ev.err = streamIdleError(0, "in the tunnel", lim)
 	}
 }

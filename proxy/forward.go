@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/procmesh/procmesh/internal/units"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -69,9 +68,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			}
 			if n, max := headerFields(res.Header), s.opts.MaxResponseHeaders; n > max {
 				res.Body.Close()
-				return nil, &limitError{status: http.StatusBadGateway,
-					what: fmt.Sprintf("upstream response has %d header fields, over %d", n, max),
-					key:  keyResponseHeaders, value: itoa(max)}
+				return nil, responseHeaderCountError(n, max)
 			}
 			return res, nil
 		}),
@@ -143,8 +140,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 		if cc != nil && cc.hijacked.Load() {
 			ev.up, ev.down = ev.up+cc.up.Load(), ev.down+cc.down.Load()
 			if cc.idleFired.Load() {
-				ev.err = &limitError{what: fmt.Sprintf("no byte moved on the WebSocket for %s", lim.StreamIdleTimeout),
-					key: keyStreamIdleTimeout, value: units.FormatDuration(lim.StreamIdleTimeout)}
+				ev.err = streamIdleError(0, "on the WebSocket", lim.StreamIdleTimeout)
 			}
 		}
 		if ev.status == 0 {
@@ -193,22 +189,11 @@ func (fi *forwardInfo) failure(r *http.Request, err error) (int, string, error) 
 		return 499, "", err // client went away; nobody reads this
 	}
 	msg := fmt.Sprintf("procmesh: upstream %s for route %q failed: %v", fi.route.Upstream, fi.route.Name, err)
-	if responseHeadersTooLarge(err) {
+	var hl *headerLimitError
+	if errors.As(err, &hl) {
 		msg += fmt.Sprintf(" (%s)", keyResponseHeaderBytes)
 	}
 	return http.StatusBadGateway, msg + "\n", err
-}
-
-// responseHeadersTooLarge recognises the transports' errors for response
-// headers over UpstreamOptions.MaxResponseHeaderBytes.
-func responseHeadersTooLarge(err error) bool {
-	s := err.Error()
-	for _, sub := range []string{"response headers exceeded", "response header list larger", "response header block over", "headers too large"} {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
 }
 
 func bodyTooLarge(max int64) *limitError {

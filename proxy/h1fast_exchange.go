@@ -105,9 +105,7 @@ func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
 		}
 		x.timer.touch()
 		if n, max := headerFields(res.Header), x.fc.srv.opts.MaxResponseHeaders; n > max {
-			return nil, &limitError{status: http.StatusBadGateway,
-				what: fmt.Sprintf("upstream response has %d header fields, over %d", n, max),
-				key:  keyResponseHeaders, value: itoa(max)}
+			return nil, responseHeaderCountError(n, max)
 		}
 		if res.StatusCode >= 200 {
 			return res, nil

@@ -211,7 +211,8 @@ func (uc *upConn) readResponse(r *http.Request, opts UpstreamOptions) (*http.Res
 	uc.limit = -1
 	switch {
 	case err != nil && limited:
-		return nil, fmt.Errorf("server response headers exceeded %d bytes; aborted", uc.limitMax)
+		// The same words as net/http's own transport, so both paths read alike.
+		return nil, &headerLimitError{limit: uc.limitMax, err: fmt.Errorf("server response headers exceeded %d bytes; aborted", uc.limitMax)}
 	case err != nil:
 		return nil, fmt.Errorf("reading the response from upstream: %w", err)
 	}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -39,9 +38,7 @@ func (x *exchange) runTransport(p *pool) error {
 		return errors.New("request body cut short")
 	}
 	if n, max := headerFields(res.Header), x.fc.srv.opts.MaxResponseHeaders; n > max {
-		return &limitError{status: http.StatusBadGateway,
-			what: fmt.Sprintf("upstream response has %d header fields, over %d", n, max),
-			key:  keyResponseHeaders, value: itoa(max)}
+		return responseHeaderCountError(n, max)
 	}
 	x.timer.touch()
 	err = x.respond(res)

@@ -204,6 +204,23 @@ func headerBytesError(n int, limit int) *limitError {
 	return &limitError{status: http.StatusRequestHeaderFieldsTooLarge, what: what, key: keyRequestHeaderBytes, value: units.FormatSize(int64(limit))}
 }
 
+// responseHeaderCountError refuses an upstream response with more than
+// max header fields (limits.max_response_headers).
+func responseHeaderCountError(n, max int) *limitError {
+	return &limitError{status: http.StatusBadGateway,
+		what: fmt.Sprintf("upstream response has %d header fields, over %d", n, max),
+		key:  keyResponseHeaders, value: itoa(max)}
+}
+
+// streamIdleError ends a stream on which no byte moved for idle
+// (limits.stream_idle_timeout); where says which stream: "on the
+// request", "in the tunnel", "on the WebSocket". status is 0 once the
+// client was answered.
+func streamIdleError(status int, where string, idle time.Duration) *limitError {
+	return &limitError{status: status, what: fmt.Sprintf("no byte moved %s for %s", where, idle),
+		key: keyStreamIdleTimeout, value: units.FormatDuration(idle)}
+}
+
 func headerCountError(limit int) *limitError {
 	return &limitError{
 		status: http.StatusRequestHeaderFieldsTooLarge,
@@ -225,3 +242,15 @@ func requestHeaderSize(r *http.Request) (bytes, fields int) {
 	}
 	return bytes, fields
 }
+
+// headerLimitError is an upstream response whose header section was over
+// limits.max_response_header_bytes (THREATS P8), from any transport: the
+// fast path's reader, net/http's HTTP/1.1 and HTTP/2 transports
+// (tcpErrors) or HTTP/3 (h3Transport). Its text is the transport's own.
+type headerLimitError struct {
+	limit int
+	err   error
+}
+
+func (e *headerLimitError) Error() string { return e.err.Error() }
+func (e *headerLimitError) Unwrap() error { return e.err }

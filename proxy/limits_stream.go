@@ -131,9 +131,7 @@ func (t *streamTimer) checkIdle() {
 		t.mu.Unlock()
 		return
 	}
-	t.fire(&limitError{status: http.StatusGatewayTimeout,
-		what: fmt.Sprintf("no byte moved on the request for %s", t.idle),
-		key:  keyStreamIdleTimeout, value: units.FormatDuration(t.idle)}, g)
+	t.fire(streamIdleError(http.StatusGatewayTimeout, "on the request", t.idle), g)
 }
 
 // fire ends arm g's request because of lim, once, unless it already ended.

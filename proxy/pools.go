@@ -217,7 +217,7 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 		conf := newTLS("h2")
 		p.tls = conf
 		p.tcp = ps.newTCPTransport(p, conf, true)
-		p.transport = h2Errors{p.tcp, ps.opts.MaxResponseHeaderBytes}
+		p.transport = tcpErrors{p.tcp, ps.opts.MaxResponseHeaderBytes}
 	case ProtocolHTTP3:
 		// Tunnels still go over TCP; they get their own session cache.
 		p.tls = newTLS(route.TunnelALPN()...)
@@ -230,12 +230,12 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 		p.tls.NextProtos = route.TunnelALPN()
 		p.tcp = ps.newTCPTransport(p, conf, false)
 		p.h3 = newH3Transport(ps, route, newTLS("h3"))
-		p.auto = newAutoTransport(route, h2Errors{p.tcp, ps.opts.MaxResponseHeaderBytes}, p.h3, ps.opts.AltSvcBrokenBackoff, log)
+		p.auto = newAutoTransport(route, tcpErrors{p.tcp, ps.opts.MaxResponseHeaderBytes}, p.h3, ps.opts.AltSvcBrokenBackoff, log)
 		p.transport = p.auto
 	default: // http1; tcp routes have no HTTP transport but share the shape
 		p.tls = newTLS(route.TunnelALPN()...)
 		p.tcp = ps.newTCPTransport(p, p.tls, false)
-		p.transport = p.tcp
+		p.transport = tcpErrors{p.tcp, ps.opts.MaxResponseHeaderBytes}
 		if route.Protocol == ProtocolHTTP1 {
 			p.h1 = newH1Pool(p, ps.opts)
 		}

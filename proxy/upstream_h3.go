@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,6 +189,9 @@ func (t *h3Transport) roundTrip(req *http.Request) (*http.Response, error) {
 				err = cause
 			}
 			cancel(nil)
+		}
+		if strings.Contains(err.Error(), "http3: headers too large") { // quic-go keeps it unexported
+			err = &headerLimitError{limit: t.maxHeader, err: err}
 		}
 		return nil, err
 	}

@@ -80,19 +80,31 @@ func (ps *pools) newTCPTransport(p *pool, conf *tls.Config, h2only bool) *http.T
 	return tr
 }
 
-// h2Errors explains HTTP/2 connection errors, which net/http reports as
-// bare codes ("connection error: PROTOCOL_ERROR"): procmesh closed the
-// connection because the upstream broke the protocol, most often by
-// sending a response header block over the limit (THREATS P5, P8).
-type h2Errors struct {
+// tcpErrors classifies the errors of net/http's HTTP/1.1 and HTTP/2
+// transports: a response header section over the limit becomes a
+// *headerLimitError (THREATS P8), recognised here, once, by the text of
+// the transport that produces it (net/http keeps those errors
+// unexported). HTTP/2 connection errors, which net/http reports as bare
+// codes ("connection error: PROTOCOL_ERROR"), are explained: procmesh
+// closed the connection because the upstream broke the protocol, most
+// often by sending a header block over the limit (THREATS P5, P8).
+type tcpErrors struct {
 	*http.Transport
 	maxHeader int
 }
 
-func (t h2Errors) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t tcpErrors) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.Transport.RoundTrip(req)
-	if err != nil && strings.HasPrefix(err.Error(), "connection error: ") {
-		err = fmt.Errorf("HTTP/2 %w: procmesh closed the upstream connection (a response header block over %d bytes, or a malformed frame)", err, t.maxHeader)
+	if err == nil {
+		return resp, nil
+	}
+	switch msg := err.Error(); {
+	case strings.HasPrefix(msg, "connection error: "):
+		err = &headerLimitError{limit: t.maxHeader, err: fmt.Errorf(
+			"HTTP/2 %w: procmesh closed the upstream connection (a response header block over %d bytes, or a malformed frame)", err, t.maxHeader)}
+	case strings.Contains(msg, "server response headers exceeded"), // HTTP/1.1
+		strings.Contains(msg, "response header list larger than advertised limit"): // HTTP/2
+		err = &headerLimitError{limit: t.maxHeader, err: err}
 	}
 	return resp, err
 }
