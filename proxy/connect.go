@@ -36,7 +36,7 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 		return
 	}
 	defer uc.Close()
-	defer s.live.add(&liveConn{conn: uc, id: id, req: req})()
+	defer s.track(&liveConn{conn: uc, id: id, req: req})()
 	ev.status = http.StatusOK
 	_, err = brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
 	if err == nil {

@@ -462,7 +462,7 @@ func (c *clientConn) Close() error {
 			c.leaveUnattested()
 		}
 		if c.tracked.Load() {
-			c.srv.conns.done(c)
+			c.srv.conns.remove(c)
 		}
 	})
 	return c.closeErr

@@ -124,7 +124,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 	// it through the timer's context, WebSocket sessions included:
 	// ReverseProxy closes an upgraded connection when the request's
 	// context ends (F6).
-	defer s.live.add(&liveConn{conn: timer, id: id, req: preq})()
+	defer s.track(&liveConn{conn: timer, id: id, req: preq})()
 	cw.timer = timer
 	body := &countingReader{r: r.Body, timer: timer, limit: lim.MaxRequestBodyBytes}
 	fi := &forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}

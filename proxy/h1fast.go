@@ -140,7 +140,7 @@ func (fc *fastConn) serve() fastOutcome {
 			cc.SetReadDeadline(dl)
 			if err := cc.awaitReady(); err != nil {
 				var ne net.Error
-				if lingering && errors.As(err, &ne) && ne.Timeout() && !s.fast.closing.Load() {
+				if lingering && errors.As(err, &ne) && ne.Timeout() && !s.fast.stopping() {
 					fc.moved = true
 					return fastRespawn
 				}
@@ -158,7 +158,7 @@ func (fc *fastConn) serve() fastOutcome {
 			fc.handBack()
 			return fastHandoff
 		}
-		if !keep || !fc.state.CompareAndSwap(fastActive, fastIdle) || s.fast.closing.Load() {
+		if !keep || !fc.state.CompareAndSwap(fastActive, fastIdle) || s.fast.stopping() {
 			return fastDone
 		}
 		fc.waitUntil = deadlineAfter(s.opts.IdleTimeout)

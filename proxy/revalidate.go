@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"io"
-	"sync"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -20,42 +19,10 @@ type liveConn struct {
 	req  policy.Request
 }
 
-// liveConns is the set of live tunnels and raw connections.
-type liveConns struct {
-	mu sync.Mutex
-	m  map[*liveConn]struct{}
-}
-
-// add registers l and returns the function that removes it.
-func (ls *liveConns) add(l *liveConn) (remove func()) {
-	ls.insert(l)
-	return func() { ls.remove(l) }
-}
-
-// insert registers l until remove.
-func (ls *liveConns) insert(l *liveConn) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if ls.m == nil {
-		ls.m = make(map[*liveConn]struct{})
-	}
-	ls.m[l] = struct{}{}
-}
-
-func (ls *liveConns) remove(l *liveConn) {
-	ls.mu.Lock()
-	delete(ls.m, l)
-	ls.mu.Unlock()
-}
-
-func (ls *liveConns) snapshot() []*liveConn {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	out := make([]*liveConn, 0, len(ls.m))
-	for l := range ls.m {
-		out = append(out, l)
-	}
-	return out
+// track registers l for reload until the returned function is called.
+func (s *Server) track(l *liveConn) (untrack func()) {
+	s.live.add(l)
+	return func() { s.live.remove(l) }
 }
 
 // revalidate applies a new state, and new registration entries, to what is
@@ -70,7 +37,14 @@ func (s *Server) revalidate(st *State) {
 		_, ok := known[id]
 		return ok && st.Policy.MayAllow(id, route)
 	})
-	for _, l := range append(s.live.snapshot(), s.fast.live()...) {
+	var live []*liveConn
+	s.live.each(func(l *liveConn) { live = append(live, l) })
+	s.fast.each(func(fc *fastConn) {
+		if l := fc.live.Load(); l != nil {
+			live = append(live, l)
+		}
+	})
+	for _, l := range live {
 		reason := s.stillAllowed(st, l)
 		if reason == "" {
 			continue

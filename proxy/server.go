@@ -76,9 +76,9 @@ type Server struct {
 	pools *pools
 	http  *http.Server
 	rp    *httputil.ReverseProxy
-	conns tracker     // hijacked connections: tunnels, WebSockets, raw sockets
-	live  liveConns   // tunnels and raw connections, re-decided on reload
-	bufs  *bufferPool // copy buffers
+	conns connSet[net.Conn]  // hijacked connections: tunnels, WebSockets, raw sockets
+	live  connSet[*liveConn] // tunnels, raw connections and forwarded requests, re-decided on reload
+	bufs  *bufferPool        // copy buffers
 	// scanBufs are the HTTP/1.1 scanner's read buffers, held only while a
 	// request head is being read, so an idle connection holds none.
 	scanBufs *bufferPool
@@ -89,7 +89,7 @@ type Server struct {
 	// The HTTP/1.1 fast path (h1fast.go): its connections, its pooled
 	// request readers and response writers, and the listener through
 	// which it hands connections to net/http.
-	fast        fastConns
+	fast        connSet[*fastConn]
 	readers     *ioPool[*bufio.Reader, io.Reader]
 	writers     *ioPool[*bufio.Writer, io.Writer]
 	exchanges   sync.Pool // *fastExchange
@@ -102,10 +102,9 @@ type Server struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	closing   bool
-	serving   sync.WaitGroup
+	// listeners being served; Shutdown closes them and waits for their
+	// accept loops to end.
+	listeners connSet[net.Listener]
 }
 
 // New returns a Server with the given initial state.
@@ -117,7 +116,7 @@ func New(opts Options, st *State) (*Server, error) {
 		return nil, errors.New("proxy: a State is required")
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
+	s := &Server{opts: opts, bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
 		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.state.Store(st)
@@ -170,10 +169,10 @@ func (s *Server) Serve(l net.Listener) error {
 	if err := passCred(l); err != nil {
 		return err
 	}
-	if !s.track(l) {
+	if !s.listeners.add(l) {
 		return http.ErrServerClosed
 	}
-	defer s.untrack(l)
+	defer s.listeners.remove(l)
 	s.handoffOnce.Do(func() {
 		go s.http.Serve(s.handoff)
 	})
@@ -213,10 +212,10 @@ func (s *Server) ServeRaw(l net.Listener, route string) error {
 	if err := passCred(l); err != nil {
 		return err
 	}
-	if !s.track(l) {
+	if !s.listeners.add(l) {
 		return http.ErrServerClosed
 	}
-	defer s.untrack(l)
+	defer s.listeners.remove(l)
 	return s.acceptLoop(l, func(c net.Conn) {
 		uc, ok := c.(*net.UnixConn)
 		if !ok {
@@ -244,7 +243,7 @@ func (s *Server) acceptLoop(l net.Listener, serve func(net.Conn)) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if s.isClosing() {
+			if s.listeners.stopping() {
 				return http.ErrServerClosed
 			}
 			if !isTemporary(err) {
@@ -284,46 +283,18 @@ func isTemporary(err error) bool {
 	return false
 }
 
-func (s *Server) track(l net.Listener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.listeners[l] = struct{}{}
-	s.serving.Add(1)
-	return true
-}
-
-func (s *Server) untrack(l net.Listener) {
-	s.mu.Lock()
-	delete(s.listeners, l)
-	s.mu.Unlock()
-	s.serving.Done()
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
 // Shutdown stops accepting, lets in-flight requests, tunnels and raw
 // connections finish until ctx is done, then closes what is left and the
 // upstream pools (THREATS F7). It returns ctx.Err() if work had to be cut.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	s.mu.Unlock()
-	s.conns.closeIdle()
-	fastErr := s.fast.shutdown(ctx)
+	s.listeners.stopAdding()
+	s.listeners.each(func(l net.Listener) { l.Close() })
+	s.conns.stopAdding()
+	fastErr := s.shutdownFast(ctx)
 	s.handoff.Close()
 	httpErr := s.http.Shutdown(ctx)
-	connErr := s.conns.wait(ctx)
-	s.serving.Wait()
+	connErr := s.conns.wait(ctx, func(c net.Conn) { c.Close() })
+	s.listeners.wait(context.Background(), nil) // each accept loop ends with its closed listener
 	s.cancelBase()
 	s.pools.closeAll()
 	return errors.Join(fastErr, httpErr, connErr)
