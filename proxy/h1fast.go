@@ -7,14 +7,12 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
-
-	"github.com/procmesh/procmesh/policy"
-	"github.com/procmesh/procmesh/workload"
 )
 
 // The HTTP/1.1 fast path serves the main socket's plain HTTP/1.1 requests
-// itself: it reads a request head the h1Scanner released, decides it
-// (identity, limits, route, policy) exactly as serveHTTP does, writes it
+// itself: it reads a request head the h1Scanner released, decides it with
+// the same Server.decide as serveHTTP (identity, limits, route, policy),
+// writes it
 // to a pooled mTLS connection of the caller's own (identity, route) pool
 // and copies the response back, on the connection's one goroutine. No
 // net/http server, ReverseProxy or Transport goroutines sit in between, and
@@ -26,8 +24,8 @@ import (
 // policy allows, to http1 routes. Anything
 // else, refusals included, is handed to net/http with the bytes already
 // read (handoff.go), and net/http serves the connection from that request
-// on, through serveHTTP: one set of rules decides both paths, and every
-// refusal is written by the same code.
+// on, through serveHTTP: one decide decides both paths, and every refusal
+// is written by the same code (Server.refuse).
 
 // fastMaxBody is the largest request body the fast path forwards. It
 // writes a body before it reads the response; a body this small fits the
@@ -189,33 +187,17 @@ func (fc *fastConn) serveOne() (keep, handoff bool) {
 	if err != nil {
 		return false, true // net/http answers it 400
 	}
-	if !fastEligible(r) || !serverChecks(r, fc.head) || cc.overTotal || cc.refusalFor(r) != nil {
+	if !fastEligible(r) || !serverChecks(r, fc.head) || cc.refusalFor(r) != nil {
 		return false, true
 	}
-	id, err := fc.identity()
-	if err != nil || cc.admit(id.ID()) != nil || checkRequestHeaders(r, s.opts.Limits) != nil {
-		return false, true
-	}
-	st := s.state.Load()
-	route, _, _ := routeFor(st, r)
-	if route == nil || !route.SpeaksHTTP() {
-		return false, true
-	}
-	escaped := r.URL.EscapedPath()
-	norm, err := policy.NormalizePath(escaped)
-	if err != nil || norm != escaped && setEscapedPath(r.URL, norm) != nil {
-		return false, true
-	}
-	preq := policy.Request{Source: id.ID(), Selectors: id.Process.Selectors, Route: route.Name,
-		Method: r.Method, Path: norm, Header: r.Header}
-	dec := st.Policy.Decide(preq)
-	if !dec.Allow {
+	d, ref := s.decide(s.base, r, cc, cc.headWriter(false))
+	if ref != nil {
 		return false, true
 	}
 	fc.head = fc.head[:0]
 	cc.headWriter(true) // this request is the fast path's: its head is taken
 	s.stats.fastRequests.Add(1)
-	return fc.forward(r, id, route, preq, &dec), false
+	return fc.forward(r, d.id, d.route, d.req, &d.dec), false
 }
 
 func (fc *fastConn) releaseReader() {
@@ -223,13 +205,6 @@ func (fc *fastConn) releaseReader() {
 		fc.srv.readers.put(fc.br)
 		fc.br = nil
 	}
-}
-
-// identity is the identity of the request about to be served: that of
-// the connection's attestation under the registration entries in force
-// now, or of its writer (attest.foreign_writer: attest).
-func (fc *fastConn) identity() (*workload.Identity, error) {
-	return fc.srv.writerIdentity(fc.srv.base, fc.cc, fc.cc.headWriter(false))
 }
 
 // fastReaderSize bounds the request heads the fast path reads itself;

@@ -9,9 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
-	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -44,103 +41,28 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if cc != nil && cc.overTotal {
-		s.refuseLimit(w, r, cc, ev, cc.admit(spiffeid.ID{}))
-		return
-	}
-
-	var id *workload.Identity
-	var err error
-	if cc != nil {
-		id, err = s.writerIdentity(r.Context(), cc, writer)
-	} else {
-		id, err = s.identityOf(r.Context())
-	}
-	if err != nil {
-		ev.refusal = err
-		status, msg := refusalStatus(err)
-		ev.status = status
-		if r.Context().Err() != nil {
-			// The request ended (an HTTP/2 stream reset) before the
-			// connection's attestation did: nobody reads this, and the
-			// connection is not the request's to close.
-			writeError(w, status, msg)
-			return
-		}
-		// The connection has no identity: it is closed after the answer,
-		// not kept for requests that would be refused too (F11).
-		if cc != nil && r.ProtoMajor == 1 {
-			cc.refuseAndClose()
-		}
-		writeClosing(w, status, msg)
-		return
-	}
-	ev.id = id
-	if cc != nil {
-		if lim := cc.admit(id.ID()); lim != nil {
-			s.refuseLimit(w, r, cc, ev, lim)
-			return
-		}
-	}
-	if lim := checkRequestHeaders(r, s.opts.Limits); lim != nil {
-		s.refuseLimit(w, r, cc, ev, lim)
-		return
-	}
 	if r.ProtoMajor == 1 && (r.Method == http.MethodConnect || len(r.Header["Upgrade"]) > 0) {
 		// The scanner stopped following this connection at this request
 		// (h1scan.go): it becomes a tunnel, or it closes after the answer.
 		w = &closeUnlessSwitched{ResponseWriter: w}
 	}
-
-	st := s.state.Load()
-	route, status, msg := routeFor(st, r)
-	if route == nil {
-		ev.status = status
-		writeError(w, status, msg)
-		return
-	}
-	ev.route = route
-
-	req := policy.Request{Source: id.ID(), Selectors: id.Process.Selectors, Route: route.Name}
-	if r.Method == http.MethodConnect {
-		req.Connection = true
-	} else {
-		// Policy matches the normalised path and the upstream receives
-		// that same path, so the two can never disagree about it.
-		escaped := r.URL.EscapedPath()
-		norm, err := policy.NormalizePath(escaped)
-		if err != nil {
-			ev.status, ev.err = http.StatusBadRequest, err
-			writeError(w, ev.status, fmt.Sprintf("procmesh: request path refused: %v\n", err))
-			return
+	d, ref := s.decide(r.Context(), r, cc, writer)
+	if d != nil {
+		ev.id, ev.route = d.id, d.route
+		if d.decided {
+			ev.decision = &d.dec
 		}
-		if norm != escaped {
-			if err := setEscapedPath(r.URL, norm); err != nil {
-				ev.status, ev.err = http.StatusBadRequest, err
-				writeError(w, ev.status, fmt.Sprintf("procmesh: request path refused: %v\n", err))
-				return
-			}
-		}
-		req.Method, req.Path, req.Header = r.Method, norm, r.Header
 	}
-	dec := st.Policy.Decide(req)
-	ev.decision = &dec
-	if !dec.Allow {
-		ev.status = http.StatusForbidden
-		writeError(w, ev.status, fmt.Sprintf("procmesh: denied by policy: %s\n", dec.Reason))
+	if ref != nil {
+		s.refuse(w, r, cc, ev, ref)
 		return
 	}
 	if r.Method == http.MethodConnect {
 		ev.kind = "connection"
-		s.tunnel(w, r, id, route, req, ev)
+		s.tunnel(w, r, d.id, d.route, d.req, ev)
 		return
 	}
-	if !route.SpeaksHTTP() {
-		ev.status = http.StatusBadRequest
-		writeError(w, ev.status, fmt.Sprintf("procmesh: route %q speaks %s, not HTTP; use CONNECT or its own socket\n", route.Name, route.Protocol))
-		return
-	}
-	s.forward(w, r, id, route, req, ev)
+	s.forward(w, r, d.id, d.route, d.req, ev)
 }
 
 // routeFor finds the route a request names: the host of an absolute-form
