@@ -137,41 +137,39 @@ const (
 )
 
 func (l Limits) withDefaults() Limits {
-	defInt := func(n *int, v int) {
-		if *n == 0 {
-			*n = v
-		}
-	}
-	defDur := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	if l.MaxRequestHeaderBytes <= 0 {
-		l.MaxRequestHeaderBytes = DefaultMaxRequestHeaderBytes
-	}
-	if l.MaxRequestHeaders <= 0 {
-		l.MaxRequestHeaders = DefaultMaxRequestHeaders
-	}
-	if l.MaxResponseHeaders <= 0 {
-		l.MaxResponseHeaders = DefaultMaxResponseHeaders
-	}
-	if l.MaxConcurrentStreams <= 0 {
-		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
-	}
-	defDur(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	defDur(&l.IdleTimeout, DefaultIdleTimeout)
-	defDur(&l.StreamIdleTimeout, DefaultStreamIdleTimeout)
-	defInt(&l.MaxConnections, DefaultMaxConnections)
-	defInt(&l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
-	defInt(&l.MaxUnattestedConnectionsPerUID, DefaultMaxUnattestedConnectionsPerUID)
-	if l.RequestTimeout < 0 {
-		l.RequestTimeout = 0
-	}
-	if l.MaxRequestBodyBytes < 0 {
-		l.MaxRequestBodyBytes = 0
-	}
+	l.MaxRequestHeaderBytes = positiveOr(l.MaxRequestHeaderBytes, DefaultMaxRequestHeaderBytes)
+	l.MaxRequestHeaders = positiveOr(l.MaxRequestHeaders, DefaultMaxRequestHeaders)
+	l.MaxResponseHeaders = positiveOr(l.MaxResponseHeaders, DefaultMaxResponseHeaders)
+	l.MaxConcurrentStreams = positiveOr(l.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	l.ReadHeaderTimeout = offIfNegative(orDefault(l.ReadHeaderTimeout, DefaultReadHeaderTimeout))
+	l.IdleTimeout = offIfNegative(orDefault(l.IdleTimeout, DefaultIdleTimeout))
+	l.StreamIdleTimeout = offIfNegative(orDefault(l.StreamIdleTimeout, DefaultStreamIdleTimeout))
+	l.MaxConnections = orDefault(l.MaxConnections, DefaultMaxConnections)
+	l.MaxConnectionsPerIdentity = orDefault(l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
+	l.MaxUnattestedConnectionsPerUID = orDefault(l.MaxUnattestedConnectionsPerUID, DefaultMaxUnattestedConnectionsPerUID)
+	l.RequestTimeout = offIfNegative(l.RequestTimeout)
+	l.MaxRequestBodyBytes = offIfNegative(l.MaxRequestBodyBytes)
 	return l
+}
+
+// The one rule for defaults, field by field (quic-go's populateConfig):
+// orDefault takes the default for zero and keeps a negative value, which
+// offIfNegative then turns into 0, "off"; positiveOr takes the default
+// for zero and negative values alike, for settings that cannot be off.
+func orDefault[T int | int64 | time.Duration](v, d T) T {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func offIfNegative[T int | int64 | time.Duration](v T) T { return max(v, 0) }
+
+func positiveOr[T int | int64 | time.Duration](v, d T) T {
+	if v <= 0 {
+		return d
+	}
+	return v
 }
 
 // on reports whether a duration limit is in force (negative turns it off).

@@ -119,33 +119,17 @@ const (
 )
 
 func (o UpstreamOptions) withDefaults() UpstreamOptions {
-	// def keeps a negative value (H2ReadIdleTimeout: off); defDur does not.
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	defDur := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	defInt := func(n *int, v int) {
-		if *n <= 0 {
-			*n = v
-		}
-	}
-	defDur(&o.DialTimeout, DefaultUpstreamDialTimeout)
-	defDur(&o.IdleConnTimeout, DefaultUpstreamIdleConnTimeout)
-	defInt(&o.MaxIdlePerPool, DefaultUpstreamMaxIdlePerPool)
-	defInt(&o.MaxResponseHeaderBytes, DefaultUpstreamMaxResponseHeaderBytes)
-	def(&o.H2ReadIdleTimeout, DefaultH2ReadIdleTimeout)
-	defDur(&o.H2PingTimeout, DefaultH2PingTimeout)
-	defDur(&o.QUICMaxIdleTimeout, DefaultQUICMaxIdleTimeout)
-	defInt(&o.QUICMaxStreamReceiveWindow, DefaultQUICMaxStreamReceiveWindow)
-	defInt(&o.QUICMaxConnectionReceiveWindow, DefaultQUICMaxConnReceiveWindow)
-	defInt(&o.QUICMaxIncomingUniStreams, DefaultQUICMaxIncomingUniStreams)
-	defDur(&o.AltSvcBrokenBackoff, DefaultAltSvcBrokenBackoff)
+	o.DialTimeout = positiveOr(o.DialTimeout, DefaultUpstreamDialTimeout)
+	o.IdleConnTimeout = positiveOr(o.IdleConnTimeout, DefaultUpstreamIdleConnTimeout)
+	o.MaxIdlePerPool = positiveOr(o.MaxIdlePerPool, DefaultUpstreamMaxIdlePerPool)
+	o.MaxResponseHeaderBytes = positiveOr(o.MaxResponseHeaderBytes, DefaultUpstreamMaxResponseHeaderBytes)
+	o.H2ReadIdleTimeout = offIfNegative(orDefault(o.H2ReadIdleTimeout, DefaultH2ReadIdleTimeout))
+	o.H2PingTimeout = positiveOr(o.H2PingTimeout, DefaultH2PingTimeout)
+	o.QUICMaxIdleTimeout = positiveOr(o.QUICMaxIdleTimeout, DefaultQUICMaxIdleTimeout)
+	o.QUICMaxStreamReceiveWindow = positiveOr(o.QUICMaxStreamReceiveWindow, DefaultQUICMaxStreamReceiveWindow)
+	o.QUICMaxConnectionReceiveWindow = positiveOr(o.QUICMaxConnectionReceiveWindow, DefaultQUICMaxConnReceiveWindow)
+	o.QUICMaxIncomingUniStreams = positiveOr(o.QUICMaxIncomingUniStreams, DefaultQUICMaxIncomingUniStreams)
+	o.AltSvcBrokenBackoff = positiveOr(o.AltSvcBrokenBackoff, DefaultAltSvcBrokenBackoff)
 	return o
 }
 

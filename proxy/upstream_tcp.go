@@ -39,7 +39,7 @@ func (ps *pools) newTCPTransport(p *pool, conf *tls.Config, h2only bool) *http.T
 		DisableCompression:     true,
 		HTTP2: &http.HTTP2Config{
 			StrictMaxConcurrentRequests: true,
-			SendPingTimeout:             max(o.H2ReadIdleTimeout, 0),
+			SendPingTimeout:             o.H2ReadIdleTimeout, // 0: off
 			PingTimeout:                 o.H2PingTimeout,
 		},
 	}
