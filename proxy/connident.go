@@ -41,7 +41,7 @@ func (s *Server) startAttest(ctx context.Context, c net.Conn) *connIdentity {
 	}
 	go func() {
 		defer close(ci.done)
-		ci.id, ci.err = s.opts.Resolver.Resolve(ctx, uc)
+		ci.id, ci.err = s.resolver.Resolve(ctx, uc)
 	}()
 	return ci
 }
@@ -53,7 +53,7 @@ func (s *Server) identityOf(ctx context.Context) (*workload.Identity, error) {
 	if !ok {
 		return nil, errors.New("proxy: connection was not attested")
 	}
-	return ci.wait(ctx, s.opts.Resolver)
+	return ci.wait(ctx, s.resolver)
 }
 
 // wait is the one way every path gets a connection's identity: it waits

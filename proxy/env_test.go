@@ -126,13 +126,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() { e.resolver.Close() })
 
 	st := e.state(o.rules, o.defaultAllow, o.routeServerID)
-	e.srv, err = proxy.New(proxy.Options{
-		Resolver:   e.resolver,
-		Identities: e.store,
-		Audit:      zerolog.New(e.audit),
-
+	e.srv, err = proxy.New(e.resolver, e.store, st, proxy.Options{
+		Audit:                zerolog.New(e.audit),
 		AttestForeignWriters: o.attestWriters,
-	}, st)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func (s *Server) identityForAudit(ctx context.Context) *workload.Identity {
 	defer t.Stop()
 	select {
 	case <-ci.done:
-		id, _ := ci.current(s.opts.Resolver)
+		id, _ := ci.current(s.resolver)
 		return id
 	case <-t.C:
 		return nil

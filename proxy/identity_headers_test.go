@@ -22,14 +22,14 @@ func (e *env) startWithOptions(name string, set func(*proxy.Options)) *limProxy 
 		sock: filepath.Join(e.dir, name+".sock"), rawSock: filepath.Join(e.dir, name+"-raw.sock"),
 		audit: &logtest.Buffer{}, log: &logtest.Buffer{},
 	}
-	opts := proxy.Options{Resolver: e.resolver, Identities: e.store,
+	opts := proxy.Options{
 		Audit: zerolog.New(lp.audit), Logger: zerolog.New(lp.log)}
 	set(&opts)
 	var err error
 	// echo-h2.test: the echo upstream over HTTP/2, which the fast path
 	// reaches through the pool's transport.
 	h2 := proxy.Route{Name: "echo-h2", Host: "echo-h2.test", Upstream: e.echo.Addr(), ServerID: echoID, Protocol: proxy.ProtocolHTTP2}
-	if lp.srv, err = proxy.New(opts, e.statePlus(h2)); err != nil {
+	if lp.srv, err = proxy.New(e.resolver, e.store, e.statePlus(h2), opts); err != nil {
 		e.t.Fatal(err)
 	}
 	e.serve(lp.srv, lp.sock, lp.rawSock)

@@ -56,10 +56,10 @@ func (e *env) startLimitedUp(name string, lim proxy.Limits, up proxy.UpstreamOpt
 		audit: &logtest.Buffer{}, log: &logtest.Buffer{},
 	}
 	var err error
-	lp.srv, err = proxy.New(proxy.Options{
-		Resolver: e.resolver, Identities: e.store, Limits: lim, Upstream: up,
+	lp.srv, err = proxy.New(e.resolver, e.store, e.statePlus(extra...), proxy.Options{
+		Limits: lim, Upstream: up,
 		Audit: zerolog.New(lp.audit), Logger: zerolog.New(lp.log),
-	}, e.statePlus(extra...))
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}

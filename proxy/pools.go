@@ -97,10 +97,6 @@ type UpstreamOptions struct {
 	// HTTP/3 dial or handshake to the upstream's advertised alternative
 	// failed. Default 5m.
 	AltSvcBrokenBackoff time.Duration
-
-	// Logger receives pool events: an auto route moving to HTTP/3 or back
-	// to TCP. Server.New sets it to Options.Logger.
-	Logger zerolog.Logger
 }
 
 // Defaults of UpstreamOptions.
@@ -158,13 +154,16 @@ type pool struct {
 type pools struct {
 	src  tlsconf.Source
 	opts UpstreamOptions
+	log  zerolog.Logger
 	udp  *quicEndpoint
 	mu   sync.Mutex
 	m    map[poolKey]*pool
 }
 
-func newPools(src tlsconf.Source, opts UpstreamOptions) *pools {
-	return &pools{src: src, opts: opts.withDefaults(), udp: &quicEndpoint{}, m: make(map[poolKey]*pool)}
+// newPools makes the pools of all identities; log receives pool events:
+// an auto route moving to HTTP/3 or back to TCP.
+func newPools(src tlsconf.Source, opts UpstreamOptions, log zerolog.Logger) *pools {
+	return &pools{src: src, opts: opts.withDefaults(), log: log, udp: &quicEndpoint{}, m: make(map[poolKey]*pool)}
 }
 
 // get returns the pool for (id, route), creating it, or replacing it when
@@ -195,7 +194,7 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 		conf.DynamicRecordSizingDisabled = ps.opts.TLSMaxRecords
 		return conf
 	}
-	log := ps.opts.Logger.With().Str("route", route.Name).Str("upstream", route.Upstream).Str("spiffe_id", w.ID.String()).Logger()
+	log := ps.log.With().Str("route", route.Name).Str("upstream", route.Upstream).Str("spiffe_id", w.ID.String()).Logger()
 	switch route.Protocol {
 	case ProtocolHTTP2:
 		conf := newTLS("h2")

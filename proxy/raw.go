@@ -31,7 +31,7 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 	ctx, cancel := context.WithCancel(s.base)
 	defer cancel()
 	c.ident = s.startAttest(ctx, c.UnixConn)
-	id, err := c.ident.wait(ctx, s.opts.Resolver)
+	id, err := c.ident.wait(ctx, s.resolver)
 	if err != nil {
 		ev.refusal = err
 		_, msg := refusalStatus(err)

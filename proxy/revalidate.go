@@ -57,7 +57,7 @@ func (s *Server) revalidate(st *State) {
 
 // stillAllowed returns why l is no longer allowed, or "".
 func (s *Server) stillAllowed(st *State, l *liveConn) string {
-	id, err := s.opts.Resolver.Rematch(l.id)
+	id, err := s.resolver.Rematch(l.id)
 	switch {
 	case err != nil:
 		return "its process matches no registration entry any more"
@@ -76,7 +76,7 @@ func (s *Server) stillAllowed(st *State, l *liveConn) string {
 // knownIDs is the set of SPIFFE IDs the registration entries in force can
 // give.
 func (s *Server) knownIDs() map[spiffeid.ID]struct{} {
-	entries := s.opts.Resolver.Generation().Entries()
+	entries := s.resolver.Generation().Entries()
 	ids := make(map[spiffeid.ID]struct{}, len(entries))
 	for _, e := range entries {
 		ids[e.ID] = struct{}{}

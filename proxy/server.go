@@ -35,10 +35,9 @@ type Resolver interface {
 
 var _ Resolver = (*workload.Resolver)(nil)
 
-// Options configure a Server. Resolver and Identities are required.
+// Options configure a Server. The zero value of every field is usable:
+// each states its default.
 type Options struct {
-	Resolver   Resolver
-	Identities tlsconf.Source
 	// Logger receives operational messages. Default: none.
 	Logger zerolog.Logger
 	// Audit receives one line per request and per connection. Default: none.
@@ -71,7 +70,8 @@ type Options struct {
 // and ServeRaw, swap its routes and policy with SetState, stop it with
 // Shutdown.
 type Server struct {
-	opts  Options
+	opts     Options
+	resolver Resolver
 	state atomic.Pointer[State]
 	pools *pools
 	http  *http.Server
@@ -107,22 +107,19 @@ type Server struct {
 	listeners connSet[net.Listener]
 }
 
-// New returns a Server with the given initial state.
-func New(opts Options, st *State) (*Server, error) {
-	if opts.Resolver == nil || opts.Identities == nil {
-		return nil, errors.New("proxy: Options.Resolver and Options.Identities are required")
-	}
-	if st == nil {
-		return nil, errors.New("proxy: a State is required")
+// New returns a Server that attests callers with r, takes their SVIDs
+// from ids and serves st's routes and policy until SetState.
+func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, error) {
+	if r == nil || ids == nil || st == nil {
+		return nil, errors.New("proxy: New needs a Resolver, an SVID source and a State")
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	s := &Server{opts: opts, bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
+	s := &Server{opts: opts, resolver: r, bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
 		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.state.Store(st)
 	s.reqFilter = newRequestFilter(opts.RequestHeadersToRemove)
-	opts.Upstream.Logger = opts.Logger // auto's protocol switches and fallbacks
-	s.pools = newPools(opts.Identities, opts.Upstream)
+	s.pools = newPools(ids, opts.Upstream, opts.Logger) // auto's protocol switches and fallbacks
 	s.rp = s.newReverseProxy()
 	// HTTP/1.1 and prior-knowledge HTTP/2 cleartext share the main socket,
 	// so gRPC clients with a unix: target work; the socket is local and

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 // TestUpstreamTLSCurves: UpstreamOptions.TLSCurves is what every upstream
@@ -24,7 +26,7 @@ func TestUpstreamTLSCurves(t *testing.T) {
 		{"Go's default", nil, tls.X25519MLKEM768},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := newPools(pe.ps.src, UpstreamOptions{TLSCurves: tt.curves})
+			ps := newPools(pe.ps.src, UpstreamOptions{TLSCurves: tt.curves}, zerolog.Nop())
 			defer ps.closeAll()
 			for _, proto := range []string{ProtocolHTTP1, ProtocolHTTP2, ProtocolHTTP3, ProtocolAuto} {
 				req := &http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: "https", Host: "echo.test", Path: "/curves"}, Header: http.Header{}, Host: "echo.test"}

@@ -153,7 +153,6 @@ type secondProxy struct {
 func (e *env) startProxy(name string, o proxy.UpstreamOptions, routes ...proxy.Route) *secondProxy {
 	e.t.Helper()
 	sp := &secondProxy{sock: filepath.Join(e.dir, name+".sock"), log: &logtest.Buffer{}}
-	o.Logger = zerolog.New(sp.log)
 	pol, err := policy.New(true, nil)
 	if err != nil {
 		e.t.Fatal(err)
@@ -162,7 +161,7 @@ func (e *env) startProxy(name string, o proxy.UpstreamOptions, routes ...proxy.R
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sp.srv, err = proxy.New(proxy.Options{Resolver: e.resolver, Identities: e.store, Upstream: o, Logger: zerolog.New(sp.log)}, st)
+	sp.srv, err = proxy.New(e.resolver, e.store, st, proxy.Options{Upstream: o, Logger: zerolog.New(sp.log)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

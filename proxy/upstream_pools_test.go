@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
+	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -53,7 +54,7 @@ func newPoolsEnv(tb testing.TB) *poolsEnv {
 	tb.Cleanup(func() { pe.up.Close() })
 	store := tlsconf.NewStore(ca, x509bundle.NewSet(ca.Bundle(), upCA.Bundle()), tlsconf.StoreOptions{})
 	tb.Cleanup(func() { store.Close() })
-	pe.ps = newPools(store, UpstreamOptions{})
+	pe.ps = newPools(store, UpstreamOptions{}, zerolog.Nop())
 	tb.Cleanup(pe.ps.closeAll)
 	pe.id = &workload.Identity{Process: &attest.Process{}, Entry: registry.Entry{ID: spiffeid.RequireFromString("spiffe://example.org/bench")}}
 	return pe

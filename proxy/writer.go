@@ -118,7 +118,7 @@ func (c *clientConn) headWriter(take bool) int32 {
 // writer, attested by itself (attest.foreign_writer: attest).
 func (s *Server) writerIdentity(ctx context.Context, cc *clientConn, pid int32) (*workload.Identity, error) {
 	if pid == cc.peerPID {
-		return cc.ident.wait(ctx, s.opts.Resolver)
+		return cc.ident.wait(ctx, s.resolver)
 	}
-	return s.opts.Resolver.ResolvePID(ctx, pid)
+	return s.resolver.ResolvePID(ctx, pid)
 }

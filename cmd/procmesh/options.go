@@ -10,11 +10,9 @@ import (
 // proxyOptions turns the limits and upstream sections of cfg into the
 // proxy's options. Every key is documented, with its default, in
 // configs/example.yaml.
-func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options {
+func proxyOptions(cfg *config.Config, log zerolog.Logger) proxy.Options {
 	l, u := cfg.Limits, cfg.Upstream
 	return proxy.Options{
-		Resolver:       n.resolver,
-		Identities:     n.store,
 		Logger:         log,
 		CopyBufferSize: int(u.CopyBufferSize),
 		Audit:          log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
@@ -50,7 +48,6 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 			QUICMaxIncomingUniStreams:      int(u.QUIC.MaxIncomingStreams),
 			TLSCurves:                      u.TLSCurves,
 			TLSMaxRecords:                  u.TLSRecordSizing == "max",
-			Logger:                         log,
 		},
 	}
 }

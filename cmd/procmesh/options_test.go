@@ -25,7 +25,7 @@ func TestProxyOptionsCurves(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := proxyOptions(cfg, &node{}, zerolog.Nop()).Upstream.TLSCurves
+		got := proxyOptions(cfg, zerolog.Nop()).Upstream.TLSCurves
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("%q: Upstream.TLSCurves = %v, want %v", tt.extra, got, tt.want)
 		}
@@ -45,7 +45,7 @@ func TestProxyOptionsRecordSizing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := proxyOptions(cfg, &node{}, zerolog.Nop()).Upstream.TLSMaxRecords; got != want {
+		if got := proxyOptions(cfg, zerolog.Nop()).Upstream.TLSMaxRecords; got != want {
 			t.Errorf("%q: Upstream.TLSMaxRecords = %v, want %v", extra, got, want)
 		}
 	}
@@ -69,7 +69,7 @@ func TestProxyOptionsF11P9(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := proxyOptions(cfg, &node{}, zerolog.Nop())
+		o := proxyOptions(cfg, zerolog.Nop())
 		if o.MaxUnattestedConnectionsPerUID != tt.perUID || o.RequestHeadersToRemove == nil || !slices.Equal(o.RequestHeadersToRemove, tt.remove) {
 			t.Errorf("%q: MaxUnattestedConnectionsPerUID %d, RequestHeadersToRemove %#v; want %d, %#v",
 				tt.extra, o.MaxUnattestedConnectionsPerUID, o.RequestHeadersToRemove, tt.perUID, tt.remove)
