@@ -28,22 +28,22 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 	}
 	// The hijack registered the connection with s.conns (connState), so
 	// that shutdown drains the tunnel; closing it releases that.
-	uc, ok := conn.(*clientConn)
-	if !ok || uc.closed.Load() {
+	cc, ok := conn.(*clientConn)
+	if !ok || cc.closed.Load() {
 		conn.Close()
 		up.Close()
 		ev.err = errors.New("proxy is shutting down")
 		return
 	}
-	defer uc.Close()
-	defer s.track(&liveConn{conn: uc, id: id, req: req})()
+	defer cc.Close()
+	defer s.track(&liveConn{end: cc, id: id, req: req})()
 	ev.status = http.StatusOK
 	_, err = brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
 	if err == nil {
 		err = brw.Flush()
 	}
 	if err != nil {
-		uc.Close()
+		cc.Close()
 		up.Close()
 		ev.err = fmt.Errorf("upstream to client: write 200 Connection Established: %w", err)
 		return
@@ -53,18 +53,18 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		if _, err := up.Write(b); err != nil {
-			uc.Close()
+			cc.Close()
 			up.Close()
 			ev.err = fmt.Errorf("client to upstream: %w", err)
 			return
 		}
 		ev.up += int64(n)
 	}
-	u, d, err := splice(s.bufs, uc, up)
+	u, d, err := splice(s.bufs, cc, up)
 	ev.up += u
 	ev.down += d
 	ev.err = err
-	if uc.idleFired.Load() {
+	if cc.idleFired.Load() {
 		lim := s.opts.StreamIdleTimeout
 		ev.err = streamIdleError(0, "in the tunnel", lim)
 	}

@@ -33,7 +33,7 @@ type connIdentityKey struct{}
 // startAttest starts attesting the peer of c in the background.
 func (s *Server) startAttest(ctx context.Context, c net.Conn) *connIdentity {
 	ci := &connIdentity{done: make(chan struct{})}
-	uc, ok := c.(*net.UnixConn)
+	uconn, ok := c.(*net.UnixConn)
 	if !ok {
 		ci.err = errors.New("proxy: not a Unix socket connection; procmesh serves applications over Unix sockets only")
 		close(ci.done)
@@ -41,7 +41,7 @@ func (s *Server) startAttest(ctx context.Context, c net.Conn) *connIdentity {
 	}
 	go func() {
 		defer close(ci.done)
-		ci.id, ci.err = s.resolver.Resolve(ctx, uc)
+		ci.id, ci.err = s.resolver.Resolve(ctx, uconn)
 	}()
 	return ci
 }

@@ -77,11 +77,11 @@ type clientConn struct {
 	goDL   time.Time // deadline net/http asked for
 	headDL time.Time // header-read deadline of the head being read
 
-	hijacked   atomic.Bool
-	up, down   atomic.Int64 // bytes after the hijack
-	lastActive atomic.Int64 // unix nanos of the last byte after the hijack
-	idleTimer  *time.Timer
-	idleFired  atomic.Bool
+	hijacked           atomic.Bool
+	bytesUp, bytesDown atomic.Int64 // bytes after the hijack
+	lastActive         atomic.Int64 // unix nanos of the last byte after the hijack
+	idleTimer          *time.Timer
+	idleFired          atomic.Bool
 
 	// HTTP/2 streams that ended, and those the client reset early; set
 	// once the connection was closed for it.
@@ -102,12 +102,12 @@ func clientConnOf(ctx context.Context) *clientConn {
 	return c
 }
 
-func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
-	c := &clientConn{UnixConn: uc, srv: s}
+func (s *Server) newClientConn(uconn *net.UnixConn, scanHTTP bool) *clientConn {
+	c := &clientConn{UnixConn: uconn, srv: s}
 	c.overTotal = !s.counts.open(s.opts.MaxConnections)
 	var uid uint32
 	var credOK bool
-	if raw, err := uc.SyscallConn(); err == nil {
+	if raw, err := uconn.SyscallConn(); err == nil {
 		c.raw, c.rd = raw, newRawRead(s.scanBufs)
 		c.peerPID, uid, credOK = peerCred(raw)
 	}
@@ -129,7 +129,7 @@ func (s *Server) newClientConn(uc *net.UnixConn, scanHTTP bool) *clientConn {
 func (c *clientConn) Read(p []byte) (int, error) {
 	if c.scan == nil || c.passing() {
 		n, err := c.recv(p)
-		c.count(&c.up, n)
+		c.count(&c.bytesUp, n)
 		return n, err
 	}
 	c.mu.Lock()
@@ -149,7 +149,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 				c.srv.scanBufs.put(c.rbuf)
 				c.ready, c.rbuf = nil, nil
 			}
-			c.count(&c.up, n)
+			c.count(&c.bytesUp, n)
 			return n, nil
 		}
 		if c.rerr != nil {
@@ -164,7 +164,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			n, err := c.recv(p)
 			c.mu.Lock()
-			c.count(&c.up, n)
+			c.count(&c.bytesUp, n)
 			return n, err
 		}
 		if err := c.fill(); err != nil {
@@ -419,7 +419,7 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 
 func (c *clientConn) Write(p []byte) (int, error) {
 	n, err := c.UnixConn.Write(p)
-	c.count(&c.down, n)
+	c.count(&c.bytesDown, n)
 	return n, err
 }
 
@@ -431,9 +431,9 @@ func (c *clientConn) count(total *atomic.Int64, n int) {
 	}
 }
 
-// refuseAndClose marks the connection for a draining close: the client
+// markDrainOnClose marks the connection for a draining close: the client
 // was sent a refusal and should be able to read it.
-func (c *clientConn) refuseAndClose() { c.drain.Store(true) }
+func (c *clientConn) markDrainOnClose() { c.drain.Store(true) }
 
 // Bounds of the drain after a refusal.
 const (

@@ -67,7 +67,7 @@ func (s *Server) shedUnattested(cc *clientConn) bool {
 	bw := bufio.NewWriterSize(cc, 1024)
 	writeFastError(bw, status, msg+"procmesh: "+lim.Error()+"\n")
 	bw.Flush()
-	cc.refuseAndClose()
+	cc.markDrainOnClose()
 	cc.Close()
 	return true
 }

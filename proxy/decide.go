@@ -110,7 +110,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cc *clientConn, 
 		// The connection has no identity: it is closed after the answer,
 		// not kept for requests that would be refused too (F11).
 		if cc != nil && r.ProtoMajor == 1 {
-			cc.refuseAndClose()
+			cc.markDrainOnClose()
 		}
 		writeClosing(w, ref.status, ref.msg)
 	default:

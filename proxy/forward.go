@@ -124,7 +124,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 	// it through the timer's context, WebSocket sessions included:
 	// ReverseProxy closes an upgraded connection when the request's
 	// context ends (F6).
-	defer s.track(&liveConn{conn: timer, id: id, req: preq})()
+	defer s.track(&liveConn{end: timer, id: id, req: preq})()
 	cw.timer = timer
 	body := &countingReader{r: r.Body, timer: timer, limit: lim.MaxRequestBodyBytes}
 	fi := &forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}
@@ -138,7 +138,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, id *workload.Id
 	defer func() {
 		ev.up, ev.down = body.n.Load(), cw.n
 		if cc != nil && cc.hijacked.Load() {
-			ev.up, ev.down = ev.up+cc.up.Load(), ev.down+cc.down.Load()
+			ev.up, ev.down = ev.up+cc.bytesUp.Load(), ev.down+cc.bytesDown.Load()
 			if cc.idleFired.Load() {
 				ev.err = streamIdleError(0, "on the WebSocket", lim.StreamIdleTimeout)
 			}

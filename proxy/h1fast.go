@@ -197,7 +197,7 @@ func (fc *fastConn) serveOne() (keep, handoff bool) {
 	fc.head = fc.head[:0]
 	cc.headWriter(true) // this request is the fast path's: its head is taken
 	s.stats.fastRequests.Add(1)
-	return fc.forward(r, d.id, d.route, d.req, &d.dec), false
+	return fc.relay(r, d.id, d.route, d.req, &d.dec), false
 }
 
 func (fc *fastConn) releaseReader() {

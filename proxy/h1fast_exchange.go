@@ -30,15 +30,15 @@ type exchange struct {
 func (x *exchange) run() error {
 	replayable := x.r.ContentLength == 0
 	for attempt := 0; ; attempt++ {
-		uc, reused, err := x.h1.get(!replayable)
+		up, reused, err := x.h1.get(!replayable)
 		if err != nil {
 			return err
 		}
-		x.dl.up.Store(uc)
-		res, err := x.roundTrip(uc)
+		x.dl.up.Store(up)
+		res, err := x.roundTrip(up)
 		if err != nil {
-			uc.close()
-			if reused && replayable && attempt == 0 && uc.received == 0 && x.timer.cause.Load() == nil && !x.fc.watch.gone.Load() {
+			up.close()
+			if reused && replayable && attempt == 0 && up.received == 0 && x.timer.cause.Load() == nil && !x.fc.watch.gone.Load() {
 				continue
 			}
 			return err
@@ -46,10 +46,10 @@ func (x *exchange) run() error {
 		err = x.respond(res)
 		x.dl.up.Store(nil)
 		x.timer.stop()
-		if err == nil && uc.reusable(res) && x.timer.cause.Load() == nil {
-			x.h1.put(uc)
+		if err == nil && up.reusable(res) && x.timer.cause.Load() == nil {
+			x.h1.put(up)
 		} else {
-			uc.close()
+			up.close()
 		}
 		return err
 	}
@@ -57,12 +57,12 @@ func (x *exchange) run() error {
 
 // roundTrip writes the request and reads the response head, forwarding
 // interim (1xx) responses to the client.
-func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
-	uc.received = 0
-	writeRequestHead(uc.bw, x.r, x.h1.host, x.fc.srv.reqFilter.skip)
-	if n := x.r.ContentLength; n > 0 && n <= int64(uc.bw.Available()) {
+func (x *exchange) roundTrip(up *upConn) (*http.Response, error) {
+	up.received = 0
+	writeRequestHead(up.bw, x.r, x.h1.host, x.fc.srv.reqFilter.skip)
+	if n := x.r.ContentLength; n > 0 && n <= int64(up.bw.Available()) {
 		// The counting reader marks the stream active itself.
-		if _, err := readInto(uc.bw, x.body, n, nil); err != nil {
+		if _, err := readInto(up.bw, x.body, n, nil); err != nil {
 			return nil, err
 		}
 	} else if x.r.ContentLength > 0 {
@@ -73,13 +73,13 @@ func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
 			n, err := x.body.Read(buf[:min(int64(len(buf)), left)])
 			if n > 0 {
 				left -= int64(n)
-				if _, werr := uc.bw.Write(buf[:n]); werr != nil {
+				if _, werr := up.bw.Write(buf[:n]); werr != nil {
 					return nil, werr
 				}
 				if left > 0 {
 					// What the client sends slowly reaches the upstream
 					// as it comes.
-					if werr := uc.bw.Flush(); werr != nil {
+					if werr := up.bw.Flush(); werr != nil {
 						return nil, werr
 					}
 				}
@@ -92,14 +92,14 @@ func (x *exchange) roundTrip(uc *upConn) (*http.Response, error) {
 			}
 		}
 	}
-	if err := uc.bw.Flush(); err != nil {
+	if err := up.bw.Flush(); err != nil {
 		return nil, err
 	}
 	x.timer.touch()
 	x.fc.watch.start(x.dl)
 	defer x.fc.watch.stop()
 	for interim := 0; ; interim++ {
-		res, err := uc.readResponse(x.r, x.h1.opts)
+		res, err := up.readResponse(x.r, x.h1.opts)
 		if err != nil {
 			return nil, err
 		}

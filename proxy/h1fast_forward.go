@@ -41,10 +41,10 @@ func newFastExchange(l Limits) *fastExchange {
 	return fx
 }
 
-// forward sends one fast-path request upstream and copies the response to
+// relay sends one fast-path request upstream and copies the response to
 // the client; it reports whether the client connection may carry another
 // request.
-func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route, preq policy.Request, dec *policy.Decision) (keep bool) {
+func (fc *fastConn) relay(r *http.Request, id *workload.Identity, route *Route, preq policy.Request, dec *policy.Decision) (keep bool) {
 	s, cc := fc.srv, fc.cc
 	ev := &auditEvent{kind: "request", start: time.Now(), method: r.Method, target: r.RequestURI,
 		id: id, route: route, decision: dec}
@@ -64,7 +64,7 @@ func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route
 	timer := fx.timer
 	gen := timer.arm(s.opts.Limits)
 	defer timer.stop()
-	l := &liveConn{conn: &armCloser{t: timer, gen: gen}, id: id, req: preq}
+	l := &liveConn{end: &armCloser{t: timer, gen: gen}, id: id, req: preq}
 	// Registered on the connection, not in Server.live: a reload finds it
 	// through the fast path's connections (fastConns.live), and a request
 	// costs no lock or map update.
@@ -114,7 +114,7 @@ func (fc *fastConn) forward(r *http.Request, id *workload.Identity, route *Route
 	writeFastError(bw, status, msg)
 	bw.Flush()
 	s.writers.put(bw)
-	cc.refuseAndClose()
+	cc.markDrainOnClose()
 	return false
 }
 
@@ -139,8 +139,8 @@ type fastDeadlines struct {
 
 func (d *fastDeadlines) SetReadDeadline(t time.Time) error {
 	d.cc.SetReadDeadline(t)
-	if uc := d.up.Load(); uc != nil {
-		uc.tc.SetDeadline(t)
+	if up := d.up.Load(); up != nil {
+		up.tc.SetDeadline(t)
 	}
 	return nil
 }

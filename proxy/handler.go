@@ -36,7 +36,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			ev.method, ev.target = ref.method, ref.target
 			ev.id = s.identityForAudit(r.Context())
 			ev.status, ev.err = ref.status, errors.New(ref.reason)
-			cc.refuseAndClose()
+			cc.markDrainOnClose()
 			writeClosing(w, ref.status, "procmesh: refused: "+ref.reason+"\n")
 			return
 		}
@@ -139,7 +139,7 @@ func (s *Server) refuseLimit(w http.ResponseWriter, r *http.Request, cc *clientC
 	}
 	if r.ProtoMajor == 1 || lim.status == http.StatusServiceUnavailable {
 		if cc != nil && r.ProtoMajor == 1 {
-			cc.refuseAndClose()
+			cc.markDrainOnClose()
 		}
 		writeClosing(w, lim.status, lim.message())
 		return

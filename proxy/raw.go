@@ -66,7 +66,7 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 		ev.err = err
 		return
 	}
-	defer s.track(&liveConn{conn: c, id: id, req: req})()
+	defer s.track(&liveConn{end: c, id: id, req: req})()
 	u, d, err := splice(s.bufs, c, up)
 	ev.up, ev.down = u, d
 	if err != nil && !errors.Is(err, net.ErrClosed) {

@@ -11,12 +11,12 @@ import (
 
 // liveConn is a CONNECT tunnel, raw-socket connection or forwarded request
 // (WebSocket sessions included) in progress. Policy allowed it once, for
-// its whole life, so a reload must decide it again (THREATS F6); conn ends
-// it.
+// its whole life, so a reload must decide it again (THREATS F6); end ends
+// it (the connection, or the timer of a forwarded request).
 type liveConn struct {
-	conn io.Closer
-	id   *workload.Identity
-	req  policy.Request
+	end io.Closer
+	id  *workload.Identity
+	req policy.Request
 }
 
 // track registers l for reload until the returned function is called.
@@ -49,7 +49,7 @@ func (s *Server) revalidate(st *State) {
 		if reason == "" {
 			continue
 		}
-		l.conn.Close()
+		l.end.Close()
 		s.opts.Logger.Info().Str("spiffe_id", l.id.ID().String()).Int32("pid", l.id.Process.PID).
 			Str("route", l.req.Route).Str("reason", reason).Msg("closed a connection the new config no longer allows")
 	}

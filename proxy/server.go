@@ -72,13 +72,13 @@ type Options struct {
 type Server struct {
 	opts     Options
 	resolver Resolver
-	state atomic.Pointer[State]
-	pools *pools
-	http  *http.Server
-	rp    *httputil.ReverseProxy
-	conns connSet[net.Conn]  // hijacked connections: tunnels, WebSockets, raw sockets
-	live  connSet[*liveConn] // tunnels, raw connections and forwarded requests, re-decided on reload
-	bufs  *bufferPool        // copy buffers
+	state    atomic.Pointer[State]
+	pools    *pools
+	http     *http.Server
+	rp       *httputil.ReverseProxy
+	conns    connSet[net.Conn]  // hijacked connections: tunnels, WebSockets, raw sockets
+	live     connSet[*liveConn] // tunnels, raw connections and forwarded requests, re-decided on reload
+	bufs     *bufferPool        // copy buffers
 	// scanBufs are the HTTP/1.1 scanner's read buffers, held only while a
 	// request head is being read, so an idle connection holds none.
 	scanBufs *bufferPool
@@ -174,7 +174,7 @@ func (s *Server) Serve(l net.Listener) error {
 		go s.http.Serve(s.handoff)
 	})
 	return s.acceptLoop(l, func(c net.Conn) {
-		uc, ok := c.(*net.UnixConn)
+		uconn, ok := c.(*net.UnixConn)
 		if !ok {
 			// Refused at its first request: not a Unix socket.
 			if !s.handoff.hand(c) {
@@ -182,7 +182,7 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			return
 		}
-		go s.serveFast(s.newClientConn(uc, true))
+		go s.serveFast(s.newClientConn(uconn, true))
 	})
 }
 
@@ -214,12 +214,12 @@ func (s *Server) ServeRaw(l net.Listener, route string) error {
 	}
 	defer s.listeners.remove(l)
 	return s.acceptLoop(l, func(c net.Conn) {
-		uc, ok := c.(*net.UnixConn)
+		uconn, ok := c.(*net.UnixConn)
 		if !ok {
 			c.Close()
 			return
 		}
-		cc := s.newClientConn(uc, false)
+		cc := s.newClientConn(uconn, false)
 		if !s.conns.add(cc) {
 			cc.Close()
 			return

@@ -53,7 +53,7 @@ type upConn struct {
 // connection is first checked for a close by the upstream (one syscall):
 // for requests that cannot be sent again. A request that can is retried
 // on a new connection instead (exchange.run).
-func (hp *h1Pool) get(probe bool) (uc *upConn, reused bool, err error) {
+func (hp *h1Pool) get(probe bool) (up *upConn, reused bool, err error) {
 	now := time.Now()
 	for {
 		hp.mu.Lock()
@@ -61,13 +61,13 @@ func (hp *h1Pool) get(probe bool) (uc *upConn, reused bool, err error) {
 			hp.mu.Unlock()
 			break
 		}
-		uc = hp.idle[len(hp.idle)-1]
+		up = hp.idle[len(hp.idle)-1]
 		hp.idle = hp.idle[:len(hp.idle)-1]
 		hp.mu.Unlock()
-		if now.Sub(uc.idleAt) < hp.opts.IdleConnTimeout && uc.br.Buffered() == 0 && (!probe || uc.alive()) {
-			return uc, true, nil
+		if now.Sub(up.idleAt) < hp.opts.IdleConnTimeout && up.br.Buffered() == 0 && (!probe || up.alive()) {
+			return up, true, nil
 		}
-		uc.close()
+		up.close()
 	}
 	tc, err := hp.p.dialTLS(context.Background())
 	if err != nil {
@@ -77,36 +77,36 @@ func (hp *h1Pool) get(probe bool) (uc *upConn, reused bool, err error) {
 		tc.Close()
 		return nil, false, fmt.Errorf("upstream %s negotiated ALPN %q for an http1 route", hp.p.route.Upstream, proto)
 	}
-	uc = &upConn{pool: hp, tc: tc, limit: -1}
+	up = &upConn{pool: hp, tc: tc, limit: -1}
 	if sc, ok := tc.NetConn().(syscall.Conn); ok {
-		uc.raw, _ = sc.SyscallConn()
+		up.raw, _ = sc.SyscallConn()
 	}
-	uc.br = bufio.NewReaderSize(upReader{uc}, upBufSize)
-	uc.bw = bufio.NewWriterSize(tc, upBufSize)
+	up.br = bufio.NewReaderSize(upReader{up}, upBufSize)
+	up.bw = bufio.NewWriterSize(tc, upBufSize)
 	hp.mu.Lock()
 	if hp.closed {
 		hp.mu.Unlock()
 		tc.Close()
 		return nil, false, fmt.Errorf("upstream pool for route %q was retired by a reload", hp.p.route.Name)
 	}
-	hp.all[uc] = struct{}{}
+	hp.all[up] = struct{}{}
 	hp.mu.Unlock()
-	return uc, false, nil
+	return up, false, nil
 }
 
 // upBufSize is the read and write buffer of an upstream connection.
 const upBufSize = 4 << 10
 
 // put returns a connection after a complete exchange.
-func (hp *h1Pool) put(uc *upConn) {
+func (hp *h1Pool) put(up *upConn) {
 	hp.mu.Lock()
 	if hp.closed || len(hp.idle) >= hp.opts.MaxIdlePerPool {
 		hp.mu.Unlock()
-		uc.close()
+		up.close()
 		return
 	}
-	uc.idleAt = time.Now()
-	hp.idle = append(hp.idle, uc)
+	up.idleAt = time.Now()
+	hp.idle = append(hp.idle, up)
 	if hp.sweep == nil {
 		hp.sweep = time.AfterFunc(hp.opts.IdleConnTimeout, hp.sweepIdle)
 	}
@@ -120,11 +120,11 @@ func (hp *h1Pool) sweepIdle() {
 	now := time.Now()
 	var expired []*upConn
 	keep := hp.idle[:0]
-	for _, uc := range hp.idle {
-		if now.Sub(uc.idleAt) >= hp.opts.IdleConnTimeout {
-			expired = append(expired, uc)
+	for _, up := range hp.idle {
+		if now.Sub(up.idleAt) >= hp.opts.IdleConnTimeout {
+			expired = append(expired, up)
 		} else {
-			keep = append(keep, uc)
+			keep = append(keep, up)
 		}
 	}
 	clear(hp.idle[len(keep):])
@@ -135,8 +135,8 @@ func (hp *h1Pool) sweepIdle() {
 		hp.sweep = nil
 	}
 	hp.mu.Unlock()
-	for _, uc := range expired {
-		uc.close()
+	for _, up := range expired {
+		up.close()
 	}
 }
 
@@ -151,8 +151,8 @@ func (hp *h1Pool) close() {
 		hp.sweep.Stop()
 	}
 	hp.mu.Unlock()
-	for _, uc := range idle {
-		uc.close()
+	for _, up := range idle {
+		up.close()
 	}
 }
 
@@ -161,32 +161,32 @@ func (hp *h1Pool) closeNow() {
 	hp.close()
 	hp.mu.Lock()
 	all := make([]*upConn, 0, len(hp.all))
-	for uc := range hp.all {
-		all = append(all, uc)
+	for up := range hp.all {
+		all = append(all, up)
 	}
 	hp.mu.Unlock()
-	for _, uc := range all {
-		uc.close()
+	for _, up := range all {
+		up.close()
 	}
 }
 
 // close closes the connection and forgets it.
-func (uc *upConn) close() {
-	uc.tc.Close()
-	uc.pool.mu.Lock()
-	delete(uc.pool.all, uc)
-	uc.pool.mu.Unlock()
+func (up *upConn) close() {
+	up.tc.Close()
+	up.pool.mu.Lock()
+	delete(up.pool.all, up)
+	up.pool.mu.Unlock()
 }
 
 // alive probes an idle connection without reading it: an upstream that
 // closed it (idle timeout, restart) left a FIN or a TLS alert behind,
 // which a one-byte MSG_PEEK sees; EAGAIN means open and quiet.
-func (uc *upConn) alive() bool {
-	if uc.raw == nil {
+func (up *upConn) alive() bool {
+	if up.raw == nil {
 		return true
 	}
 	open := false
-	err := uc.raw.Read(func(fd uintptr) bool {
+	err := up.raw.Read(func(fd uintptr) bool {
 		var b [1]byte
 		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
@@ -197,22 +197,22 @@ func (uc *upConn) alive() bool {
 }
 
 // readResponse reads a response head, within the response header limits.
-func (uc *upConn) readResponse(r *http.Request, opts UpstreamOptions) (*http.Response, error) {
-	uc.limitMax = opts.MaxResponseHeaderBytes
-	uc.limit = int64(opts.MaxResponseHeaderBytes)
+func (up *upConn) readResponse(r *http.Request, opts UpstreamOptions) (*http.Response, error) {
+	up.limitMax = opts.MaxResponseHeaderBytes
+	up.limit = int64(opts.MaxResponseHeaderBytes)
 	if t := opts.ResponseHeaderTimeout; on(t) {
-		uc.tc.SetReadDeadline(time.Now().Add(t))
+		up.tc.SetReadDeadline(time.Now().Add(t))
 	}
-	res, err := http.ReadResponse(uc.br, r)
+	res, err := http.ReadResponse(up.br, r)
 	if on(opts.ResponseHeaderTimeout) {
-		uc.tc.SetReadDeadline(time.Time{})
+		up.tc.SetReadDeadline(time.Time{})
 	}
-	limited := uc.limit == 0
-	uc.limit = -1
+	limited := up.limit == 0
+	up.limit = -1
 	switch {
 	case err != nil && limited:
 		// The same words as net/http's own transport, so both paths read alike.
-		return nil, &headerLimitError{limit: uc.limitMax, err: fmt.Errorf("server response headers exceeded %d bytes; aborted", uc.limitMax)}
+		return nil, &headerLimitError{limit: up.limitMax, err: fmt.Errorf("server response headers exceeded %d bytes; aborted", up.limitMax)}
 	case err != nil:
 		return nil, fmt.Errorf("reading the response from upstream: %w", err)
 	}
@@ -221,26 +221,26 @@ func (uc *upConn) readResponse(r *http.Request, opts UpstreamOptions) (*http.Res
 
 // reusable reports that the connection is at a message boundary and the
 // upstream did not ask to close it.
-func (uc *upConn) reusable(res *http.Response) bool {
-	return !res.Close && uc.br.Buffered() == 0
+func (up *upConn) reusable(res *http.Response) bool {
+	return !res.Close && up.br.Buffered() == 0
 }
 
 // upReader reads an upstream connection for its buffered reader, counting
 // and bounding what a response head takes.
-type upReader struct{ uc *upConn }
+type upReader struct{ up *upConn }
 
 func (r upReader) Read(p []byte) (int, error) {
-	uc := r.uc
-	if uc.limit == 0 {
+	up := r.up
+	if up.limit == 0 {
 		return 0, errHeadLimit
 	}
-	if uc.limit > 0 && int64(len(p)) > uc.limit {
-		p = p[:uc.limit]
+	if up.limit > 0 && int64(len(p)) > up.limit {
+		p = p[:up.limit]
 	}
-	n, err := uc.tc.Read(p)
-	uc.received += int64(n)
-	if uc.limit > 0 {
-		uc.limit -= int64(n)
+	n, err := up.tc.Read(p)
+	up.received += int64(n)
+	if up.limit > 0 {
+		up.limit -= int64(n)
 	}
 	return n, err
 }
