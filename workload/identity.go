@@ -26,9 +26,17 @@ func (id *Identity) ID() spiffeid.ID { return id.Entry.ID }
 // operator can write the entry it lacks.
 type NoMatchError struct {
 	Process *attest.Process
+	// Provider names the identity provider that issued nothing (a
+	// Provider's Name), "" for procmesh's own registration entries;
+	// Reason is what it said.
+	Provider, Reason string
 }
 
 func (e *NoMatchError) Error() string {
+	if e.Provider != "" {
+		return fmt.Sprintf("workload: process %d (%s) has no identity: %s; its selectors as procmesh attests them are: %s",
+			e.Process.PID, e.Process.ExePath, e.Reason, strings.Join(e.Process.Selectors, " "))
+	}
 	return fmt.Sprintf("workload: process %d (%s) matches no registration entry; its selectors are: %s",
 		e.Process.PID, e.Process.ExePath, strings.Join(e.Process.Selectors, " "))
 }

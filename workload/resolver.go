@@ -54,14 +54,16 @@ var _ Records = (*connrecord.Recorder)(nil)
 // Resolver maps Unix-socket peers to workload identities. It is safe for
 // concurrent use. Close stops its background sweeper.
 type Resolver struct {
-	att    *attest.Attestor
-	src    tlsconf.Source
-	reg    atomic.Pointer[registry.Registry]
-	cache  *lru.Cache[attest.Fingerprint, *cached]
-	flight flight[attest.Fingerprint, *cached]
-	opts   Options
-	hits   atomic.Uint64
-	misses atomic.Uint64
+	att *attest.Attestor
+	src tlsconf.Source
+	// provider, when src is one, decides SPIFFE IDs (provider.go).
+	provider Provider
+	reg      atomic.Pointer[registry.Registry]
+	cache    *lru.Cache[attest.Fingerprint, *cached]
+	flight   flight[attest.Fingerprint, *cached]
+	opts     Options
+	hits     atomic.Uint64
+	misses   atomic.Uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -99,6 +101,7 @@ func New(att *attest.Attestor, reg *registry.Registry, src tlsconf.Source, opts 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Resolver{att: att, src: src, cache: c, opts: opts, cancel: cancel, done: make(chan struct{})}
+	r.provider, _ = src.(Provider)
 	r.reg.Store(reg)
 	go r.sweepLoop(ctx)
 	return r, nil
@@ -132,6 +135,9 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 	c, err := r.lookup(peer, fp)
 	if err != nil {
 		return nil, err
+	}
+	if r.provider != nil {
+		return r.resolveByProvider(ctx, r.provider, peer, c.proc)
 	}
 	if !c.matched {
 		// The refusal lists the process's selectors so that an operator can
@@ -239,6 +245,9 @@ func (r *Resolver) Close() error {
 // When the entries now match on user or group names and the process was
 // attested without them, the returned identity's Process has them added.
 func (r *Resolver) Rematch(id *Identity) (*Identity, error) {
+	if r.provider != nil {
+		return r.rematchByProvider(r.provider, id)
+	}
 	reg := r.reg.Load()
 	proc := id.Process
 	if reg.NeedsNames() {

@@ -1,0 +1,252 @@
+//go:build linux
+
+package spire_test
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/spire"
+	"github.com/procmesh/procmesh/tlsconf"
+	"github.com/procmesh/procmesh/workload"
+)
+
+// Two processes, different executables and uids, each get the ID SPIRE's
+// own attestation gives them, with an SVID that chains to SPIRE's bundle.
+func TestIdentifyTwoProcessesByPID(t *testing.T) {
+	w := newWorld(t, spire.Options{})
+	a, b := w.copyBin("/usr/bin/sleep", "sleep-a"), w.copyBin("/usr/bin/sleep", "sleep-b")
+	w.sp.CreateEntry(td+"/app/a", "unix:uid:1000", "unix:path:"+a)
+	w.sp.CreateEntry(td+"/app/b", "unix:uid:1001", "unix:path:"+b)
+	w.sp.WaitEntry(td+"/app/a", "unix:uid:1000", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/b", "unix:uid:1001", "unix:path:"+b)
+	ca, _ := w.start(a, 1000, "1000")
+	cb, _ := w.start(b, 1001, "1000")
+	for _, c := range []struct {
+		pid  int
+		want string
+	}{{ca.Process.Pid, td + "/app/a"}, {cb.Process.Pid, td + "/app/b"}} {
+		fp := w.fingerprint(c.pid)
+		id, err := w.src.Identify(ctx(t), fp)
+		if err != nil {
+			t.Fatalf("pid %d: %v", c.pid, err)
+		}
+		if id.String() != c.want {
+			t.Fatalf("pid %d is %s, want %s", c.pid, id, c.want)
+		}
+		sv, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: id, PID: fp.PID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := w.src.Bundles().GetX509BundleForTrustDomain(id.TrustDomain())
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		for _, c := range b.X509Authorities() {
+			roots.AddCert(c)
+		}
+		if _, err := sv.Certificates[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Fatalf("SVID of %s does not chain to SPIRE's bundle: %v", id, err)
+		}
+		ans, ok := w.src.Lookup(fp)
+		if !ok || len(ans.SVIDs) != 1 || ans.SVIDs[0].ID != id {
+			t.Fatalf("Lookup = %+v, %t", ans, ok)
+		}
+	}
+	if n := w.src.Streams(); n != 2 {
+		t.Fatalf("%d streams for 2 processes", n)
+	}
+}
+
+// A process no SPIRE entry matches gets an OK stream with no SVID: it is
+// refused with ErrNoIdentity, and the message says it is SPIRE's answer.
+func TestIdentifyNoEntry(t *testing.T) {
+	w := newWorld(t, spire.Options{})
+	c, _ := w.start(w.copyBin("/usr/bin/sleep", "sleep-x"), 1002, "1000")
+	_, err := w.src.Identify(ctx(t), w.fingerprint(c.Process.Pid))
+	if !errors.Is(err, workload.ErrNoIdentity) {
+		t.Fatalf("unregistered process: %v, want ErrNoIdentity", err)
+	}
+	if !strings.Contains(err.Error(), "no SPIRE registration entry matches it") || !strings.Contains(err.Error(), w.sp.AdminSocket) {
+		t.Fatalf("refusal %q does not say SPIRE has no entry, naming the agent", err)
+	}
+}
+
+// THREATS I14: a stream ends with its process. The agent never ends a PID
+// stream itself; the pidfd does, and then nothing is served for the
+// process.
+func TestThreat_I14_StreamEndsWithProcess(t *testing.T) {
+	w := newWorld(t, spire.Options{})
+	a := w.copyBin("/usr/bin/sleep", "sleep-a")
+	w.sp.CreateEntry(td+"/app/a", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	c, _ := w.start(a, 1000, "1000")
+	fp := w.fingerprint(c.Process.Pid)
+	if _, err := w.src.Identify(ctx(t), fp); err != nil {
+		t.Fatal(err)
+	}
+	c.Process.Kill()
+	c.Wait() // reaped: the PID may now be reused
+	eventually(t, "the stream of an exited process to end", func() bool { return w.src.Streams() == 0 })
+	if _, err := w.src.Current(fp); !errors.Is(err, attest.ErrPeerGone) {
+		t.Fatalf("Current after exit: %v, want ErrPeerGone", err)
+	}
+	if _, ok := w.src.Lookup(fp); ok {
+		t.Fatal("an answer outlived its process")
+	}
+}
+
+// THREATS I14 / I11: SPIRE attests the PID when the stream starts. A
+// process that execs a registered program after procmesh fingerprinted it
+// must not get that program's identity: neither when the exec comes before
+// procmesh pins the process (pinProcess sees it), nor between the pin and
+// SPIRE's attestation (the answer is checked against the fingerprint once
+// it has come).
+func TestThreat_I14_ExecBeforeSPIREAttestsRefused(t *testing.T) {
+	for _, when := range []string{"before the pin", "between the pin and SPIRE"} {
+		t.Run(when, func(t *testing.T) {
+			w := newWorld(t, spire.Options{FirstMessageTimeout: 3 * time.Second})
+			victim := w.copyBin("/usr/bin/sleep", "victim")
+			w.sp.CreateEntry(td+"/victim", "unix:path:"+victim)
+			w.sp.WaitEntry(td+"/victim", "unix:path:"+victim)
+			c, in := w.start("/bin/sh", 1000, "-c", "read line; exec "+victim+" 1000")
+			fp := w.fingerprint(c.Process.Pid)
+			exec := func() {
+				fmt.Fprintln(in, "go")
+				eventually(t, "the exec", func() bool { return w.fingerprint(c.Process.Pid).ExeIno != fp.ExeIno })
+			}
+			if when == "before the pin" {
+				exec()
+			} else {
+				var once sync.Once
+				spire.SetBeforeSubscribe(w.src, func(attest.Fingerprint) { once.Do(exec) })
+			}
+			id, err := w.src.Identify(ctx(t), fp)
+			if err == nil {
+				t.Fatalf("a process that exec'd %s after attestation got %s", victim, id)
+			}
+			if !errors.Is(err, attest.ErrPeerGone) {
+				t.Fatalf("exec'd process: %v, want ErrPeerGone", err)
+			}
+			spire.SetBeforeSubscribe(w.src, nil)
+			// As it runs now, it is the victim program, and SPIRE says so.
+			id, err = w.src.Identify(ctx(t), w.fingerprint(c.Process.Pid))
+			if err != nil || id != spiffeid.RequireFromString(td+"/victim") {
+				t.Fatalf("the exec'd process fingerprinted anew: %s, %v", id, err)
+			}
+		})
+	}
+}
+
+// Rotation: SPIRE pushes new SVIDs on the stream (entry TTL 10s); SVID
+// serves the newest at once and never fails meanwhile.
+func TestRotation(t *testing.T) {
+	w := newWorld(t, spire.Options{})
+	a := w.copyBin("/usr/bin/sleep", "sleep-a")
+	w.sp.CreateEntryWith([]string{"-x509SVIDTTL", "10"}, td+"/app/a", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	c, _ := w.start(a, 1000, "1000")
+	fp := w.fingerprint(c.Process.Pid)
+	id, err := w.src.Identify(ctx(t), fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serials := map[string]bool{}
+	for deadline := time.Now().Add(40 * time.Second); len(serials) < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		sv, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: id, PID: fp.PID})
+		if err != nil {
+			t.Fatalf("during rotation: %v", err)
+		}
+		if !time.Now().Before(sv.Certificates[0].NotAfter) {
+			t.Fatalf("served an expired SVID (not after %s)", sv.Certificates[0].NotAfter)
+		}
+		serials[sv.Certificates[0].SerialNumber.String()] = true
+	}
+	if len(serials) < 3 {
+		t.Fatalf("saw %d SVIDs in 40s with a 10s TTL: rotation did not reach procmesh", len(serials))
+	}
+}
+
+// Agent killed and restarted (disk key manager): still-valid SVIDs keep
+// serving, a new process is refused naming the agent while it is down,
+// and streams re-subscribe once it is back.
+func TestAgentRestart(t *testing.T) {
+	w := newWorld(t, spire.Options{FirstMessageTimeout: 2 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
+	a := w.copyBin("/usr/bin/sleep", "sleep-a")
+	w.sp.CreateEntry(td+"/app/a", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	c1, _ := w.start(a, 1000, "1000")
+	fp1 := w.fingerprint(c1.Process.Pid)
+	id, err := w.src.Identify(ctx(t), fp1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := w.src.Lookup(fp1)
+
+	w.sp.KillAgent()
+	eventually(t, "procmesh to notice the agent is gone", func() bool {
+		return len(w.log.Lines("SPIRE agent stream failed")) > 0
+	})
+	if _, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: id}); err != nil {
+		t.Fatalf("a still-valid SVID stopped serving with the agent down: %v", err)
+	}
+	if got, err := w.src.Identify(ctx(t), fp1); err != nil || got != id {
+		t.Fatalf("known process with the agent down: %s, %v", got, err)
+	}
+	c2, _ := w.start(a, 1000, "1000")
+	_, err = w.src.Identify(ctx(t), w.fingerprint(c2.Process.Pid))
+	if err == nil || !strings.Contains(err.Error(), w.sp.AdminSocket) {
+		t.Fatalf("new process with the agent down: %v; want a refusal naming the agent", err)
+	}
+
+	w.sp.StartAgent()
+	eventually(t, "the stream to re-subscribe", func() bool {
+		ans, ok := w.src.Lookup(fp1)
+		return ok && ans.At.After(before.At) && len(ans.SVIDs) == 1
+	})
+	c3, _ := w.start(a, 1000, "1000")
+	if got, err := w.src.Identify(ctx(t), w.fingerprint(c3.Process.Pid)); err != nil || got != id {
+		t.Fatalf("new process after the restart: %s, %v", got, err)
+	}
+	if len(w.log.Lines("SPIRE agent answers again")) == 0 {
+		t.Errorf("no log line says the agent is back:\n%s", w.log.String())
+	}
+}
+
+// THREATS F10: with the agent gone, an identity whose SVID has expired is
+// refused, and the error names the agent and what went wrong.
+func TestThreat_F10_ExpiredSVIDRefusedNamingAgent(t *testing.T) {
+	w := newWorld(t, spire.Options{BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
+	a := w.copyBin("/usr/bin/sleep", "sleep-a")
+	w.sp.CreateEntryWith([]string{"-x509SVIDTTL", "8"}, td+"/app/a", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	c, _ := w.start(a, 1000, "1000")
+	fp := w.fingerprint(c.Process.Pid)
+	id, err := w.src.Identify(ctx(t), fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.sp.KillAgent()
+	sv, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: id})
+	if err != nil {
+		t.Fatalf("a still-valid SVID with the agent just gone: %v", err)
+	}
+	time.Sleep(time.Until(sv.Certificates[0].NotAfter) + 100*time.Millisecond)
+	for _, err := range []error{
+		func() error { _, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: id}); return err }(),
+		func() error { _, err := w.src.Identify(ctx(t), fp); return err }(),
+	} {
+		if err == nil || !strings.Contains(err.Error(), w.sp.AdminSocket) || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("expired SVID with the agent down: %v; want a refusal naming the agent and saying it is unreachable", err)
+		}
+	}
+}
