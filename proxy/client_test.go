@@ -149,6 +149,8 @@ func runClient(mode string) error {
 		return getOver(c, target, out)
 	case "poll", "grpc": // upstream_helpers_test.go
 		return runUpstreamClient(mode)
+	case "load": // spire_env_linux_test.go
+		return runSPIRELoad()
 	case "websocket": // websocket_test.go
 		return runWebSocketClient(sock, target, out)
 	case "write-exec", "read-fd", "pass", "pass-child", "fork", "fork-child", "sleep", "give", "speak": // attacker_client_test.go

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/config"
@@ -99,15 +101,24 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	for _, s := range proc.Selectors {
 		fmt.Fprintf(w, "\t%s\n", s)
 	}
-	entry, matched := reg.Match(proc.Selectors)
-	if !matched {
-		fmt.Fprintln(w, "entry\tnone: procmesh refuses this process (403 listing the selectors above)")
-		return 0
+	var id spiffeid.ID
+	if cfg.Identity.Provider == "spire" {
+		var ok bool
+		if id, ok = explainSPIRE(w, cfg, att, fp); !ok {
+			return 0
+		}
+	} else {
+		entry, matched := reg.Match(proc.Selectors)
+		if !matched {
+			fmt.Fprintln(w, "entry\tnone: procmesh refuses this process (403 listing the selectors above)")
+			return 0
+		}
+		wl := cfg.Workloads[entry.Index]
+		fmt.Fprintf(w, "entry\tworkloads[%d] (%s:%d)\n", entry.Index, cfg.Path, wl.Line)
+		id = entry.ID
 	}
-	wl := cfg.Workloads[entry.Index]
-	fmt.Fprintf(w, "entry\tworkloads[%d] (%s:%d)\n", entry.Index, cfg.Path, wl.Line)
-	fmt.Fprintf(w, "spiffe_id\t%s\n", entry.ID)
-	req := policy.Request{Source: entry.ID, Selectors: proc.Selectors}
+	fmt.Fprintf(w, "spiffe_id\t%s\n", id)
+	req := policy.Request{Source: id, Selectors: proc.Selectors}
 	if target != nil {
 		explainRequest(w, cfg, pol, req, target)
 	} else {

@@ -14,7 +14,7 @@ func proxyOptions(cfg *config.Config, n *node, log zerolog.Logger) proxy.Options
 	l, u := cfg.Limits, cfg.Upstream
 	return proxy.Options{
 		Resolver:       n.resolver,
-		Identities:     n.store,
+		Identities:     n.src,
 		Logger:         log,
 		CopyBufferSize: int(u.CopyBufferSize),
 		Audit:          log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),

@@ -443,6 +443,16 @@ func (s *SPIRE) WaitEntry(spiffeID string, selectors ...string) {
 	})
 }
 
+// BundlePEM is the server's bundle for TrustDomain, PEM.
+func (s *SPIRE) BundlePEM() []byte {
+	s.t.Helper()
+	out, err := s.Server("bundle", "show", "-format", "pem")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return []byte(out)
+}
+
 // AgentLog returns the agent's log so far.
 func (s *SPIRE) AgentLog() []byte {
 	b, _ := os.ReadFile(filepath.Join(s.Dir, "agent.log"))
