@@ -12,7 +12,9 @@
 // start time, credentials and executable), because SPIRE attests the PID
 // when the stream starts and does not guard against PID reuse or exec
 // (THREATS I14). An answer with no SVID means no SPIRE registration entry
-// matches the process: Identify refuses it with workload.ErrNoIdentity.
+// matches the process: Identify refuses it with workload.ErrNoIdentity; so
+// does an answer with several SVIDs (several entries match: a tie, which
+// procmesh refuses as it does among its own entries).
 // The first answer is awaited for Options.FirstMessageTimeout.
 //
 // SVIDs are kept per SPIFFE ID, the most recently issued one winning, so a

@@ -71,8 +71,18 @@ func TestScale1000Processes(t *testing.T) {
 // BenchmarkColdIdentity is a new process's first identity through SPIRE:
 // pidfd pin, stream by PID (the agent attests the process and procmesh),
 // first answer, parse. Compare tlsconf's BenchmarkMint (the built-in CA).
+//
+// Sub-benchmarks: "no-sha256" with the agent's unix attestor at
+// workload_size_limit = -1; "sha256" with its default, where the agent
+// hashes the delegate's executable (this test binary, procmesh in
+// production) and the workload's on every new stream.
 func BenchmarkColdIdentity(b *testing.B) {
-	w := newWorldWith(b, noHashes, spire.Options{})
+	b.Run("no-sha256", func(b *testing.B) { benchColdIdentity(b, noHashes) })
+	b.Run("sha256", func(b *testing.B) { benchColdIdentity(b, spiretest.Options{}) })
+}
+
+func benchColdIdentity(b *testing.B, so spiretest.Options) {
+	w := newWorldWith(b, so, spire.Options{})
 	a := w.copyBin("/usr/bin/sleep", "sleep-a")
 	w.sp.CreateEntry(td+"/app/a", "unix:path:"+a)
 	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)

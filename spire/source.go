@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -293,6 +294,15 @@ func (s *Source) current(p *proc) (spiffeid.ID, error) {
 		return spiffeid.ID{}, fmt.Errorf("spire: %s has not answered for process %d: %s", s.Name(), p.fp.PID, s.agentErr())
 	case len(p.answer.SVIDs) == 0:
 		return spiffeid.ID{}, fmt.Errorf("%s issued no SVID for it: no SPIRE registration entry matches it (%w)", s.Name(), workload.ErrNoIdentity)
+	case len(p.answer.SVIDs) > 1:
+		// SPIRE's order among them is no choice the operator made: as
+		// with procmesh's own entries (THREATS I8), a tie is refused.
+		ids := make([]string, len(p.answer.SVIDs))
+		for i, sv := range p.answer.SVIDs {
+			ids[i] = sv.ID.String()
+		}
+		return spiffeid.ID{}, fmt.Errorf("%s issued %d SVIDs for it (%s), and procmesh acts as exactly one identity: "+
+			"make the SPIRE entries' selectors exclusive (%w)", s.Name(), len(ids), strings.Join(ids, ", "), workload.ErrNoIdentity)
 	}
 	id := p.answer.SVIDs[0].ID
 	if sv := s.svids[id]; sv == nil || !s.opts.Now().Before(sv.Certificates[0].NotAfter) {

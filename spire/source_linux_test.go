@@ -250,3 +250,20 @@ func TestThreat_F10_ExpiredSVIDRefusedNamingAgent(t *testing.T) {
 		}
 	}
 }
+
+// A process two SPIRE entries match gets two SVIDs; SPIRE's order among
+// them is nothing the operator chose, so procmesh refuses the tie, naming
+// both (as it refuses ties among its own entries, THREATS I8).
+func TestIdentifyTwoEntriesRefused(t *testing.T) {
+	w := newWorld(t, spire.Options{})
+	a := w.copyBin("/usr/bin/sleep", "sleep-a")
+	w.sp.CreateEntry(td+"/one", "unix:path:"+a)
+	w.sp.CreateEntry(td+"/two", "unix:uid:1000")
+	w.sp.WaitEntry(td+"/one", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/two", "unix:uid:1000")
+	c, _ := w.start(a, 1000, "1000")
+	_, err := w.src.Identify(ctx(t), w.fingerprint(c.Process.Pid))
+	if !errors.Is(err, workload.ErrNoIdentity) || !strings.Contains(err.Error(), td+"/one") || !strings.Contains(err.Error(), td+"/two") {
+		t.Fatalf("a process with two SPIRE entries: %v; want a refusal naming both", err)
+	}
+}

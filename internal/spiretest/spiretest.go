@@ -52,9 +52,20 @@ type SPIRE struct {
 	ServerSocket, AgentSocket, AdminSocket string
 
 	mu    sync.Mutex
-	agent *exec.Cmd
-	exit  chan struct{}
-	procs []*exec.Cmd
+	agent *daemon
+	procs []*daemon
+}
+
+// daemon is a started server or agent; exit is closed once it was waited
+// for (only its own goroutine waits).
+type daemon struct {
+	cmd  *exec.Cmd
+	exit chan struct{}
+}
+
+func (d *daemon) kill() {
+	d.cmd.Process.Kill()
+	<-d.exit
 }
 
 // BinDir finds the directory `make spire-bin` builds into, the way
@@ -246,7 +257,7 @@ plugins {
 }
 
 // start runs a SPIRE binary with its output in Dir/<name>.log.
-func (s *SPIRE) start(name, bin string, args ...string) *exec.Cmd {
+func (s *SPIRE) start(name, bin string, args ...string) *daemon {
 	log, err := os.OpenFile(filepath.Join(s.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		s.t.Fatal(err)
@@ -258,10 +269,12 @@ func (s *SPIRE) start(name, bin string, args ...string) *exec.Cmd {
 		s.t.Fatalf("spiretest: starting %s: %v", name, err)
 	}
 	log.Close()
+	d := &daemon{cmd: cmd, exit: make(chan struct{})}
+	go func() { cmd.Wait(); close(d.exit) }()
 	s.mu.Lock()
-	s.procs = append(s.procs, cmd)
+	s.procs = append(s.procs, d)
 	s.mu.Unlock()
-	return cmd
+	return d
 }
 
 // StartAgent starts the agent (args: -joinToken on the first start) and
@@ -269,15 +282,13 @@ func (s *SPIRE) start(name, bin string, args ...string) *exec.Cmd {
 func (s *SPIRE) StartAgent(args ...string) {
 	s.t.Helper()
 	args = append([]string{"run", "-config", filepath.Join(s.Dir, "agent.conf")}, args...)
-	cmd := s.start("agent", filepath.Join(s.Bin, "spire-agent"), args...)
-	exit := make(chan struct{})
-	go func() { cmd.Wait(); close(exit) }()
+	d := s.start("agent", filepath.Join(s.Bin, "spire-agent"), args...)
 	s.mu.Lock()
-	s.agent, s.exit = cmd, exit
+	s.agent = d
 	s.mu.Unlock()
 	s.waitFor("agent healthy", func() error {
 		select {
-		case <-exit:
+		case <-d.exit:
 			return errors.New("the agent exited")
 		default:
 		}
@@ -293,14 +304,12 @@ func (s *SPIRE) StartAgent(args ...string) {
 // socket file stays behind, as after a crash.
 func (s *SPIRE) KillAgent() {
 	s.mu.Lock()
-	cmd, exit := s.agent, s.exit
+	d := s.agent
 	s.agent = nil
 	s.mu.Unlock()
-	if cmd == nil {
-		return
+	if d != nil {
+		d.kill()
 	}
-	cmd.Process.Kill()
-	<-exit
 }
 
 func (s *SPIRE) stopAll() {
@@ -309,11 +318,7 @@ func (s *SPIRE) stopAll() {
 	s.procs = nil
 	s.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		p := procs[i]
-		if p.ProcessState == nil {
-			p.Process.Kill()
-			p.Wait()
-		}
+		procs[i].kill()
 	}
 }
 
