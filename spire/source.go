@@ -318,6 +318,25 @@ func (s *Source) expired(id spiffeid.ID, at time.Time) error {
 		id, s.Name(), at.UTC().Format(time.RFC3339), s.agentErr())
 }
 
+// forgetUnused drops the SVIDs of ans that no live process's answer has
+// any more: an SVID does not outlive the last process SPIRE issued it for
+// (THREATS I14). s.mu is held.
+func (s *Source) forgetUnused(ans Answer) {
+	for _, sv := range ans.SVIDs {
+		used := false
+		for _, q := range s.procs {
+			for _, o := range q.answer.SVIDs {
+				if o.ID == sv.ID {
+					used = true
+				}
+			}
+		}
+		if !used {
+			delete(s.svids, sv.ID)
+		}
+	}
+}
+
 // pruneExpired drops the SVIDs that have expired. s.mu is held.
 func (s *Source) pruneExpired() {
 	now := s.opts.Now()

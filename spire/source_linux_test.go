@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/internal/spiretest"
 	"github.com/procmesh/procmesh/spire"
 	"github.com/procmesh/procmesh/tlsconf"
 	"github.com/procmesh/procmesh/workload"
@@ -94,6 +96,18 @@ func TestThreat_I14_StreamEndsWithProcess(t *testing.T) {
 	if _, err := w.src.Identify(ctx(t), fp); err != nil {
 		t.Fatal(err)
 	}
+	// Another process of the same identity keeps its SVID while it lives.
+	other, _ := w.start(a, 1000, "1000")
+	ofp := w.fingerprint(other.Process.Pid)
+	if _, err := w.src.Identify(ctx(t), ofp); err != nil {
+		t.Fatal(err)
+	}
+	other.Process.Kill()
+	other.Wait()
+	eventually(t, "the other process's stream to end", func() bool { return w.src.Streams() == 1 })
+	if _, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: spiffeid.RequireFromString(td + "/app/a")}); err != nil {
+		t.Fatalf("a live process's SVID was dropped with another process of its identity: %v", err)
+	}
 	c.Process.Kill()
 	c.Wait() // reaped: the PID may now be reused
 	eventually(t, "the stream of an exited process to end", func() bool { return w.src.Streams() == 0 })
@@ -102,6 +116,9 @@ func TestThreat_I14_StreamEndsWithProcess(t *testing.T) {
 	}
 	if _, ok := w.src.Lookup(fp); ok {
 		t.Fatal("an answer outlived its process")
+	}
+	if sv, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: spiffeid.RequireFromString(td + "/app/a")}); err == nil {
+		t.Fatalf("the SVID of %s outlived the last process it was issued for", sv.ID)
 	}
 }
 
@@ -266,4 +283,42 @@ func TestIdentifyTwoEntriesRefused(t *testing.T) {
 	if !errors.Is(err, workload.ErrNoIdentity) || !strings.Contains(err.Error(), td+"/one") || !strings.Contains(err.Error(), td+"/two") {
 		t.Fatalf("a process with two SPIRE entries: %v; want a refusal naming both", err)
 	}
+}
+
+// Bundles: SPIRE's own trust domain as the server has it, the static
+// bundles of trust_bundles for other trust domains, and a static root for
+// SPIRE's trust domain added to SPIRE's.
+func TestBundles(t *testing.T) {
+	other := mustCA(t, "other.test")
+	extra := mustCA(t, spiretest.TrustDomain)
+	static := x509bundle.NewSet(other.Bundle())
+	w := newWorld(t, spire.Options{Static: static})
+	want, err := x509bundle.Parse(spiffeid.RequireTrustDomainFromString(spiretest.TrustDomain), w.sp.BundlePEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.src.Bundles().GetX509BundleForTrustDomain(want.TrustDomain())
+	if err != nil || !got.Equal(want) {
+		t.Fatalf("SPIRE's bundle: %v, %v; want the server's", got, err)
+	}
+	if b, err := w.src.Bundles().GetX509BundleForTrustDomain(other.Bundle().TrustDomain()); err != nil || !b.Equal(other.Bundle()) {
+		t.Fatalf("static bundle: %v", err)
+	}
+	static.Add(extra.Bundle()) // as a reload does, in place
+	got, err = w.src.Bundles().GetX509BundleForTrustDomain(want.TrustDomain())
+	if err != nil || len(got.X509Authorities()) != len(want.X509Authorities())+1 || !got.HasX509Authority(extra.Bundle().X509Authorities()[0]) {
+		t.Fatalf("SPIRE's bundle plus a static root: %v", err)
+	}
+	if _, err := w.src.Bundles().GetX509BundleForTrustDomain(spiffeid.RequireTrustDomainFromString("nowhere.test")); err == nil {
+		t.Fatal("a bundle for a trust domain nobody has")
+	}
+}
+
+func mustCA(t *testing.T, td string) *tlsconf.CA {
+	t.Helper()
+	ca, err := tlsconf.LoadOrCreateCA(tlsconf.CAOptions{TrustDomain: spiffeid.RequireTrustDomainFromString(td), StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }

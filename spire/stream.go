@@ -31,6 +31,7 @@ func (s *Source) run(ctx context.Context, key procKey, p *proc) {
 		if s.procs[key] == p {
 			delete(s.procs, key)
 		}
+		s.forgetUnused(p.answer)
 		s.mu.Unlock()
 		closeOnce(p)
 	}()
