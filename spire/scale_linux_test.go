@@ -86,6 +86,7 @@ func benchColdIdentity(b *testing.B, so spiretest.Options) {
 	a := w.copyBin("/usr/bin/sleep", "sleep-a")
 	w.sp.CreateEntry(td+"/app/a", "unix:path:"+a)
 	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
 		c, _ := w.start(a, 1000, "1000")

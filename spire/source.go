@@ -373,9 +373,13 @@ func (s *Source) SVID(_ context.Context, w tlsconf.Workload) (*x509svid.SVID, er
 // update replaces them atomically.
 func (s *Source) Bundles() x509bundle.Source { return &s.bundles }
 
-// Close cancels every stream and waits for them.
+// Close cancels every stream and waits for them. It is idempotent.
 func (s *Source) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -321,4 +323,36 @@ func mustCA(t *testing.T, td string) *tlsconf.CA {
 		t.Fatal(err)
 	}
 	return ca
+}
+
+// Federated trust domains: a bundle the SPIRE server holds for another
+// trust domain, which an entry on this node federates with, reaches
+// procmesh's bundles through the agent, and the answer says whom the
+// process federates with.
+func TestFederatedBundle(t *testing.T) {
+	w := newWorld(t, spire.Options{})
+	fed := mustCA(t, "partner.test")
+	pem := filepath.Join(t.TempDir(), "partner.pem")
+	if err := os.WriteFile(pem, fed.BundlePEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.sp.Server("bundle", "set", "-id", "spiffe://partner.test", "-path", pem, "-format", "pem"); err != nil {
+		t.Fatal(err)
+	}
+	a := w.copyBin("/usr/bin/sleep", "sleep-a")
+	w.sp.CreateEntryWith([]string{"-federatesWith", "spiffe://partner.test"}, td+"/app/a", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	c, _ := w.start(a, 1000, "1000")
+	fp := w.fingerprint(c.Process.Pid)
+	if _, err := w.src.Identify(ctx(t), fp); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the federated bundle to reach procmesh", func() bool {
+		b, err := w.src.Bundles().GetX509BundleForTrustDomain(fed.Bundle().TrustDomain())
+		return err == nil && b.Equal(fed.Bundle())
+	})
+	eventually(t, "the answer to name the federated trust domain", func() bool {
+		ans, ok := w.src.Lookup(fp)
+		return ok && len(ans.FederatesWith) == 1 && strings.Contains(ans.FederatesWith[0], "partner.test")
+	})
 }
