@@ -169,9 +169,11 @@ func New(opts Options) (*Source, error) {
 	s.bundles.set(x509bundle.NewSet())
 	s.wg.Add(1)
 	go s.bundleLoop()
+	t := time.NewTimer(opts.FirstMessageTimeout)
+	defer t.Stop()
 	select {
 	case <-s.bundleReady:
-	case <-time.After(opts.FirstMessageTimeout):
+	case <-t.C:
 		opts.Logger.Warn().Str("admin_socket", opts.AdminSocket).Dur("waited", opts.FirstMessageTimeout).
 			Msg("no trust bundle from the SPIRE agent yet: upstream handshakes fail until it answers")
 	}
@@ -229,21 +231,19 @@ func (s *Source) Streams() int {
 // of the same process (before an exec) is cancelled.
 func (s *Source) procFor(fp attest.Fingerprint) (*proc, error) {
 	key := procKey{fp.PID, fp.StartTime}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("spire: source closed")
+	if p, err := s.existing(key, fp); p != nil || err != nil {
+		return p, err
 	}
-	if p, ok := s.procs[key]; ok {
-		if p.fp == fp && !p.gone {
-			return p, nil
-		}
-		p.cancel()
-		delete(s.procs, key)
-	}
+	// Pinning reads /proc: not under s.mu.
 	pn, err := pinProcess(fp, s.opts.Alive)
 	if err != nil {
 		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, err := s.existingLocked(key, fp); p != nil || err != nil {
+		pn.close() // another caller started it meanwhile
+		return p, err
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	p := &proc{fp: fp, pin: pn, cancel: cancel, first: make(chan struct{})}
@@ -256,6 +256,30 @@ func (s *Source) procFor(fp attest.Fingerprint) (*proc, error) {
 	}()
 	go s.run(ctx, key, p)
 	return p, nil
+}
+
+// existing returns fp's live stream, if any; it cancels a stream for an
+// earlier image of the process.
+func (s *Source) existing(key procKey, fp attest.Fingerprint) (*proc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.existingLocked(key, fp)
+}
+
+func (s *Source) existingLocked(key procKey, fp attest.Fingerprint) (*proc, error) {
+	if s.closed {
+		return nil, errors.New("spire: source closed")
+	}
+	p, ok := s.procs[key]
+	switch {
+	case !ok:
+		return nil, nil
+	case p.fp == fp && !p.gone:
+		return p, nil
+	}
+	p.cancel()
+	delete(s.procs, key)
+	return nil, nil
 }
 
 func (s *Source) waitFirst(ctx context.Context, p *proc) error {
