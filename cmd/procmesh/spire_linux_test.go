@@ -72,6 +72,23 @@ policy:
 	}
 }
 
+// With the SPIRE provider there is no built-in CA: ca bundle says where
+// the bundle is instead of creating a CA nobody uses.
+func TestCABundleSPIRE(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "procmesh.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("trust_domain: example.org\nidentity: {provider: spire, state_dir: %s/state}\n", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run("ca", "bundle", "-config", path)
+	if code != 1 || out != "" || !strings.Contains(errOut, "spire-server bundle show") {
+		t.Fatalf("ca bundle with provider spire: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state")); err == nil {
+		t.Fatal("ca bundle created a built-in CA with provider spire")
+	}
+}
+
 func credential(uid uint32) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 }
