@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -136,4 +137,27 @@ func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
+}
+
+// startAtPID starts bin at pid (free now) by writing pid-1 to
+// ns_last_pid; other processes on the node may take it first, so it
+// tries again, and returns nil when someone else holds the PID.
+func (w *world) startAtPID(pid int, bin string, uid int, args ...string) *exec.Cmd {
+	w.t.Helper()
+	const nsLastPID = "/proc/sys/kernel/ns_last_pid"
+	for range 200 {
+		if err := os.WriteFile(nsLastPID, []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			w.t.Fatalf("cannot arrange PID reuse: write %s: %v", nsLastPID, err)
+		}
+		c, _ := w.start(bin, uid, args...)
+		if c.Process.Pid == pid {
+			return c
+		}
+		c.Process.Kill()
+		c.Wait()
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			return nil
+		}
+	}
+	return nil
 }

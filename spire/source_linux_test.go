@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -355,4 +356,43 @@ func TestFederatedBundle(t *testing.T) {
 		ans, ok := w.src.Lookup(fp)
 		return ok && len(ans.FederatesWith) == 1 && strings.Contains(ans.FederatesWith[0], "partner.test")
 	})
+}
+
+// THREATS I14: the PID of an attested process is reused by another
+// program. The old fingerprint gets nothing, neither the old answer nor
+// SPIRE's answer for the new process; the new process, fingerprinted
+// anew, gets its own identity.
+func TestThreat_I14_PIDReuseGetsNothing(t *testing.T) {
+	w := newWorld(t, spire.Options{})
+	a, b := w.copyBin("/usr/bin/sleep", "sleep-a"), w.copyBin("/usr/bin/sleep", "sleep-b")
+	w.sp.CreateEntry(td+"/app/a", "unix:path:"+a)
+	w.sp.CreateEntry(td+"/app/b", "unix:path:"+b)
+	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/b", "unix:path:"+b)
+	var old attest.Fingerprint
+	var reused *exec.Cmd
+	for try := 0; reused == nil; try++ {
+		if try == 5 {
+			t.Fatal("could not get a PID reused in 5 tries")
+		}
+		c, _ := w.start(a, 1000, "1000")
+		old = w.fingerprint(c.Process.Pid)
+		if _, err := w.src.Identify(ctx(t), old); err != nil {
+			t.Fatal(err)
+		}
+		c.Process.Kill()
+		c.Wait()
+		reused = w.startAtPID(c.Process.Pid, b, 1000, "1000")
+	}
+	for _, f := range []func() (spiffeid.ID, error){
+		func() (spiffeid.ID, error) { return w.src.Identify(ctx(t), old) },
+		func() (spiffeid.ID, error) { return w.src.Current(old) },
+	} {
+		if id, err := f(); !errors.Is(err, attest.ErrPeerGone) {
+			t.Fatalf("the old fingerprint of reused PID %d: %s, %v; want ErrPeerGone", old.PID, id, err)
+		}
+	}
+	if id, err := w.src.Identify(ctx(t), w.fingerprint(reused.Process.Pid)); err != nil || id.String() != td+"/app/b" {
+		t.Fatalf("the new process at PID %d: %s, %v", old.PID, id, err)
+	}
 }
