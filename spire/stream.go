@@ -3,6 +3,7 @@ package spire
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -12,8 +13,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	delegatedidentityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/agent/delegatedidentity/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // errProcessGone ends a stream whose process exited or changed.
@@ -145,25 +144,6 @@ func parseAnswer(resp *delegatedidentityv1.SubscribeToX509SVIDsResponse, now tim
 	return ans, svids, nil
 }
 
-// describe turns a stream error into one an operator can act on.
-func describe(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	switch st.Code() {
-	case codes.PermissionDenied:
-		return fmt.Errorf("the agent refused procmesh as a delegate (%s): procmesh needs a SPIRE registration entry whose SPIFFE ID is in the agent's authorized_delegates (README \"SPIRE\")", st.Message())
-	case codes.Unavailable:
-		return fmt.Errorf("the agent is unavailable: %s", st.Message())
-	case codes.Unimplemented:
-		return fmt.Errorf("the agent has no Delegated Identity API (%s): SPIRE 1.10.2 or later with admin_socket_path set is needed", st.Message())
-	case codes.InvalidArgument:
-		return fmt.Errorf("the agent refused the request (%s): subscribing by PID needs SPIRE 1.10.2 or later", st.Message())
-	}
-	return err
-}
-
 // bundleLoop keeps the bundle subscription up until the Source closes.
 func (s *Source) bundleLoop() {
 	defer s.wg.Done()
@@ -251,4 +231,9 @@ func (v *bundleView) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509
 		return st, nil
 	}
 	return nil, fmt.Errorf("spire: no trust bundle for trust domain %q from the SPIRE agent or trust_bundles", td)
+}
+
+// parseCerts parses concatenated DER certificates.
+func parseCerts(der []byte) ([]*x509.Certificate, error) {
+	return x509.ParseCertificates(der)
 }
