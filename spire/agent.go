@@ -87,7 +87,7 @@ func describe(err error) error {
 	}
 	switch st.Code() {
 	case codes.PermissionDenied:
-		return fmt.Errorf("the agent refused procmesh as a delegate (%s): procmesh needs a SPIRE registration entry whose SPIFFE ID is in the agent's authorized_delegates (README \"SPIRE\")", st.Message())
+		return fmt.Errorf("the agent refused procmesh as a delegate (%s): procmesh needs a SPIRE registration entry whose SPIFFE ID is in the agent's authorized_delegates (README \"SPIRE as the identity source\")", st.Message())
 	case codes.Unavailable:
 		return fmt.Errorf("the agent is unavailable: %s", st.Message())
 	case codes.Unimplemented:

@@ -396,3 +396,15 @@ func TestThreat_I14_PIDReuseGetsNothing(t *testing.T) {
 		t.Fatalf("the new process at PID %d: %s, %v", old.PID, id, err)
 	}
 }
+
+// procmesh without a SPIRE entry of its own is no authorized delegate: a
+// process is refused within first_answer_timeout, and the error says what
+// the operator must add.
+func TestNotADelegate(t *testing.T) {
+	w := newWorldWith(t, spiretest.Options{NoDelegateEntry: true}, spire.Options{FirstMessageTimeout: time.Second})
+	c, _ := w.start("/usr/bin/sleep", 1000, "1000")
+	_, err := w.src.Identify(ctx(t), w.fingerprint(c.Process.Pid))
+	if err == nil || !strings.Contains(err.Error(), "authorized_delegates") || !strings.Contains(err.Error(), w.sp.AdminSocket) {
+		t.Fatalf("procmesh not a delegate: %v; want an error naming the agent and authorized_delegates", err)
+	}
+}

@@ -121,6 +121,9 @@ type Options struct {
 	Delegate string
 	// AgentConfig is added inside the agent's `agent {}` block.
 	AgentConfig string
+	// NoDelegateEntry leaves out the delegate's registration entry: the
+	// agent then refuses the test binary on its admin API.
+	NoDelegateEntry bool
 	// UnixPluginData is added to the unix workload attestor's
 	// plugin_data (after discover_workload_path = true).
 	UnixPluginData string
@@ -178,6 +181,9 @@ func Start(t testing.TB, opts Options) *SPIRE {
 	}
 	token := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "Token:"))
 	s.StartAgent("-joinToken", token)
+	if opts.NoDelegateEntry {
+		return s
+	}
 	s.CreateEntry(DelegateID, "unix:path:"+opts.Delegate)
 	s.waitFor("the agent accepting the test binary as a delegate", func() error {
 		_, err := s.Fetch(context.Background(), "unix:uid:0")
