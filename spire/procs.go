@@ -110,6 +110,11 @@ func (s *Source) procFor(fp attest.Fingerprint) (*proc, error) {
 		pn.close() // another caller started it meanwhile
 		return p, err
 	}
+	if len(s.procs) >= s.opts.MaxStreams {
+		pn.close()
+		return nil, fmt.Errorf("spire: %d processes already have a stream to %s (cache.max_processes): process %d is refused until some exit",
+			len(s.procs), s.Name(), fp.PID)
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	p := &proc{fp: fp, pin: pn, cancel: cancel, first: make(chan struct{})}
 	s.procs[key] = p

@@ -34,6 +34,10 @@ type Options struct {
 	// Alive reports whether the process fp still runs the same image
 	// ((*attest.Attestor).Alive). Required.
 	Alive func(attest.Fingerprint) bool
+	// MaxStreams bounds the processes with a stream at once (each costs
+	// the agent a subscription and procmesh a goroutine pair): a process
+	// beyond it is refused until others exit. Default 10000.
+	MaxStreams int
 	// BackoffMin and BackoffMax bound the wait before a stream
 	// re-subscribes after an error (doubling, with jitter). Defaults 200ms
 	// and 5s.
@@ -47,6 +51,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.FirstMessageTimeout <= 0 {
 		o.FirstMessageTimeout = 5 * time.Second
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = 10000
 	}
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 200 * time.Millisecond

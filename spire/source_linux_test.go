@@ -408,3 +408,32 @@ func TestNotADelegate(t *testing.T) {
 		t.Fatalf("procmesh not a delegate: %v; want an error naming the agent and authorized_delegates", err)
 	}
 }
+
+// Streams are bounded (cache.max_processes): a process beyond the bound is
+// refused, saying why, until another exits.
+func TestMaxStreams(t *testing.T) {
+	w := newWorld(t, spire.Options{MaxStreams: 2})
+	a := w.copyBin("/usr/bin/sleep", "sleep-a")
+	w.sp.CreateEntry(td+"/app/a", "unix:path:"+a)
+	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
+	var cs []*exec.Cmd
+	for range 3 {
+		c, _ := w.start(a, 1000, "1000")
+		cs = append(cs, c)
+	}
+	for _, c := range cs[:2] {
+		if _, err := w.src.Identify(ctx(t), w.fingerprint(c.Process.Pid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := w.fingerprint(cs[2].Process.Pid)
+	if _, err := w.src.Identify(ctx(t), third); err == nil || !strings.Contains(err.Error(), "cache.max_processes") {
+		t.Fatalf("a third process with 2 streams allowed: %v", err)
+	}
+	cs[0].Process.Kill()
+	cs[0].Wait()
+	eventually(t, "a stream to end", func() bool { return w.src.Streams() == 1 })
+	if _, err := w.src.Identify(ctx(t), third); err != nil {
+		t.Fatalf("the third process once another exited: %v", err)
+	}
+}

@@ -152,6 +152,7 @@ func (n *node) buildSource() error {
 		n.spire, err = spire.New(spire.Options{
 			AdminSocket:         cfg.Identity.SPIRE.AdminSocket,
 			FirstMessageTimeout: cfg.Identity.SPIRE.FirstAnswerTimeout,
+			MaxStreams:          cfg.Cache.MaxProcesses,
 			Static:              n.bundles,
 			Alive:               n.att.Alive,
 			Logger:              log,

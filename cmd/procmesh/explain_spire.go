@@ -24,7 +24,7 @@ import (
 func explainSPIRE(w io.Writer, cfg *config.Config, att *attest.Attestor, fp attest.Fingerprint) (spiffeid.ID, bool) {
 	sock := cfg.Identity.SPIRE.AdminSocket
 	fmt.Fprintf(w, "identity\tSPIRE agent at %s (Delegated Identity API, by PID)\n", sock)
-	src, err := spire.New(spire.Options{AdminSocket: sock, FirstMessageTimeout: cfg.Identity.SPIRE.FirstAnswerTimeout, Alive: att.Alive})
+	src, err := spire.New(spire.Options{AdminSocket: sock, FirstMessageTimeout: cfg.Identity.SPIRE.FirstAnswerTimeout, Alive: att.Alive, MaxStreams: 1})
 	if err != nil {
 		fmt.Fprintf(w, "spire\t%v\n", err)
 		return spiffeid.ID{}, false
