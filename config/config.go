@@ -30,17 +30,23 @@ import (
 
 // Defaults, applied to keys that are absent, null or "".
 const (
-	DefaultSocket       = "/run/procmesh/egress.sock"
-	DefaultMode         = os.FileMode(0o660)
-	DefaultProvider     = "builtin"
-	DefaultStateDir     = "/var/lib/procmesh"
-	DefaultSVIDTTL      = time.Hour
-	DefaultMaxProcesses = 10000
-	DefaultCacheTTL     = 5 * time.Minute
-	DefaultPolicy       = "deny"
-	DefaultLogLevel     = zerolog.InfoLevel
-	DefaultProtocol     = "http1"
-	DefaultRuleMode     = "enforce"
+	DefaultSocket   = "/run/procmesh/egress.sock"
+	DefaultMode     = os.FileMode(0o660)
+	DefaultProvider = "builtin"
+	// DefaultSPIREAdminSocket is identity.spire.admin_socket: the agent's
+	// admin_socket_path.
+	DefaultSPIREAdminSocket = "/run/spire/admin.sock"
+	// DefaultSPIREFirstAnswerTimeout bounds the wait for SPIRE's first
+	// answer about a new process.
+	DefaultSPIREFirstAnswerTimeout = 5 * time.Second
+	DefaultStateDir                = "/var/lib/procmesh"
+	DefaultSVIDTTL                 = time.Hour
+	DefaultMaxProcesses            = 10000
+	DefaultCacheTTL                = 5 * time.Minute
+	DefaultPolicy                  = "deny"
+	DefaultLogLevel                = zerolog.InfoLevel
+	DefaultProtocol                = "http1"
+	DefaultRuleMode                = "enforce"
 )
 
 // DefaultLogFlushInterval bounds how long a log or audit line waits in
@@ -125,10 +131,17 @@ type Listen struct {
 
 // Identity says where SVIDs come from.
 type Identity struct {
-	Provider string        // "builtin" (the only provider so far)
+	Provider string        // "builtin" (default) or "spire"
+	SPIRE    SPIRE         // provider spire: the agent's Delegated Identity API
 	StateDir string        // default /var/lib/procmesh; the builtin CA lives here
 	CA       CAFiles       // operator CA; both empty = CA generated under StateDir
 	SVIDTTL  time.Duration // key svid_ttl, default 1h, between 1m and 24h
+}
+
+// SPIRE is identity.spire: where the SPIRE agent's admin socket is.
+type SPIRE struct {
+	AdminSocket        string        // default /run/spire/admin.sock
+	FirstAnswerTimeout time.Duration // default 5s, between 100ms and 5m
 }
 
 // CAFiles names an operator-provided CA certificate (chain) and key.

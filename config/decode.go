@@ -13,7 +13,7 @@ import (
 // sections names every mapping of the schema; "" is the top level and "[]"
 // marks the items of a list.
 func sections() []string {
-	return []string{"", "listen", "identity", "identity.ca", "cache", "attest", "trust_bundles[]",
+	return []string{"", "listen", "identity", "identity.ca", "identity.spire", "cache", "attest", "trust_bundles[]",
 		"workloads[]", "workloads[].allow", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
 		"reload", "shutdown", "runtime", "log"}
 }
@@ -27,7 +27,9 @@ func keys(section string) []string {
 	case "listen":
 		return []string{"socket", "mode", "group"}
 	case "identity":
-		return []string{"provider", "state_dir", "ca", "svid_ttl"}
+		return []string{"provider", "state_dir", "ca", "svid_ttl", "spire"}
+	case "identity.spire":
+		return []string{"admin_socket", "first_answer_timeout"}
 	case "identity.ca":
 		return []string{"cert", "key"}
 	case "cache":
@@ -89,9 +91,14 @@ func (w *walker) decode(root *yaml.Node) *Config {
 		c.Listen.Group, _ = w.str(f.get("group"), f.key("group"))
 	}
 	if f, ok := w.mapping(top.get("identity"), "identity", keys("identity")...); ok {
-		c.Identity.Provider, _ = w.oneOf(f.get("provider"), f.key("provider"), []string{"builtin"}, []string{"spire"})
+		c.Identity.Provider, _ = w.oneOf(f.get("provider"), f.key("provider"), []string{"builtin", "spire"}, nil)
 		c.Identity.StateDir, _ = w.absPath(f.get("state_dir"), f.key("state_dir"), DefaultStateDir)
 		c.Identity.SVIDTTL, _ = w.duration(f.get("svid_ttl"), f.key("svid_ttl"), MinSVIDTTL, MaxSVIDTTL)
+		if sp, ok := w.mapping(f.get("spire"), "identity.spire", keys("identity.spire")...); ok {
+			c.Identity.SPIRE.AdminSocket, _ = w.socketPath(sp.get("admin_socket"), sp.key("admin_socket"))
+			c.Identity.SPIRE.FirstAnswerTimeout, _ = w.duration(sp.get("first_answer_timeout"), sp.key("first_answer_timeout"),
+				100*time.Millisecond, 5*time.Minute)
+		}
 		if ca, ok := w.mapping(f.get("ca"), "identity.ca", keys("identity.ca")...); ok {
 			c.Identity.CA.Cert, _ = w.absPath(ca.get("cert"), ca.key("cert"), "/etc/procmesh/ca.pem")
 			c.Identity.CA.Key, _ = w.absPath(ca.get("key"), ca.key("key"), "/etc/procmesh/ca.key")

@@ -126,6 +126,12 @@ func (c *Config) applyDefaults() {
 	if c.Identity.Provider == "" {
 		c.Identity.Provider = DefaultProvider
 	}
+	if c.Identity.SPIRE.AdminSocket == "" {
+		c.Identity.SPIRE.AdminSocket = DefaultSPIREAdminSocket
+	}
+	if c.Identity.SPIRE.FirstAnswerTimeout == 0 {
+		c.Identity.SPIRE.FirstAnswerTimeout = DefaultSPIREFirstAnswerTimeout
+	}
 	if c.Identity.StateDir == "" {
 		c.Identity.StateDir = DefaultStateDir
 	}

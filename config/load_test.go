@@ -31,6 +31,7 @@ func TestLoadFull(t *testing.T) {
 		Listen:      Listen{Socket: "/run/pm/main.sock", Mode: 0o600, Group: "procmesh-clients"},
 		Identity: Identity{
 			Provider: "builtin",
+			SPIRE:    SPIRE{AdminSocket: DefaultSPIREAdminSocket, FirstAnswerTimeout: DefaultSPIREFirstAnswerTimeout},
 			StateDir: "/srv/procmesh/state",
 			CA:       CAFiles{Cert: "/etc/pm/ca-chain.pem", Key: "/etc/pm/ca.key"},
 			SVIDTTL:  30 * time.Minute,
@@ -107,7 +108,7 @@ func TestDefaults(t *testing.T) {
 		Path:        "min.yaml",
 		TrustDomain: td("example.org"),
 		Listen:      Listen{Socket: "/run/procmesh/egress.sock", Mode: 0o660},
-		Identity:    Identity{Provider: "builtin", StateDir: "/var/lib/procmesh", SVIDTTL: time.Hour},
+		Identity:    Identity{Provider: "builtin", SPIRE: SPIRE{AdminSocket: "/run/spire/admin.sock", FirstAnswerTimeout: 5 * time.Second}, StateDir: "/var/lib/procmesh", SVIDTTL: time.Hour},
 		Cache:       Cache{MaxProcesses: 10000, TTL: 5 * time.Minute},
 		Attest:      Attest{ConnectRecord: "auto", ForeignWriter: "refuse", HashSizeLimit: 128 << 20, MaxConcurrentHashes: 2, RatePerUID: 100, BurstPerUID: 1000},
 		Routes: []Route{{Name: "e", Host: "e.test", Upstream: "h:1", ServerID: sid("spiffe://example.org/e"),

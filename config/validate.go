@@ -61,6 +61,12 @@ func (c *Config) validateBundles(ps *problems) map[spiffeid.TrustDomain]bool {
 }
 
 func (c *Config) validateWorkloads(ps *problems) {
+	if c.Identity.Provider == "spire" && len(c.Workloads) > 0 {
+		// One source of truth: SPIRE's registration entries.
+		ps.add(c.Workloads[0].Line, "workloads", "identity.provider is spire: registration entries live in SPIRE "+
+			"(spire-server entry create); remove the workloads section (policy stays here)")
+		return
+	}
 	for i, w := range c.Workloads {
 		if !c.TrustDomain.IsZero() && !w.SPIFFEID.MemberOf(c.TrustDomain) {
 			ps.add(w.Line, fmt.Sprintf("workloads[%d].spiffe_id", i),

@@ -151,6 +151,8 @@ func runClient(mode string) error {
 		return runUpstreamClient(mode)
 	case "hold": // unattested_test.go
 		return runHoldClient(sock)
+	case "load": // spire_env_linux_test.go
+		return runSPIRELoad()
 	case "websocket": // websocket_test.go
 		return runWebSocketClient(sock, target, out)
 	case "write-exec", "read-fd", "pass", "pass-child", "fork", "fork-child", "sleep", "give", "speak": // attacker_client_test.go

@@ -18,6 +18,16 @@ func refusalStatus(err error) (int, string) {
 	switch {
 	case errors.As(err, &cr):
 		return http.StatusForbidden, fmt.Sprintf("procmesh: refused: process %d: %s.\n", cr.PID, cr.Reason)
+	case errors.As(err, &nm) && nm.Provider != "":
+		p := nm.Process
+		var b strings.Builder
+		fmt.Fprintf(&b, "procmesh: refused: process %d (%s) has no identity: %s.\n", p.PID, p.ExePath, nm.Reason)
+		b.WriteString("Its selectors, as procmesh's own attestation shows them (SPIRE's unix attestor sees the unix: ones alike), are:\n")
+		for _, sel := range p.Selectors {
+			fmt.Fprintf(&b, "  %s\n", sel)
+		}
+		b.WriteString("Ask the node operator for a SPIRE registration entry (spire-server entry create) whose selectors are all among these.\n")
+		return http.StatusForbidden, b.String()
 	case errors.As(err, &nm):
 		p := nm.Process
 		var b strings.Builder

@@ -35,7 +35,7 @@ func (s *Server) revalidate(st *State) {
 	known := s.knownIDs()
 	s.pools.retain(st, func(id spiffeid.ID, route string) bool {
 		_, ok := known[id]
-		return ok && st.Policy.MayAllow(id, route)
+		return (ok || known == nil) && st.Policy.MayAllow(id, route)
 	})
 	var live []*liveConn
 	s.live.each(func(l *liveConn) { live = append(live, l) })
@@ -75,7 +75,13 @@ func (s *Server) stillAllowed(st *State, l *liveConn) string {
 
 // knownIDs is the set of SPIFFE IDs the registration entries in force can
 // give.
+//
+// It is nil, meaning any, when an identity provider (SPIRE) decides IDs:
+// the registration entries are then empty and say nothing.
 func (s *Server) knownIDs() map[spiffeid.ID]struct{} {
+	if p, ok := s.resolver.(interface{ ProviderDecides() bool }); ok && p.ProviderDecides() {
+		return nil
+	}
 	entries := s.resolver.Generation().Entries()
 	ids := make(map[spiffeid.ID]struct{}, len(entries))
 	for _, e := range entries {

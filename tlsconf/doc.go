@@ -22,9 +22,9 @@
 // x509svid and tlsconfig do), it does not attest processes (package attest
 // does) and it does not decide which SPIFFE ID a process gets (package
 // registry does). It has no SPIFFE Workload API or SPIRE client: the Source
-// interface is the seam for a later SPIRE Delegated Identity source, which
-// will subscribe to SVIDs by PID and selectors (hence Workload.PID and
-// Workload.Selectors, which the builtin Store ignores).
+// interface is the seam where package spire plugs in SPIRE's Delegated
+// Identity API (Workload.PID and Workload.Selectors are for such sources;
+// the builtin Store ignores them).
 //
 // Keys never leave the process except the CA key, which is written once to
 // StateDir/ca.key with mode 0600; no key is ever logged.

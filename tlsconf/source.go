@@ -10,8 +10,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
-// Workload names what to issue for. SPIRE's Delegated Identity source (later)
-// will subscribe by PID/selectors; the builtin CA only needs ID.
+// Workload names what to issue for. The builtin CA and SPIRE's Delegated
+// Identity source (package spire, which subscribes by PID when attesting)
+// both key SVIDs by ID.
 type Workload struct {
 	ID        spiffeid.ID
 	PID       int32

@@ -1,7 +1,8 @@
 // Package workload turns a connected Unix-socket peer into a workload
 // identity: it attests the process (package attest), matches the selectors
-// against the registration entries (package registry) and makes sure an SVID
-// can be had for the matched SPIFFE ID (package tlsconf): a new identity's
+// against the registration entries (package registry), or asks a Provider
+// (SPIRE, package spire) when the Source is one, and makes sure an SVID
+// can be had for the SPIFFE ID (package tlsconf): a new identity's
 // SVID is minted in the background while the caller goes on (the TLS
 // handshake that needs it waits for it), and an identity whose issuer is
 // failing is refused. A process attested as traced or running injected code

@@ -31,9 +31,17 @@ type NoMatchError struct {
 	// Refused are the entries whose selectors the process has but which do
 	// not allow its tracer or injected code (registry.Registry.Refusing).
 	Refused []registry.Entry
+	// Provider names the identity provider that issued nothing (a
+	// Provider's Name), "" for procmesh's own registration entries;
+	// Reason is what it said.
+	Provider, Reason string
 }
 
 func (e *NoMatchError) Error() string {
+	if e.Provider != "" {
+		return fmt.Sprintf("workload: process %d (%s) has no identity: %s; its selectors as procmesh attests them are: %s",
+			e.Process.PID, e.Process.ExePath, e.Reason, strings.Join(e.Process.Selectors, " "))
+	}
 	msg := fmt.Sprintf("workload: process %d (%s) matches no registration entry; its selectors are: %s",
 		e.Process.PID, e.Process.ExePath, strings.Join(e.Process.Selectors, " "))
 	if note := e.Process.HashNote(); note != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,15 +64,17 @@ var _ Records = (*connrecord.Recorder)(nil)
 // Resolver maps Unix-socket peers to workload identities. It is safe for
 // concurrent use. Close stops its background sweeper.
 type Resolver struct {
-	att    *attest.Attestor
-	src    tlsconf.Source
-	reg    atomic.Pointer[registry.Registry]
-	cache  *lru.Cache[attest.Fingerprint, *cached]
-	flight flight[attest.Fingerprint, *cached]
-	limit  *uidLimiter
-	opts   Options
-	hits   atomic.Uint64
-	misses atomic.Uint64
+	att *attest.Attestor
+	src tlsconf.Source
+	// provider, when src is one, decides SPIFFE IDs (provider.go).
+	provider Provider
+	reg      atomic.Pointer[registry.Registry]
+	cache    *lru.Cache[attest.Fingerprint, *cached]
+	flight   flight[attest.Fingerprint, *cached]
+	limit    *uidLimiter
+	opts     Options
+	hits     atomic.Uint64
+	misses   atomic.Uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -116,6 +119,7 @@ func New(att *attest.Attestor, reg *registry.Registry, src tlsconf.Source, opts 
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Resolver{att: att, src: src, cache: c, opts: opts, cancel: cancel, done: make(chan struct{}),
 		limit: newUIDLimiter(opts.RatePerUID, opts.BurstPerUID)}
+	r.provider, _ = src.(Provider)
 	r.reg.Store(reg)
 	go r.sweepLoop(ctx)
 	return r, nil
@@ -153,7 +157,7 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 	if rec != nil && rec.Traced && !c.proc.Traced {
 		c = r.tracedAtConnect(c)
 	}
-	return r.identify(ctx, c)
+	return r.identify(ctx, peer, c)
 }
 
 // ResolvePID attests the process pid by itself: a process that wrote on a
@@ -177,12 +181,23 @@ func (r *Resolver) ResolvePID(ctx context.Context, pid int32) (*Identity, error)
 	if err != nil {
 		return nil, err
 	}
-	return r.identify(ctx, c)
+	return r.identify(ctx, peer, c)
 }
 
 // identify turns a matched (or not) attestation into an identity whose
-// SVID can be had, or the refusal that lists the process's selectors.
-func (r *Resolver) identify(ctx context.Context, c *cached) (*Identity, error) {
+// SVID can be had, or the refusal that lists the process's selectors. With
+// a Provider, the provider decides the SPIFFE ID; procmesh still refuses a
+// traced process or one running injected code (THREATS I17), which
+// entries made in the provider cannot allow.
+func (r *Resolver) identify(ctx context.Context, peer *attest.Peer, c *cached) (*Identity, error) {
+	if r.provider != nil {
+		if has := Needs(c.proc); has.Traced || has.InjectedCode {
+			return nil, &NoMatchError{Process: r.att.WithNames(c.proc), Provider: r.provider.Name(),
+				Reason: "procmesh refuses a traced process, or one running injected code, whatever " + r.provider.Name() +
+					" would issue (THREATS I17): " + strings.Join((&NoMatchError{Process: c.proc}).Reasons(), "; ")}
+		}
+		return r.resolveByProvider(ctx, r.provider, peer, c.proc)
+	}
 	if !c.matched {
 		// The refusal lists the process's selectors so that an operator can
 		// write its entry: names included, even when no entry uses them.
@@ -324,6 +339,9 @@ func (r *Resolver) Close() error {
 // be had (the executable changed or the process is gone), the error says
 // so.
 func (r *Resolver) Rematch(id *Identity) (*Identity, error) {
+	if r.provider != nil {
+		return r.rematchByProvider(r.provider, id)
+	}
 	reg := r.reg.Load()
 	proc, err := r.complete(id.Process, reg)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/registry"
+	"github.com/procmesh/procmesh/spire"
 	"github.com/procmesh/procmesh/tlsconf"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -28,7 +29,9 @@ type node struct {
 	keys     *tlsconf.KeyPool
 	ca       *tlsconf.CA
 	bundles  *x509bundle.Set
-	store    *tlsconf.Store
+	store    *tlsconf.Store // provider builtin
+	spire    *spire.Source  // provider spire
+	src      tlsconf.Source // store or spire
 	att      *attest.Attestor
 	reg      *registry.Registry
 	records  *connrecord.Recorder // nil: no connect-time record
@@ -103,19 +106,11 @@ func loadCA(cfg *config.Config, log zerolog.Logger, keys *tlsconf.KeyPool) (*tls
 func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	n := &node{cfg: cfg, log: log}
 	var err error
-	// Keys for new identities' SVIDs are generated ahead of time, off the
-	// path of the request that needs one.
-	n.keys = tlsconf.NewKeyPool(tlsconf.KeyPoolOptions{Logger: log})
-	if n.ca, err = loadCA(cfg, log, n.keys); err != nil {
-		n.Close()
-		return nil, err
-	}
-	if n.bundles, err = loadBundles(cfg, n.ca); err != nil {
-		n.Close()
-		return nil, err
-	}
-	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log})
 	n.att = attest.New(attestOptions(cfg, log))
+	if err = n.buildSource(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if n.reg, err = buildRegistry(cfg); err != nil {
 		n.Close()
 		return nil, err
@@ -138,7 +133,7 @@ func buildNode(cfg *config.Config, log zerolog.Logger) (*node, error) {
 	if n.records != nil {
 		wopts.Records = n.records
 	}
-	n.resolver, err = workload.New(n.att, n.reg, n.store, wopts)
+	n.resolver, err = workload.New(n.att, n.reg, n.src, wopts)
 	if err != nil {
 		n.Close()
 		return nil, err
@@ -155,13 +150,56 @@ func attestOptions(cfg *config.Config, log zerolog.Logger) attest.Options {
 	}
 }
 
-// loadBundles reads the trust bundles the config names, plus the CA's own.
+// buildSource builds where SVIDs and trust bundles come from: the built-in
+// CA, or the SPIRE agent (identity.provider: spire), whose bundles the
+// trust_bundles files add to.
+func (n *node) buildSource() error {
+	cfg, log := n.cfg, n.log
+	var err error
+	if cfg.Identity.Provider == "spire" {
+		if n.bundles, err = loadBundles(cfg, nil); err != nil {
+			return err
+		}
+		n.spire, err = spire.New(spire.Options{
+			AdminSocket:         cfg.Identity.SPIRE.AdminSocket,
+			FirstMessageTimeout: cfg.Identity.SPIRE.FirstAnswerTimeout,
+			MaxStreams:          cfg.Cache.MaxProcesses,
+			Static:              n.bundles,
+			Alive:               n.att.Alive,
+			Logger:              log,
+		})
+		if err != nil {
+			return err
+		}
+		n.src = n.spire
+		return nil
+	}
+	// Keys for new identities' SVIDs are generated ahead of time, off the
+	// path of the request that needs one.
+	n.keys = tlsconf.NewKeyPool(tlsconf.KeyPoolOptions{Logger: log})
+	if n.ca, err = loadCA(cfg, log, n.keys); err != nil {
+		return err
+	}
+	if n.bundles, err = loadBundles(cfg, n.ca); err != nil {
+		return err
+	}
+	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log})
+	n.src = n.store
+	return nil
+}
+
+// loadBundles reads the trust bundles the config names, plus the CA's own
+// (ca is nil with the SPIRE provider).
 func loadBundles(cfg *config.Config, ca *tlsconf.CA) (*x509bundle.Set, error) {
 	files := make([]tlsconf.BundleFile, 0, len(cfg.TrustBundles))
 	for _, tb := range cfg.TrustBundles {
 		files = append(files, tlsconf.BundleFile{TrustDomain: tb.TrustDomain, File: tb.File})
 	}
-	return tlsconf.LoadBundles(ca.Bundle(), files)
+	var own *x509bundle.Bundle
+	if ca != nil {
+		own = ca.Bundle()
+	}
+	return tlsconf.LoadBundles(own, files)
 }
 
 // buildRegistry builds the registration entries. Policy rules match
@@ -215,6 +253,9 @@ func (n *node) Close() {
 	}
 	if n.store != nil {
 		n.store.Close()
+	}
+	if n.spire != nil {
+		n.spire.Close()
 	}
 	if n.keys != nil {
 		n.keys.Close() // after the store: no Mint runs any more

@@ -16,6 +16,10 @@ func cmdCABundle(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return code
 	}
+	if cfg.Identity.Provider == "spire" {
+		fmt.Fprintf(stderr, "procmesh ca bundle: identity.provider is spire in %s: the trust bundle is SPIRE's; print it with `spire-server bundle show -format pem`\n", cfg.Path)
+		return 1
+	}
 	ca, err := loadCA(cfg, zerolog.Nop(), nil)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/attest/connrecord"
@@ -105,18 +106,27 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	if proc.ExePathForeign {
 		fmt.Fprintf(w, "path\tno unix:path: %s is not this executable in procmesh's mount namespace\n", proc.ExePath)
 	}
-	entry, matched := reg.MatchProcess(proc.Selectors, workload.Needs(proc))
-	if !matched {
-		fmt.Fprintln(w, "entry\tnone: procmesh refuses this process (403 listing the selectors above)")
-		for _, r := range (&workload.NoMatchError{Process: proc, Refused: reg.Refusing(proc.Selectors, workload.Needs(proc))}).Reasons() {
-			fmt.Fprintf(w, "\t%s\n", r)
+	var id spiffeid.ID
+	if cfg.Identity.Provider == "spire" {
+		var ok bool
+		if id, ok = explainSPIRE(w, cfg, att, fp); !ok {
+			return 0
 		}
-		return 0
+	} else {
+		entry, matched := reg.MatchProcess(proc.Selectors, workload.Needs(proc))
+		if !matched {
+			fmt.Fprintln(w, "entry\tnone: procmesh refuses this process (403 listing the selectors above)")
+			for _, r := range (&workload.NoMatchError{Process: proc, Refused: reg.Refusing(proc.Selectors, workload.Needs(proc))}).Reasons() {
+				fmt.Fprintf(w, "\t%s\n", r)
+			}
+			return 0
+		}
+		wl := cfg.Workloads[entry.Index]
+		fmt.Fprintf(w, "entry\tworkloads[%d] (%s:%d)\n", entry.Index, cfg.Path, wl.Line)
+		id = entry.ID
 	}
-	wl := cfg.Workloads[entry.Index]
-	fmt.Fprintf(w, "entry\tworkloads[%d] (%s:%d)\n", entry.Index, cfg.Path, wl.Line)
-	fmt.Fprintf(w, "spiffe_id\t%s\n", entry.ID)
-	req := policy.Request{Source: entry.ID, Selectors: proc.Selectors}
+	fmt.Fprintf(w, "spiffe_id\t%s\n", id)
+	req := policy.Request{Source: id, Selectors: proc.Selectors}
 	if target != nil {
 		explainRequest(w, cfg, pol, req, target)
 	} else {
