@@ -63,7 +63,7 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 	if err != nil {
 		return nil, err
 	}
-	srv, err := proxy.New(n.resolver, n.store, n.state, proxyOptions(cfg, log))
+	srv, err := proxy.New(n.resolver, n.src, n.state, proxyOptions(cfg, log))
 	if err != nil {
 		n.Close()
 		return nil, err
