@@ -7,29 +7,16 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/procmesh/procmesh/internal/reqfields"
 )
 
 // Decoding of upstream.request_headers_to_remove: the request fields that
 // claim an identity and never reach an upstream (THREATS P9).
 
 // DefaultRequestHeadersToRemove returns the default of
-// upstream.request_headers_to_remove (proxy.DefaultRequestHeadersToRemove).
-func DefaultRequestHeadersToRemove() []string {
-	return []string{"X-Forwarded-Client-Cert", "X-Spiffe-Id", "X-Client-Spiffe-Id", "X-Real-Ip"}
-}
-
-// alwaysHandled reports the request fields (canonical) procmesh removes or
-// writes itself whatever the list says: hop-by-hop, framing, Forwarded
-// (proxy's fixedRequestField).
-func alwaysHandled(canon string) bool {
-	switch canon {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Http2-Settings",
-		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-		return true
-	}
-	return false
-}
+// upstream.request_headers_to_remove.
+func DefaultRequestHeadersToRemove() []string { return reqfields.DefaultIdentityFields() }
 
 // requestHeadersToRemove reads a list of header names, stored canonical.
 // Absent or null is nil (the default list); [] is an empty, non-nil list.
@@ -49,7 +36,7 @@ func (w *walker) requestHeadersToRemove(n *yaml.Node, path string) []string {
 		switch {
 		case !httpguts.ValidHeaderFieldName(s):
 			w.add(item.Line, key, "%q is not a header field name; write the name alone, like X-Forwarded-Client-Cert", s)
-		case alwaysHandled(canon):
+		case reqfields.Fixed(canon):
 			w.add(item.Line, key, "%s is a hop-by-hop, framing or Forwarded field, which procmesh always removes or writes itself; leave it out", canon)
 		case slices.Contains(out, canon):
 			w.add(item.Line, key, "%s is listed twice (header names are case-insensitive)", canon)

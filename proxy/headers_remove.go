@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/http"
 	"net/textproto"
+
+	"github.com/procmesh/procmesh/internal/reqfields"
 )
 
 // Request fields that claim an identity (THREATS P9). procmesh's upstreams
@@ -16,24 +18,8 @@ import (
 
 // DefaultRequestHeadersToRemove returns the request fields removed before a
 // request goes upstream unless Options.RequestHeadersToRemove says
-// otherwise: XFCC (Envoy, Istio), the SPIFFE ID fields of other sidecars
-// and the client-address field of nginx-style proxies.
-func DefaultRequestHeadersToRemove() []string {
-	return []string{"X-Forwarded-Client-Cert", "X-Spiffe-Id", "X-Client-Spiffe-Id", "X-Real-Ip"}
-}
-
-// fixedRequestField reports the fields removed, or rewritten from the message's
-// framing, whatever the configuration: hop-by-hop fields (P2), framing
-// fields and client-sent Forwarded and X-Forwarded-* fields.
-func fixedRequestField(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Http2-Settings",
-		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-		return true
-	}
-	return false
-}
+// otherwise.
+func DefaultRequestHeadersToRemove() []string { return reqfields.DefaultIdentityFields() }
 
 // requestFilter says which client-sent request fields do not reach the
 // upstream as sent: the fixed ones and the configured ones.
@@ -52,7 +38,7 @@ func newRequestFilter(names []string) *requestFilter {
 	for _, n := range names {
 		f.remove[textproto.CanonicalMIMEHeaderKey(n)] = true
 	}
-	f.skip = func(k string) bool { return fixedRequestField(k) || f.remove[k] }
+	f.skip = func(k string) bool { return reqfields.Fixed(k) || f.remove[k] }
 	return f
 }
 
