@@ -30,14 +30,14 @@ func (e *foreignWriterError) Error() string {
 	} else if e.writerExe != "" {
 		w += " (" + e.writerExe + ")"
 	}
-	return fmt.Sprintf("bytes on this connection were written by %s, not by process %d that connected and was attested; "+
-		"each process must connect itself (attest.foreign_writer: refuse)", w, e.connector)
+	return fmt.Sprintf("bytes on this connection were written by %s, not by process %d whose connection this is and who was attested; "+
+		"each process must connect itself (THREATS I12, attest.foreign_writer)", w, e.connector)
 }
 
 // foreignWriter records that pid wrote on the connection, logs it and
 // writes the audit line that names the writer, once.
 func (c *clientConn) foreignWriter(pid int32) error {
-	fw := &foreignWriterError{writer: pid, connector: c.peerPID}
+	fw := &foreignWriterError{writer: pid, connector: c.writer.Load()}
 	if pid > 0 {
 		fw.writerExe, _ = os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
 	}
