@@ -120,17 +120,20 @@ func (rn *running) stop(drain time.Duration) error {
 // logrotate.
 func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Logger, out *logOutput) error {
 	applyRuntime(cfg.Runtime, log)
+	// Signals are caught before the sockets serve: a SIGHUP (logrotate)
+	// that comes once clients are served must reload, not kill procmesh
+	// with the default action.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	rn, err := start(path, cfg, log)
 	if err != nil {
 		return err
 	}
 	rn.reloader.flushLog = out.Flush
 	releaseStartupMemory()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var watchers sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer func() { stopWatch(); watchers.Wait() }()
