@@ -12,9 +12,14 @@
 // connection pools, QUIC connections and TLS session caches are keyed by
 // (SPIFFE ID, route) and never shared between identities (THREATS I5, I6).
 //
-// The process behind a connection is fixed when it is accepted: attestation
-// starts at accept. Its registration entry is re-checked when the entries
-// change, and policy is evaluated per request (HTTP, on the normalised
+// The process behind a connection is the one that called connect():
+// attestation starts at accept and the Resolver checks it against the
+// kernel's connect-time record. Every read carries its writer
+// (SCM_CREDENTIALS): bytes another process wrote are refused, or, under
+// Options.AttestForeignWriters, an HTTP/1.1 request acts as its writer
+// (THREATS I11, I12; writer.go). One decide (decide.go) applies identity,
+// limits, route and policy on both HTTP paths. The registration entry is
+// re-checked when the entries change, and policy is evaluated per request (HTTP, on the normalised
 // path) and per connection (CONNECT and raw sockets); SetState re-decides
 // open tunnels and raw connections and closes what the new state no longer
 // allows (F6). Limits bound headers, time, streams, connections and bodies,
@@ -26,9 +31,8 @@
 // so they cannot take registered callers' connection slots (F11). Request
 // fields that claim an identity (XFCC and the like) never reach an
 // upstream (P9), which learns the caller from the client certificate only.
-// Every request and
-// connection produces one audit line naming the workload, not a source
-// address.
+// Every request and connection produces one audit line naming the
+// workload, not a source address.
 //
 // The package does not read configuration files, attest processes or issue
 // certificates; it consumes those through the Resolver and tlsconf.Source
