@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,24 +34,7 @@ func TestThreat_I12_ForeignWriterRefused(t *testing.T) {
 				e := newEnv(t, envOptions{defaultAllow: true, records: true})
 				owner, other := e.client("owner", "owner"), e.client("other", "other")
 				e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(owner)}})
-				env := []string{"PM_URL=http://echo.test/whose", "PM_NEXT=" + other, "PM_PROTO=" + c.proto,
-					"PM_HOW=" + how, "PM_FIRST=" + string(rune('0'+c.first))}
-				if c.sock == "raw" {
-					env = append(env, "PM_SOCK="+e.rawSock, "PM_URL=http://echo-raw.test/whose")
-				}
-				rs, err := e.run(owner, -1, "give", env...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(rs) != c.first+1 {
-					t.Fatalf("got %d answers %+v, want %d", len(rs), rs, c.first+1)
-				}
-				for i := 0; i < c.first; i++ {
-					if got := decodeReply(t, rs[i]).SPIFFEID; got != idA.String() {
-						t.Errorf("the connecting process's own request %d arrived as %s", i, got)
-					}
-				}
-				last := rs[c.first]
+				last := runGive(t, e, owner, other, how, c.proto, c.sock, c.first)
 				switch {
 				case c.proto == "h2c":
 					// The preface itself is foreign: no HTTP/2 answer can be made.
@@ -110,24 +94,7 @@ func TestThreat_I12_ForeignWriterAttested(t *testing.T) {
 				entries = append(entries, registry.Entry{ID: idB, Selectors: []string{pathSel(other)}})
 			}
 			e.setEntries(entries...)
-			env := []string{"PM_URL=http://echo.test/whose", "PM_NEXT=" + other, "PM_PROTO=" + c.proto,
-				"PM_HOW=scm", "PM_FIRST=" + string(rune('0'+c.first))}
-			if c.sock == "raw" {
-				env = append(env, "PM_SOCK="+e.rawSock, "PM_URL=http://echo-raw.test/whose")
-			}
-			rs, err := e.run(owner, -1, "give", env...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rs) != c.first+1 {
-				t.Fatalf("got %d answers %+v, want %d", len(rs), rs, c.first+1)
-			}
-			for i := 0; i < c.first; i++ {
-				if got := decodeReply(t, rs[i]).SPIFFEID; got != idA.String() {
-					t.Errorf("the connecting process's own request %d arrived as %s", i, got)
-				}
-			}
-			last := rs[c.first]
+			last := runGive(t, e, owner, other, "scm", c.proto, c.sock, c.first)
 			if c.want == "" {
 				if got := decodeReply(t, last).SPIFFEID; got != idB.String() {
 					t.Fatalf("the other process's request arrived as %s, want its own %s", got, idB)
@@ -144,4 +111,30 @@ func TestThreat_I12_ForeignWriterAttested(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runGive runs owner in the attacker's "give" mode: it connects (to the raw
+// socket when sock is "raw"), makes first requests of proto itself, each
+// checked to arrive as idA, and hands the connection to other (how:
+// inherit or scm), whose answer runGive returns.
+func runGive(t *testing.T, e *env, owner, other, how, proto, sock string, first int) clientResult {
+	t.Helper()
+	env := []string{"PM_URL=http://echo.test/whose", "PM_NEXT=" + other, "PM_PROTO=" + proto,
+		"PM_HOW=" + how, "PM_FIRST=" + strconv.Itoa(first)}
+	if sock == "raw" {
+		env = append(env, "PM_SOCK="+e.rawSock, "PM_URL=http://echo-raw.test/whose")
+	}
+	rs, err := e.run(owner, -1, "give", env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != first+1 {
+		t.Fatalf("got %d answers %+v, want %d", len(rs), rs, first+1)
+	}
+	for i := 0; i < first; i++ {
+		if got := decodeReply(t, rs[i]).SPIFFEID; got != idA.String() {
+			t.Errorf("the connecting process's own request %d arrived as %s", i, got)
+		}
+	}
+	return rs[first]
 }
