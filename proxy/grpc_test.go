@@ -288,7 +288,10 @@ func TestGRPCOverUnixSocket(t *testing.T) {
 	if len(ids) != 2 {
 		t.Errorf("upstream saw %d connections, want one multiplexed HTTP/2 connection per identity", len(ids))
 	}
-	if n := len(e.audit.Lines(`"event":"request"`, `"route":"grpc"`)); n != 10 {
-		t.Errorf("want 10 audit lines for the gRPC route, got %d", n)
+	// A stream's audit line is written when its handler returns, which
+	// may be just after the client has read the end of the stream.
+	auditLines := func() int { return len(e.audit.Lines(`"event":"request"`, `"route":"grpc"`)) }
+	if !eventually(5*time.Second, func() bool { return auditLines() >= 10 }) || auditLines() != 10 {
+		t.Errorf("want 10 audit lines for the gRPC route, got %d", auditLines())
 	}
 }
