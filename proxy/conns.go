@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/internal/credread"
+	"github.com/procmesh/procmesh/proxy/internal/framing"
 )
 
 // clientConn is one accepted client connection. It wraps the Unix
@@ -69,8 +70,8 @@ type clientConn struct {
 	// The scanner state, the bytes it released and not yet read, and the
 	// read deadlines: the one net/http set and the header-read one.
 	mu     sync.Mutex
-	scan   *h1Scanner // nil: raw bytes (raw sockets)
-	replay []byte     // scanned bytes the fast path read and handed back
+	scan   *framing.Scanner // nil: raw bytes (raw sockets)
+	replay []byte           // scanned bytes the fast path read and handed back
 	ready  []byte
 	rbuf   *[]byte   // pooled backing of ready, when it has one
 	rerr   error     // sticky read error (EOF, broken framing)
@@ -116,9 +117,9 @@ func (s *Server) newClientConn(uconn *net.UnixConn, scanHTTP bool) *clientConn {
 		s.openUnattested(c, uid)
 	}
 	if scanHTTP {
-		c.scan = newH1Scanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders)
+		c.scan = framing.NewScanner(s.opts.MaxRequestHeaderBytes, s.opts.MaxRequestHeaders, s.overLimit)
 		if s.opts.AttestForeignWriters {
-			c.scan.released = func(string) { c.heads = append(c.heads, c.writer.Load()) }
+			c.scan.Released = func(string) { c.heads = append(c.heads, c.writer.Load()) }
 		}
 	}
 	return c
@@ -155,10 +156,10 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
-		if c.scan.done() {
+		if c.scan.Done() {
 			// Everything after a refused or framing-ending head goes
 			// untouched (tunnels) or nowhere (refusals).
-			if c.scan.state == scanRefused {
+			if c.scan.Refused() != nil {
 				return 0, io.EOF
 			}
 			c.mu.Unlock()
@@ -179,7 +180,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 func (c *clientConn) awaitReady() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.replay) == 0 && len(c.ready) == 0 && c.rerr == nil && !c.scan.done() {
+	for len(c.replay) == 0 && len(c.ready) == 0 && c.rerr == nil && !c.scan.Done() {
 		if err := c.fill(); err != nil {
 			return err
 		}
@@ -203,7 +204,7 @@ func (c *clientConn) fill() error {
 			c.ready = (*c.rbuf)[:0]
 		}
 		var ferr error
-		c.ready, ferr = c.scan.feed((*buf)[:n], c.ready)
+		c.ready, ferr = c.scan.Feed((*buf)[:n], c.ready)
 		if ferr != nil {
 			c.rerr = ferr
 		}
@@ -236,7 +237,7 @@ func (c *clientConn) fill() error {
 // bytes of two writers never mix: the request fails. Called with mu held.
 func (c *clientConn) otherWriter(pid int32, n int) int {
 	switch {
-	case !c.scan.idle():
+	case !c.scan.Idle():
 		if c.rerr == nil {
 			c.rerr = c.foreignWriter(pid)
 		}
@@ -249,7 +250,7 @@ func (c *clientConn) otherWriter(pid int32, n int) int {
 			c.rbuf = c.srv.scanBufs.get()
 			c.ready = (*c.rbuf)[:0]
 		}
-		c.ready = c.scan.refuse(c.ready, &limitError{status: http.StatusForbidden, what: fw.Error()})
+		c.ready = c.scan.Refuse(c.ready, http.StatusForbidden, fw.Error())
 	}
 	return 0
 }
@@ -357,7 +358,7 @@ const scanBufSize = 4 << 10
 func (c *clientConn) framingError() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if errors.Is(c.rerr, errFraming) {
+	if errors.Is(c.rerr, framing.ErrFraming) {
 		return c.rerr
 	}
 	return nil
@@ -381,7 +382,7 @@ func (c *clientConn) headDeadline() {
 	if !on(rht) {
 		return
 	}
-	switch inHead := c.scan.midHead(); {
+	switch inHead := c.scan.MidHead(); {
 	case inHead && c.headDL.IsZero():
 		c.headDL = time.Now().Add(rht)
 	case !inHead && !c.headDL.IsZero():

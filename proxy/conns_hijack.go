@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -16,7 +17,7 @@ import (
 func (c *clientConn) admit(id spiffeid.ID) *limitError {
 	if c.overTotal {
 		return &limitError{status: http.StatusServiceUnavailable, what: "too many client connections are open; retry later",
-			key: keyMaxConnections, value: itoa(c.srv.opts.MaxConnections)}
+			key: keyMaxConnections, value: strconv.Itoa(c.srv.opts.MaxConnections)}
 	}
 	c.admitOnce.Do(func() {
 		c.mu.Lock()
@@ -31,7 +32,7 @@ func (c *clientConn) admit(id spiffeid.ID) *limitError {
 		}
 		c.admitErr = &limitError{status: http.StatusServiceUnavailable,
 			what: id.String() + " has too many connections open; close idle ones or retry later",
-			key:  keyMaxConnectionsPerID, value: itoa(c.srv.opts.MaxConnectionsPerIdentity)}
+			key:  keyMaxConnectionsPerID, value: strconv.Itoa(c.srv.opts.MaxConnectionsPerIdentity)}
 	})
 	return c.admitErr
 }
@@ -42,7 +43,7 @@ func (c *clientConn) admit(id spiffeid.ID) *limitError {
 func (c *clientConn) onHijack() {
 	c.mu.Lock()
 	if c.scan != nil {
-		c.scan.pass()
+		c.scan.Pass()
 	}
 	c.mu.Unlock()
 	c.lastActive.Store(time.Now().UnixNano())

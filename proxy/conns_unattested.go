@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -76,7 +77,7 @@ func (s *Server) unattestedLimit(uid uint32) *limitError {
 	max := s.opts.MaxUnattestedConnectionsPerUID
 	return &limitError{status: http.StatusServiceUnavailable,
 		what: fmt.Sprintf("closed at once: uid %d already holds %d connections without an identity", uid, max),
-		key:  keyMaxUnattestedPerUID, value: itoa(max)}
+		key:  keyMaxUnattestedPerUID, value: strconv.Itoa(max)}
 }
 
 // openUnattested counts a connection of uid without an identity unless

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkSplice(b *testing.B) {
 
 func byteSize(n int) string {
 	if n >= 1<<10 {
-		return itoa(n>>10) + "KiB"
+		return strconv.Itoa(n>>10) + "KiB"
 	}
-	return itoa(n) + "B"
+	return strconv.Itoa(n) + "B"
 }

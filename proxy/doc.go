@@ -26,7 +26,7 @@
 // and an HTTP/1.1 framing scanner refuses the request heads that net/http
 // would let through but could be smuggled (P1); on HTTP/2 a frame checker
 // makes Go's server reset malformed requests and meet RFC 9113's other
-// MUSTs it misses (h2check.go). A connection whose process has no identity
+// MUSTs it misses (both in proxy/internal/framing). A connection whose process has no identity
 // is closed after its refusal, and such connections are bounded per uid,
 // so they cannot take registered callers' connection slots (F11). Request
 // fields that claim an identity (XFCC and the like) never reach an

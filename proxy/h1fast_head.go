@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/procmesh/procmesh/proxy/internal/framing"
 )
 
 // Reading a request head on the fast path: which heads it serves, the
@@ -53,7 +55,7 @@ func hostField(head []byte) (value string, n int) {
 		var line []byte
 		line, rest, _ = bytes.Cut(rest, []byte("\n"))
 		name, v, ok := bytes.Cut(line, []byte(":"))
-		if ok && asciiEqualFold(name, "host") {
+		if ok && framing.EqualFoldLower(name, "host") {
 			n++
 			value = string(bytes.Trim(v, " \t\r"))
 		}

@@ -119,18 +119,18 @@ func writeLength(bw *bufio.Writer, n int64) {
 }
 
 // Framings of a response body to the client.
-type framing uint8
+type bodyFraming uint8
 
 const (
-	frameInterim framing = iota // a 1xx response: no body
-	frameNone                   // HEAD, 204, 304: no body; a 304's or HEAD's Content-Length passes on
-	frameLength                 // Content-Length
-	frameChunked                // chunked, with the upstream's trailers
+	frameInterim bodyFraming = iota // a 1xx response: no body
+	frameNone                       // HEAD, 204, 304: no body; a 304's or HEAD's Content-Length passes on
+	frameLength                     // Content-Length
+	frameChunked                    // chunked, with the upstream's trailers
 )
 
 // writeResponseHead writes res's head for the client of r (nil for an
 // interim response).
-func writeResponseHead(bw *bufio.Writer, res *http.Response, r *http.Request, f framing) {
+func writeResponseHead(bw *bufio.Writer, res *http.Response, r *http.Request, f bodyFraming) {
 	var b [20]byte
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(strconv.AppendInt(b[:0], int64(res.StatusCode), 10))

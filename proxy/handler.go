@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/procmesh/procmesh/proxy/internal/framing"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -33,17 +34,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if cc != nil && r.ProtoMajor == 1 {
 		if ref := cc.refusalFor(r); ref != nil {
 			// A stand-in for a head the scanner refused (P1, P8).
-			ev.method, ev.target = ref.method, ref.target
+			ev.method, ev.target = ref.Method, ref.Target
 			ev.id = s.identityForAudit(r.Context())
-			ev.status, ev.err = ref.status, errors.New(ref.reason)
+			ev.status, ev.err = ref.Status, errors.New(ref.Reason)
 			cc.markDrainOnClose()
-			writeClosing(w, ref.status, "procmesh: refused: "+ref.reason+"\n")
+			writeClosing(w, ref.Status, "procmesh: refused: "+ref.Reason+"\n")
 			return
 		}
 	}
 	if r.ProtoMajor == 1 && (r.Method == http.MethodConnect || len(r.Header["Upgrade"]) > 0) {
 		// The scanner stopped following this connection at this request
-		// (h1scan.go): it becomes a tunnel, or it closes after the answer.
+		// (framing.Scanner): it becomes a tunnel, or it closes after the answer.
 		w = &closeUnlessSwitched{ResponseWriter: w}
 	}
 	d, ref := s.decide(r.Context(), r, cc, writer)
@@ -157,13 +158,16 @@ func (s *Server) countStream(cc *clientConn, r *http.Request, start time.Time) {
 }
 
 // refusalFor returns the scanner's refusal when r is its stand-in.
-func (c *clientConn) refusalFor(r *http.Request) *h1Refusal {
+func (c *clientConn) refusalFor(r *http.Request) *framing.Refusal {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.scan == nil || c.scan.refused == nil || r.RequestURI != c.scan.refused.marker {
+	if c.scan == nil {
 		return nil
 	}
-	return c.scan.refused
+	if ref := c.scan.Refused(); ref != nil && r.RequestURI == ref.Marker {
+		return ref
+	}
+	return nil
 }
 
 // identityForAudit waits a little for the connection's identity, whatever

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/procmesh/procmesh/internal/units"
@@ -207,7 +208,7 @@ func headerBytesError(n int, limit int) *limitError {
 func responseHeaderCountError(n, max int) *limitError {
 	return &limitError{status: http.StatusBadGateway,
 		what: fmt.Sprintf("upstream response has %d header fields, over %d", n, max),
-		key:  keyResponseHeaders, value: itoa(max)}
+		key:  keyResponseHeaders, value: strconv.Itoa(max)}
 }
 
 // streamIdleError ends a stream on which no byte moved for idle

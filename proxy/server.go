@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/procmesh/procmesh/proxy/internal/framing"
 	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/tlsconf"
 	"github.com/procmesh/procmesh/workload"
@@ -79,6 +80,9 @@ type Server struct {
 	conns    connSet[net.Conn]  // hijacked connections: tunnels, WebSockets, raw sockets
 	live     connSet[*liveConn] // tunnels, raw connections and forwarded requests, re-decided on reload
 	bufs     *bufferPool        // copy buffers
+	// overLimit is what the scanner answers a head over the header limits,
+	// naming their keys.
+	overLimit framing.OverLimit
 	// scanBufs are the HTTP/1.1 scanner's read buffers, held only while a
 	// request head is being read, so an idle connection holds none.
 	scanBufs *bufferPool
@@ -117,6 +121,10 @@ func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, erro
 	s := &Server{opts: opts, resolver: r, bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
 		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.overLimit = framing.OverLimit{
+		HeadBytes: headerBytesError(0, opts.MaxRequestHeaderBytes).Error(),
+		Fields:    headerCountError(opts.MaxRequestHeaders).Error(),
+	}
 	s.state.Store(st)
 	s.reqFilter = newRequestFilter(opts.RequestHeadersToRemove)
 	s.pools = newPools(ids, opts.Upstream, opts.Logger) // auto's protocol switches and fallbacks
@@ -135,7 +143,7 @@ func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, erro
 		// bound is a backstop above them, so that requests over the limit
 		// reach procmesh and are refused with a message naming it.
 		MaxHeaderBytes: 2 * opts.MaxRequestHeaderBytes,
-		HTTP2:          h2ServerConfig(opts.MaxConcurrentStreams),
+		HTTP2:          framing.H2ServerConfig(opts.MaxConcurrentStreams),
 		ConnContext:    s.connContext,
 		ConnState:      s.connState,
 		ErrorLog:       newStdLogger(opts.Logger),

@@ -1,4 +1,4 @@
-package proxy
+package framing
 
 import (
 	"encoding/binary"
@@ -40,7 +40,7 @@ import (
 //     for a moment (FLOW_CONTROL_ERROR) is not detected.
 //
 // Frames larger than the SETTINGS_MAX_FRAME_SIZE procmesh advertises
-// (h2MaxFrameSize, the protocol's initial value, so that it holds before
+// (H2MaxFrameSize, the protocol's initial value, so that it holds before
 // the client has seen procmesh's SETTINGS too) Go's server refuses itself
 // with FRAME_SIZE_ERROR (§4.2). On anything after which Go's server ends
 // the connection anyway (such a frame, a frame other than CONTINUATION
@@ -74,6 +74,9 @@ type h2Check struct {
 
 type h2State uint8
 
+// heldCap bounds the buffer a checker keeps between requests.
+const heldCap = 4 << 10
+
 const (
 	h2Preface h2State = iota // the "SM\r\n\r\n" of the preface
 	h2Head                   // a frame header
@@ -83,9 +86,9 @@ const (
 )
 
 const (
-	// h2MaxFrameSize is the SETTINGS_MAX_FRAME_SIZE procmesh advertises:
-	// the protocol's initial value (h2ServerConfig).
-	h2MaxFrameSize = 16 << 10
+	// H2MaxFrameSize is the SETTINGS_MAX_FRAME_SIZE procmesh advertises:
+	// the protocol's initial value (H2ServerConfig).
+	H2MaxFrameSize = 16 << 10
 	// h2HeaderTableSize is the HPACK dynamic table size the server's
 	// decoder allows (SETTINGS_HEADER_TABLE_SIZE); the checker's decoder
 	// must allow the same.
@@ -117,12 +120,12 @@ var (
 	errH2Block   = errors.New("HTTP/2 header block too large")
 )
 
-// h2ServerConfig is the HTTP/2 configuration of Server.http: h2Check
+// H2ServerConfig is the HTTP/2 configuration of Server.http: h2Check
 // follows what clients send with the frame size and HPACK table size
 // given here.
-func h2ServerConfig(maxStreams int) *http.HTTP2Config {
+func H2ServerConfig(maxStreams int) *http.HTTP2Config {
 	return &http.HTTP2Config{MaxConcurrentStreams: maxStreams,
-		MaxReadFrameSize: h2MaxFrameSize, MaxDecoderHeaderTableSize: h2HeaderTableSize}
+		MaxReadFrameSize: H2MaxFrameSize, MaxDecoderHeaderTableSize: h2HeaderTableSize}
 }
 
 // isH2Preface reports that a request line opens the HTTP/2 preface.
@@ -135,7 +138,7 @@ func isH2Preface(reqLine []byte) bool {
 // HTTP/2 with a broken preface must see the connection end (RFC 9113
 // §3.4), not an HTTP/1.1 answer; later request lines on a connection that
 // spoke HTTP/1.1 are refused with 400 as usual.
-func (s *h1Scanner) notHTTP(head, out []byte) []byte {
+func (s *Scanner) notHTTP(head, out []byte) []byte {
 	s.state, s.h2 = scanH2, newH2Check(head, 0) // its preface is broken: the read fails
 	return out
 }
@@ -153,7 +156,7 @@ func newH2Check(head []byte, maxHold int) *h2Check {
 
 // feed checks in and appends to out what the HTTP/2 server may read now.
 // A non-nil error means the connection must end; out is then complete.
-func (c *h2Check) feed(in, out []byte) ([]byte, error) {
+func (c *h2Check) Feed(in, out []byte) ([]byte, error) {
 	for len(in) > 0 && c.err == nil {
 		switch c.state {
 		case h2Off:
@@ -207,7 +210,7 @@ func (c *h2Check) frameHead(out []byte) []byte {
 	c.remain = length
 	hold := false
 	switch {
-	case length > h2MaxFrameSize, typ == h2FramePushPromise:
+	case length > H2MaxFrameSize, typ == h2FramePushPromise:
 		return c.off(out) // FRAME_SIZE_ERROR, PROTOCOL_ERROR
 	case c.block != 0:
 		if typ != h2FrameContinuation || stream != c.block {
@@ -327,7 +330,7 @@ func (c *h2Check) blockDone(out []byte) []byte {
 		out = append(out, c.held...)
 	}
 	c.held, c.frag = c.held[:0], c.frag[:0]
-	if cap(c.held) > scanBufSize {
+	if cap(c.held) > heldCap {
 		c.held, c.frag = nil, nil // keep no large buffer between requests
 	}
 	return out
@@ -339,7 +342,7 @@ func (c *h2Check) blockDone(out []byte) []byte {
 // with PROTOCOL_ERROR.
 func (c *h2Check) resetRequest(out []byte, stream uint32) []byte {
 	frag := c.frag
-	n := min(len(frag), h2MaxFrameSize-5)
+	n := min(len(frag), H2MaxFrameSize-5)
 	flags := c.blockFlags&h2FlagEndStream | h2FlagPriority
 	if n == len(frag) {
 		flags |= h2FlagEndHeaders
@@ -349,7 +352,7 @@ func (c *h2Check) resetRequest(out []byte, stream uint32) []byte {
 	out = append(out, 15)                            // weight 16
 	out = append(out, frag[:n]...)
 	for frag = frag[n:]; len(frag) > 0; frag = frag[n:] {
-		n = min(len(frag), h2MaxFrameSize)
+		n = min(len(frag), H2MaxFrameSize)
 		flags = 0
 		if n == len(frag) {
 			flags = h2FlagEndHeaders

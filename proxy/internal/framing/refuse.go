@@ -1,41 +1,37 @@
-package proxy
+package framing
 
 import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-	"strconv"
 )
 
-func (s *h1Scanner) refuseBad(out []byte, reason string) []byte {
-	return s.refuse(out, &limitError{status: http.StatusBadRequest, what: reason})
+func (s *Scanner) refuseBad(out []byte, reason string) []byte {
+	return s.Refuse(out, http.StatusBadRequest, reason)
 }
 
-// refuse replaces the head being read by a stand-in request and stops the
-// scan. The stand-in's target is random, so a client cannot forge one.
-func (s *h1Scanner) refuse(out []byte, why *limitError) []byte {
-	r := &h1Refusal{status: why.status, reason: why.what}
-	if why.key != "" {
-		r.lim = why
-		r.reason = why.Error()
-	}
+// Refuse replaces the head being read by a stand-in request, answered
+// status with reason, and stops the scan. The stand-in's target is random,
+// so a client cannot forge one.
+func (s *Scanner) Refuse(out []byte, status int, reason string) []byte {
+	r := &Refusal{Status: status, Reason: reason}
 	reqLine, _, _ := bytes.Cut(s.head, []byte("\n"))
 	method, target, _, _ := parseRequestLine(string(bytes.TrimSuffix(reqLine, []byte("\r"))))
-	r.method, r.target = clip(method, 32), clip(target, 256)
+	r.Method, r.Target = clip(method, 32), clip(target, 256)
 	var nonce [16]byte
 	rand.Read(nonce[:])
-	r.marker = "/.procmesh-refused/" + hex.EncodeToString(nonce[:])
+	r.Marker = "/.procmesh-refused/" + hex.EncodeToString(nonce[:])
 	s.refused = r
 	s.state = scanRefused
 	s.head, s.line = nil, nil
-	s.release([]byte("GET " + r.marker + " HTTP/1.1"))
-	return append(out, "GET "+r.marker+" HTTP/1.1\r\nHost: procmesh\r\nConnection: close\r\n\r\n"...)
+	s.release([]byte("GET " + r.Marker + " HTTP/1.1"))
+	return append(out, "GET "+r.Marker+" HTTP/1.1\r\nHost: procmesh\r\nConnection: close\r\n\r\n"...)
 }
 
-func (s *h1Scanner) release(requestLine []byte) {
-	if s.released != nil {
-		s.released(string(requestLine))
+func (s *Scanner) release(requestLine []byte) {
+	if s.Released != nil {
+		s.Released(string(requestLine))
 	}
 }
 
@@ -55,7 +51,9 @@ func cutByte(s string, sep byte) (before, after string, found bool) {
 	return s, "", false
 }
 
-func asciiEqualFold(b []byte, lower string) bool {
+// EqualFoldLower reports whether b is lower, ASCII letters of b matched
+// without regard to case (header names as the wire carries them).
+func EqualFoldLower(b []byte, lower string) bool {
 	if len(b) != len(lower) {
 		return false
 	}
@@ -76,5 +74,3 @@ func clip(s string, n int) string {
 	}
 	return s
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

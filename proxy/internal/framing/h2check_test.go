@@ -1,4 +1,4 @@
-package proxy
+package framing
 
 import (
 	"bytes"
@@ -40,7 +40,7 @@ func (s *h2Stream) block(fields ...string) []byte {
 func checkAll(in []byte, step, maxHold int) (out []byte, c *h2Check, err error) {
 	c = newH2Check([]byte(h2PrefaceLine), maxHold)
 	for i := 0; i < len(in) && err == nil; i += step {
-		out, err = c.feed(in[i:min(i+step, len(in))], out)
+		out, err = c.Feed(in[i:min(i+step, len(in))], out)
 	}
 	return out, c, err
 }
@@ -53,7 +53,7 @@ func serverFrames(t *testing.T, out []byte) (frames []string, err error) {
 		t.Fatalf("output does not start with the preface: %q", out)
 	}
 	fr := http2.NewFramer(nil, bytes.NewReader(out[len(h2PrefaceLine+h2PrefaceRest):]))
-	fr.SetMaxReadFrameSize(h2MaxFrameSize)
+	fr.SetMaxReadFrameSize(H2MaxFrameSize)
 	fr.ReadMetaHeaders = hpack.NewDecoder(h2HeaderTableSize, nil)
 	for {
 		f, err := fr.ReadFrame()
@@ -162,7 +162,7 @@ func FuzzH2Check(f *testing.F) {
 func BenchmarkH2Check(b *testing.B) {
 	s := newH2Stream()
 	s.fr.WriteSettings()
-	body := bytes.Repeat([]byte("d"), h2MaxFrameSize)
+	body := bytes.Repeat([]byte("d"), H2MaxFrameSize)
 	for id := uint32(1); id < 200; id += 2 {
 		s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, BlockFragment: s.block(
 			":method", "POST", ":scheme", "http", ":authority", "echo.test", ":path", fmt.Sprintf("/r/%d", id),
@@ -172,12 +172,12 @@ func BenchmarkH2Check(b *testing.B) {
 	in := s.buf.Bytes()
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
-	out := make([]byte, 0, scanBufSize)
+	out := make([]byte, 0, heldCap)
 	for b.Loop() {
 		c := newH2Check([]byte(h2PrefaceLine), 1<<20)
-		for i := 0; i < len(in); i += scanBufSize {
+		for i := 0; i < len(in); i += heldCap {
 			var err error
-			if out, err = c.feed(in[i:min(i+scanBufSize, len(in))], out[:0]); err != nil {
+			if out, err = c.Feed(in[i:min(i+heldCap, len(in))], out[:0]); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package proxy
+package framing
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"strconv"
 )
 
-// h1Scanner follows the HTTP/1.1 framing of what a client sends on the main
+// Scanner follows the HTTP/1.1 framing of what a client sends on the main
 // socket, one step ahead of net/http, and holds each request head back
 // until it has judged it.
 //
@@ -31,8 +31,9 @@ import (
 // protocol version) it lets everything through: the handler makes such a
 // connection a tunnel or closes it after the response. After the HTTP/2
 // preface, an h2Check follows the frames.
-type h1Scanner struct {
+type Scanner struct {
 	maxHead, maxFields int
+	over               OverLimit
 
 	state    scanState
 	head     []byte // the head being read, held back
@@ -46,14 +47,14 @@ type h1Scanner struct {
 	trail  int    // trailer bytes so far
 
 	// refused is the verdict on the head replaced by a stand-in.
-	refused *h1Refusal
+	refused *Refusal
 	// h2 follows the frames after an HTTP/2 preface.
 	h2 *h2Check
 	// spoke: a request line with an HTTP version was read.
 	spoke bool
-	// released, when set, is told the request line of every head
-	// released, stand-ins included (tests).
-	released func(requestLine string)
+	// Released, when set, is told the request line of every head
+	// released, stand-ins included.
+	Released func(requestLine string)
 }
 
 type scanState uint8
@@ -70,46 +71,58 @@ const (
 	scanRefused                    // a head was refused: nothing more
 )
 
-// h1Refusal is why a head was replaced, and what the stand-in is.
-type h1Refusal struct {
-	status int
-	reason string // for the client and the audit line
-	lim    *limitError
-	method string // of the refused head, for the audit line
-	target string
-	marker string // request target of the stand-in
+// Refusal is why a head was replaced, and what the stand-in is.
+type Refusal struct {
+	Status int
+	Reason string // for the client and the audit line
+	Method string // of the refused head, for the audit line
+	Target string
+	Marker string // request target of the stand-in
+}
+
+// OverLimit says why a head over the scanner's limits is refused (431):
+// the caller's words, naming its configuration keys.
+type OverLimit struct {
+	HeadBytes string // the head is over maxHead bytes
+	Fields    string // the head has more than maxFields fields
 }
 
 // Line length bound of chunk-size and trailer lines, as net/http's.
 const maxChunkLine = 4096
 
-// errFraming wraps what was wrong with a chunked body.
-var errFraming = errors.New("malformed chunked request body")
+// ErrFraming wraps what was wrong with a chunked body.
+var ErrFraming = errors.New("malformed chunked request body")
 
-func newH1Scanner(maxHead, maxFields int) *h1Scanner {
-	return &h1Scanner{maxHead: maxHead, maxFields: maxFields}
+// NewScanner returns a Scanner for one connection: heads of at most
+// maxHead bytes and maxFields fields, refused with over's words beyond.
+func NewScanner(maxHead, maxFields int, over OverLimit) *Scanner {
+	return &Scanner{maxHead: maxHead, maxFields: maxFields, over: over}
 }
 
-// done reports that the scanner no longer follows the stream.
-func (s *h1Scanner) done() bool { return s.state == scanPass || s.state == scanRefused }
+// Refused is the verdict on the head replaced by a stand-in, nil while
+// none was: the scanner then follows nothing more.
+func (s *Scanner) Refused() *Refusal { return s.refused }
 
-// midHead reports that part of a head has arrived and not all of it.
-func (s *h1Scanner) midHead() bool { return s.state == scanHead && len(s.head) > 0 }
+// Done reports that the scanner no longer follows the stream.
+func (s *Scanner) Done() bool { return s.state == scanPass || s.state == scanRefused }
 
-// idle reports that the scanner holds nothing back between requests.
-func (s *h1Scanner) idle() bool { return s.state == scanHead && len(s.head) == 0 }
+// MidHead reports that part of a head has arrived and not all of it.
+func (s *Scanner) MidHead() bool { return s.state == scanHead && len(s.head) > 0 }
 
-// pass stops scanning: the connection was taken over.
-func (s *h1Scanner) pass() {
+// Idle reports that the scanner holds nothing back between requests.
+func (s *Scanner) Idle() bool { return s.state == scanHead && len(s.head) == 0 }
+
+// Pass stops scanning: the connection was taken over.
+func (s *Scanner) Pass() {
 	if s.state != scanRefused {
 		s.state = scanPass
 	}
 }
 
-// feed scans in and appends to out what net/http may read now. A non-nil
+// Feed scans in and appends to out what net/http may read now. A non-nil
 // error means the body framing is broken; out is then complete and
 // nothing more may be read.
-func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
+func (s *Scanner) Feed(in, out []byte) ([]byte, error) {
 	for len(in) > 0 {
 		switch s.state {
 		case scanPass:
@@ -117,7 +130,7 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 		case scanRefused:
 			return out, nil
 		case scanH2:
-			return s.h2.feed(in, out)
+			return s.h2.Feed(in, out)
 		case scanHead:
 			if len(s.head) == 0 && s.lastPOST && s.skipped < 4 && (in[0] == '\r' || in[0] == '\n') {
 				s.skipped++ // net/http discards these itself
@@ -137,7 +150,7 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 			s.head = append(s.head, in[:take]...)
 			in = in[take:]
 			if len(s.head) > s.maxHead {
-				return s.refuse(out, headerBytesError(0, s.maxHead)), nil
+				return s.Refuse(out, http.StatusRequestHeaderFieldsTooLarge, s.over.HeadBytes), nil
 			}
 			var err error
 			out, err = s.lines(out)
@@ -145,7 +158,7 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 				return out, err
 			}
 			if s.state == scanH2 {
-				return s.h2.feed(in, out) // judges the preface line even with nothing more
+				return s.h2.Feed(in, out) // judges the preface line even with nothing more
 			}
 		case scanBody, scanChunkData:
 			n := min(uint64(len(in)), s.remain)
@@ -163,7 +176,7 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 				continue
 			}
 			if string(s.line) != "\r\n" {
-				return out, fmt.Errorf("%w: chunk data not followed by CRLF", errFraming)
+				return out, fmt.Errorf("%w: chunk data not followed by CRLF", ErrFraming)
 			}
 			out = append(out, s.line...)
 			s.line = s.line[:0]
@@ -178,7 +191,7 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 			in = in[take:]
 			if i < 0 {
 				if len(s.line) >= maxChunkLine {
-					return out, fmt.Errorf("%w: line longer than %d bytes", errFraming, maxChunkLine)
+					return out, fmt.Errorf("%w: line longer than %d bytes", ErrFraming, maxChunkLine)
 				}
 				continue
 			}
@@ -200,7 +213,7 @@ func (s *h1Scanner) feed(in, out []byte) ([]byte, error) {
 
 // lines judges the complete lines of the head read so far, and releases
 // the head once its blank line arrived.
-func (s *h1Scanner) lines(out []byte) ([]byte, error) {
+func (s *Scanner) lines(out []byte) ([]byte, error) {
 	for {
 		i := bytes.IndexByte(s.head[s.scanned:], '\n')
 		if i < 0 {
@@ -223,13 +236,13 @@ func (s *h1Scanner) lines(out []byte) ([]byte, error) {
 			return s.refuseBad(out, "malformed header line (no colon)"), nil
 		}
 		if s.fields++; s.fields > s.maxFields {
-			return s.refuse(out, headerCountError(s.maxFields)), nil
+			return s.Refuse(out, http.StatusRequestHeaderFieldsTooLarge, s.over.Fields), nil
 		}
 	}
 }
 
 // endHead judges a complete head and releases it, or its stand-in.
-func (s *h1Scanner) endHead(out []byte) []byte {
+func (s *Scanner) endHead(out []byte) []byte {
 	head := s.head
 	s.head, s.scanned, s.fields, s.skipped = nil, 0, 0, 0
 	if cap(head) <= 4<<10 {
@@ -256,7 +269,7 @@ func (s *h1Scanner) endHead(out []byte) []byte {
 	s.spoke = true
 	if isH2Preface(reqLine) {
 		// The HTTP/2 preface: h2Check holds it until it is complete.
-		s.state, s.h2 = scanH2, newH2Check(head, 2*s.maxHead+h2MaxFrameSize)
+		s.state, s.h2 = scanH2, newH2Check(head, 2*s.maxHead+H2MaxFrameSize)
 		s.release(reqLine)
 		return out
 	}
@@ -277,11 +290,11 @@ func (s *h1Scanner) endHead(out []byte) []byte {
 		}
 		value = bytes.Trim(value, " \t") // as textproto; a CR left in is refused below or by net/http
 		switch {
-		case asciiEqualFold(name, "content-length"):
+		case EqualFoldLower(name, "content-length"):
 			cl = append(cl, value)
-		case asciiEqualFold(name, "transfer-encoding"):
+		case EqualFoldLower(name, "transfer-encoding"):
 			te = append(te, value)
-		case asciiEqualFold(name, "upgrade"):
+		case EqualFoldLower(name, "upgrade"):
 			upgrade = true
 		}
 	}
@@ -297,7 +310,7 @@ func (s *h1Scanner) endHead(out []byte) []byte {
 		return bad("Transfer-Encoding in an HTTP/1.0 request")
 	case len(te) > 0 && len(cl) > 0:
 		return bad("both Content-Length and Transfer-Encoding")
-	case len(te) > 1 || len(te) == 1 && !asciiEqualFold(te[0], "chunked"):
+	case len(te) > 1 || len(te) == 1 && !EqualFoldLower(te[0], "chunked"):
 		return bad(fmt.Sprintf("Transfer-Encoding %q: only a single \"chunked\" is accepted", bytes.Join(te, []byte(", "))))
 	case len(te) == 1:
 		chunked = true

@@ -1,4 +1,4 @@
-package proxy
+package framing
 
 import (
 	"bytes"
@@ -10,22 +10,22 @@ import (
 // (net/http/internal/chunked.go), trailers more strictly.
 
 // chunkLine checks a chunk-size line as net/http's chunked reader does.
-func (s *h1Scanner) chunkLine() error {
+func (s *Scanner) chunkLine() error {
 	p := s.line
 	if i := bytes.IndexByte(p, '\r'); i < 0 {
-		return fmt.Errorf("%w: chunk-size line ends with a bare LF", errFraming)
+		return fmt.Errorf("%w: chunk-size line ends with a bare LF", ErrFraming)
 	} else if i != len(p)-2 {
-		return fmt.Errorf("%w: CR inside a chunk-size line", errFraming)
+		return fmt.Errorf("%w: CR inside a chunk-size line", ErrFraming)
 	}
 	p = p[:len(p)-2]
 	if len(p) >= maxChunkLine {
-		return fmt.Errorf("%w: line longer than %d bytes", errFraming, maxChunkLine)
+		return fmt.Errorf("%w: line longer than %d bytes", ErrFraming, maxChunkLine)
 	}
 	p = bytes.TrimRight(p, " \t")
 	p, _, _ = bytes.Cut(p, []byte(";"))
 	n, err := parseHexSize(p)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errFraming, err)
+		return fmt.Errorf("%w: %v", ErrFraming, err)
 	}
 	if n == 0 {
 		s.state, s.trail = scanTrailer, 0
@@ -38,20 +38,20 @@ func (s *h1Scanner) chunkLine() error {
 // trailerLine checks a trailer line: CRLF-terminated, not folded, the
 // whole section within 4 KiB (net/http's limit). The blank line ends the
 // body.
-func (s *h1Scanner) trailerLine() error {
+func (s *Scanner) trailerLine() error {
 	p := s.line
 	if s.trail += len(p); s.trail > maxChunkLine {
-		return fmt.Errorf("%w: trailer section longer than %d bytes", errFraming, maxChunkLine)
+		return fmt.Errorf("%w: trailer section longer than %d bytes", ErrFraming, maxChunkLine)
 	}
 	if len(p) < 2 || p[len(p)-2] != '\r' || bytes.IndexByte(p[:len(p)-2], '\r') >= 0 {
-		return fmt.Errorf("%w: trailer line not ended by CRLF", errFraming)
+		return fmt.Errorf("%w: trailer line not ended by CRLF", ErrFraming)
 	}
 	if len(p) == 2 {
 		s.state = scanHead
 		return nil
 	}
 	if p[0] == ' ' || p[0] == '\t' {
-		return fmt.Errorf("%w: folded trailer line", errFraming)
+		return fmt.Errorf("%w: folded trailer line", ErrFraming)
 	}
 	return nil
 }

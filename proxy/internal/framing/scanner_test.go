@@ -1,4 +1,4 @@
-package proxy
+package framing
 
 import (
 	"bufio"
@@ -42,13 +42,13 @@ func serverRequests(stream []byte) (lines []string, cleanEOF bool) {
 
 var markerRE = regexp.MustCompile(`/\.procmesh-refused/[0-9a-f]{32}`)
 
-func scanAll(in []byte, step int, maxHead, maxFields int) (out []byte, released []string, s *h1Scanner, err error) {
-	s = newH1Scanner(maxHead, maxFields)
-	s.released = func(l string) { released = append(released, l) }
+func scanAll(in []byte, step int, maxHead, maxFields int) (out []byte, Released []string, s *Scanner, err error) {
+	s = NewScanner(maxHead, maxFields, testOver)
+	s.Released = func(l string) { Released = append(Released, l) }
 	for i := 0; i < len(in) && err == nil; i += step {
-		out, err = s.feed(in[i:min(i+step, len(in))], out)
+		out, err = s.Feed(in[i:min(i+step, len(in))], out)
 	}
-	return out, released, s, err
+	return out, Released, s, err
 }
 
 // FuzzH1Scanner: the scanner frames a client's stream as net/http does.
@@ -74,25 +74,25 @@ func FuzzH1Scanner(f *testing.F) {
 		f.Add([]byte(s), uint8(7))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
-		out, released, s, err := scanAll(in, int(step%32)+1, 512, 16)
+		out, Released, s, err := scanAll(in, int(step%32)+1, 512, 16)
 		whole, released2, _, err2 := scanAll(in, len(in)+1, 512, 16)
-		if !bytes.Equal(markerRE.ReplaceAll(out, nil), markerRE.ReplaceAll(whole, nil)) || (err == nil) != (err2 == nil) || len(released) != len(released2) {
+		if !bytes.Equal(markerRE.ReplaceAll(out, nil), markerRE.ReplaceAll(whole, nil)) || (err == nil) != (err2 == nil) || len(Released) != len(released2) {
 			t.Fatalf("reads of %d bytes and one read disagree:\n%q %v\n%q %v", step%32+1, out, err, whole, err2)
 		}
 		got, clean := serverRequests(out)
-		for i := range min(len(got), len(released)) {
-			if got[i] != released[i] {
-				t.Fatalf("request %d: net/http read %q, the scanner released %q\nstream %q", i, got[i], released[i], out)
+		for i := range min(len(got), len(Released)) {
+			if got[i] != Released[i] {
+				t.Fatalf("request %d: net/http read %q, the scanner Released %q\nstream %q", i, got[i], Released[i], out)
 			}
 		}
 		if s.state == scanPass || s.state == scanH2 {
 			return // net/http reads what follows as it will; so does the tunnel (h2check_test.go: HTTP/2)
 		}
-		if len(got) > len(released) {
-			t.Fatalf("net/http read %d requests, the scanner released %d: %q\nstream %q", len(got), len(released), got, out)
+		if len(got) > len(Released) {
+			t.Fatalf("net/http read %d requests, the scanner Released %d: %q\nstream %q", len(got), len(Released), got, out)
 		}
-		if clean && len(got) < len(released) {
-			t.Fatalf("net/http read %d requests to a clean end, the scanner released %d: %q\nstream %q", len(got), len(released), released, out)
+		if clean && len(got) < len(Released) {
+			t.Fatalf("net/http read %d requests to a clean end, the scanner Released %d: %q\nstream %q", len(got), len(Released), Released, out)
 		}
 	})
 }
@@ -100,17 +100,17 @@ func FuzzH1Scanner(f *testing.F) {
 // TestH1ScannerHoldsHeads: nothing of a head reaches net/http before the
 // head is judged, and a refused head never does.
 func TestH1ScannerHoldsHeads(t *testing.T) {
-	s := newH1Scanner(1024, 16)
-	out, _ := s.feed([]byte("POST / HTTP/1.1\r\nContent-Length: 1\r\n"), nil)
+	s := NewScanner(1024, 16, testOver)
+	out, _ := s.Feed([]byte("POST / HTTP/1.1\r\nContent-Length: 1\r\n"), nil)
 	if len(out) != 0 {
-		t.Fatalf("released %q of an incomplete head", out)
+		t.Fatalf("Released %q of an incomplete head", out)
 	}
-	out, _ = s.feed([]byte("Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), out)
-	if bytes.Contains(out, []byte("Transfer-Encoding")) || !markerRE.Match(out) || s.refused.status != http.StatusBadRequest {
-		t.Fatalf("released %q, refusal %+v", out, s.refused)
+	out, _ = s.Feed([]byte("Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), out)
+	if bytes.Contains(out, []byte("Transfer-Encoding")) || !markerRE.Match(out) || s.refused.Status != http.StatusBadRequest {
+		t.Fatalf("Released %q, refusal %+v", out, s.refused)
 	}
-	if more, _ := s.feed([]byte("GET /next HTTP/1.1\r\n\r\n"), nil); len(more) != 0 {
-		t.Fatalf("released %q after a refusal", more)
+	if more, _ := s.Feed([]byte("GET /next HTTP/1.1\r\n\r\n"), nil); len(more) != 0 {
+		t.Fatalf("Released %q after a refusal", more)
 	}
 }
 
@@ -129,12 +129,15 @@ func BenchmarkH1Scanner(b *testing.B) {
 	b.SetBytes(int64(len(stream)))
 	out := make([]byte, 0, 8<<10)
 	for b.Loop() {
-		s := newH1Scanner(DefaultMaxRequestHeaderBytes, DefaultMaxRequestHeaders)
+		s := NewScanner(60<<10, 100, testOver)
 		for i := 0; i < len(stream); i += 4 << 10 {
 			var err error
-			if out, err = s.feed(stream[i:min(i+4<<10, len(stream))], out[:0]); err != nil {
+			if out, err = s.Feed(stream[i:min(i+4<<10, len(stream))], out[:0]); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
 }
+
+// testOver is what the proxy passes: the words of its header limits.
+var testOver = OverLimit{HeadBytes: "request header section is over the limit", Fields: "too many header fields"}
