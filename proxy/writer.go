@@ -101,6 +101,9 @@ func passCred(l net.Listener) error {
 // takes it off the queue when take is set: the fast path peeks, and takes
 // only a request it serves itself; net/http takes every HTTP/1.x one.
 func (c *clientConn) headWriter(take bool) int32 {
+	if !c.srv.opts.AttestForeignWriters {
+		return c.peerPID // the only writer a request may have
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.heads) == 0 {
