@@ -106,6 +106,7 @@ const (
 	fastDone    fastOutcome = iota // close the connection
 	fastHandoff                    // hand it to net/http
 	fastRespawn                    // wait for its next request on a new goroutine
+	fastNext                       // (serveOne) served; the connection may carry another request
 )
 
 // fastLinger is how long a connection waits for its next request on the
@@ -151,31 +152,34 @@ func (fc *fastConn) serve() fastOutcome {
 			return fastDone // closed by Shutdown
 		}
 		cc.SetReadDeadline(time.Time{})
-		keep, handoff := fc.serveOne()
-		if handoff {
+		switch fc.serveOne() {
+		case fastHandoff:
 			fc.handBack()
 			return fastHandoff
+		case fastDone:
+			return fastDone
 		}
-		if !keep || !fc.state.CompareAndSwap(fastActive, fastIdle) || s.fast.stopping() {
+		if !fc.state.CompareAndSwap(fastActive, fastIdle) || s.fast.stopping() {
 			return fastDone
 		}
 		fc.waitUntil = deadlineAfter(s.opts.IdleTimeout)
 	}
 }
 
-// serveOne reads one request head and serves it, or decides to hand it
-// over. keep reports that the connection may carry another request.
-func (fc *fastConn) serveOne() (keep, handoff bool) {
+// serveOne reads one request head and serves it (fastNext: the connection
+// may carry another request; fastDone: it may not), or decides to hand it
+// over (fastHandoff).
+func (fc *fastConn) serveOne() fastOutcome {
 	s, cc := fc.srv, fc.cc
 	if fc.br == nil {
 		fc.br = s.readers.get(cc)
 	}
 	fits, err := fc.copyHead()
 	if err != nil {
-		return false, false // the client left or timed out between requests
+		return fastDone // the client left or timed out between requests
 	}
 	if !fits {
-		return false, true
+		return fastHandoff
 	}
 	before := fc.br.Buffered()
 	r, err := http.ReadRequest(fc.br)
@@ -185,19 +189,22 @@ func (fc *fastConn) serveOne() (keep, handoff bool) {
 		fc.br.Discard(rest)
 	}
 	if err != nil {
-		return false, true // net/http answers it 400
+		return fastHandoff // net/http answers it 400
 	}
 	if !fastEligible(r) || !serverChecks(r, fc.head) || cc.refusalFor(r) != nil {
-		return false, true
+		return fastHandoff
 	}
 	d, ref := s.decide(s.base, r, cc, cc.headWriter(false))
 	if ref != nil {
-		return false, true
+		return fastHandoff
 	}
 	fc.head = fc.head[:0]
 	cc.headWriter(true) // this request is the fast path's: its head is taken
 	s.stats.fastRequests.Add(1)
-	return fc.relay(r, d.id, d.route, d.req, &d.dec), false
+	if !fc.relay(r, d.id, d.route, d.req, &d.dec) {
+		return fastDone
+	}
+	return fastNext
 }
 
 func (fc *fastConn) releaseReader() {
