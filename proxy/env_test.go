@@ -80,15 +80,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.routeServerID.IsZero() {
 		o.routeServerID = echoID
 	}
-	dir, err := os.MkdirTemp("", "procmesh-proxy-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "egress.sock"), rawSock: filepath.Join(dir, "raw.sock"), audit: &logtest.Buffer{}, done: make(chan struct{})}
+	e := newEnvDir(t, "procmesh-proxy-test-")
+	dir := e.dir
 
 	e.ca = mustCA(t, nodeTD, filepath.Join(dir, "state"))
 	e.upCA = mustCA(t, upstreamTD, filepath.Join(dir, "upstate"))
@@ -136,6 +129,21 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.hold = o.hold
 	e.serve(e.srv, e.sock, e.rawSock)
 	return e
+}
+
+// newEnvDir is an env with only its directory (every uid can reach it),
+// socket paths and audit buffer: the start both kinds of env share.
+func newEnvDir(t *testing.T, prefix string) *env {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, dir: dir, sock: filepath.Join(dir, "egress.sock"), rawSock: filepath.Join(dir, "raw.sock"), audit: &logtest.Buffer{}, done: make(chan struct{})}
 }
 
 // release starts serving the sockets of an env made with hold.

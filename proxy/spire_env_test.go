@@ -19,7 +19,6 @@ import (
 
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/attest/connrecord"
-	"github.com/procmesh/procmesh/internal/logtest"
 	"github.com/procmesh/procmesh/internal/spiretest"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/registry"
@@ -36,15 +35,8 @@ import (
 func newSPIREEnv(t *testing.T, o envOptions, so spire.Options) (*env, *spiretest.SPIRE, *spire.Source) {
 	t.Helper()
 	sp := spiretest.Start(t, spiretest.Options{})
-	dir, err := os.MkdirTemp("", "procmesh-proxy-spire-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "egress.sock"), rawSock: filepath.Join(dir, "raw.sock"), audit: &logtest.Buffer{}, done: make(chan struct{})}
+	e := newEnvDir(t, "procmesh-proxy-spire-")
+	dir := e.dir
 	e.upCA = mustCA(t, upstreamTD, filepath.Join(dir, "upstate"))
 	upStore := tlsconf.NewStore(e.upCA, x509bundle.NewSet(e.upCA.Bundle()), tlsconf.StoreOptions{})
 	t.Cleanup(func() { upStore.Close() })

@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/internal/logtest"
@@ -160,4 +162,27 @@ func (w *world) startAtPID(pid int, bin string, uid int, args ...string) *exec.C
 		}
 	}
 	return nil
+}
+
+// registered copies src to the test's directory as name and registers it
+// in SPIRE as td/app/name by its path (extra: spire-server entry create
+// flags), waiting until the agent has the entry.
+func (w *world) registered(src, name string, extra ...string) (bin, id string) {
+	w.t.Helper()
+	bin, id = w.copyBin(src, name), td+"/app/"+strings.TrimPrefix(name, "sleep-")
+	w.sp.CreateEntryWith(extra, id, "unix:path:"+bin)
+	w.sp.WaitEntry(id, "unix:path:"+bin)
+	return bin, id
+}
+
+// identified starts bin as uid 1000 and asks the source for its identity.
+func (w *world) identified(bin string) (*exec.Cmd, attest.Fingerprint, spiffeid.ID) {
+	w.t.Helper()
+	c, _ := w.start(bin, 1000, "1000")
+	fp := w.fingerprint(c.Process.Pid)
+	id, err := w.src.Identify(ctx(w.t), fp)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return c, fp, id
 }

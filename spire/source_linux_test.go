@@ -171,15 +171,8 @@ func TestThreat_I14_ExecBeforeSPIREAttestsRefused(t *testing.T) {
 // serves the newest at once and never fails meanwhile.
 func TestRotation(t *testing.T) {
 	w := newWorld(t, spire.Options{})
-	a := w.copyBin("/usr/bin/sleep", "sleep-a")
-	w.sp.CreateEntryWith([]string{"-x509SVIDTTL", "10"}, td+"/app/a", "unix:path:"+a)
-	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
-	c, _ := w.start(a, 1000, "1000")
-	fp := w.fingerprint(c.Process.Pid)
-	id, err := w.src.Identify(ctx(t), fp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := w.registered("/usr/bin/sleep", "sleep-a", "-x509SVIDTTL", "10")
+	_, fp, id := w.identified(a)
 	serials := map[string]bool{}
 	for deadline := time.Now().Add(40 * time.Second); len(serials) < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		sv, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: id, PID: fp.PID})
@@ -201,15 +194,8 @@ func TestRotation(t *testing.T) {
 // and streams re-subscribe once it is back.
 func TestAgentRestart(t *testing.T) {
 	w := newWorld(t, spire.Options{FirstMessageTimeout: 2 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
-	a := w.copyBin("/usr/bin/sleep", "sleep-a")
-	w.sp.CreateEntry(td+"/app/a", "unix:path:"+a)
-	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
-	c1, _ := w.start(a, 1000, "1000")
-	fp1 := w.fingerprint(c1.Process.Pid)
-	id, err := w.src.Identify(ctx(t), fp1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := w.registered("/usr/bin/sleep", "sleep-a")
+	_, fp1, id := w.identified(a)
 	before, _ := w.src.Lookup(fp1)
 
 	w.sp.KillAgent()
@@ -223,7 +209,7 @@ func TestAgentRestart(t *testing.T) {
 		t.Fatalf("known process with the agent down: %s, %v", got, err)
 	}
 	c2, _ := w.start(a, 1000, "1000")
-	_, err = w.src.Identify(ctx(t), w.fingerprint(c2.Process.Pid))
+	_, err := w.src.Identify(ctx(t), w.fingerprint(c2.Process.Pid))
 	if err == nil || !strings.Contains(err.Error(), w.sp.AdminSocket) {
 		t.Fatalf("new process with the agent down: %v; want a refusal naming the agent", err)
 	}
@@ -246,15 +232,8 @@ func TestAgentRestart(t *testing.T) {
 // refused, and the error names the agent and what went wrong.
 func TestThreat_F10_ExpiredSVIDRefusedNamingAgent(t *testing.T) {
 	w := newWorld(t, spire.Options{BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
-	a := w.copyBin("/usr/bin/sleep", "sleep-a")
-	w.sp.CreateEntryWith([]string{"-x509SVIDTTL", "8"}, td+"/app/a", "unix:path:"+a)
-	w.sp.WaitEntry(td+"/app/a", "unix:path:"+a)
-	c, _ := w.start(a, 1000, "1000")
-	fp := w.fingerprint(c.Process.Pid)
-	id, err := w.src.Identify(ctx(t), fp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := w.registered("/usr/bin/sleep", "sleep-a", "-x509SVIDTTL", "8")
+	_, fp, id := w.identified(a)
 	w.sp.KillAgent()
 	sv, err := w.src.SVID(ctx(t), tlsconf.Workload{ID: id})
 	if err != nil {
