@@ -13,7 +13,7 @@ import (
 // SVID first, and only when that works tells the client 200 and splices the
 // client's plaintext into the TLS connection.
 func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Identity, route *Route, req policy.Request, ev *auditEvent) {
-	up, err := s.pools.get(id, route).dialTunnel(r.Context(), s.bufs)
+	up, err := s.upstreamFor(id, route).DialTunnel(r.Context(), s.bufs)
 	if err != nil {
 		ev.err, ev.status = err, http.StatusBadGateway
 		writeError(w, ev.status, fmt.Sprintf("procmesh: route %q: %v\n", route.Name, err))

@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/internal/credread"
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 	"github.com/procmesh/procmesh/proxy/internal/framing"
 )
 
@@ -379,7 +380,7 @@ func (c *clientConn) passing() bool {
 // request head and lifts it once the head is complete. Called with mu held.
 func (c *clientConn) headDeadline() {
 	rht := c.srv.opts.ReadHeaderTimeout
-	if !on(rht) {
+	if !defaults.On(rht) {
 		return
 	}
 	switch inHead := c.scan.MidHead(); {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -53,7 +54,7 @@ func (c *clientConn) onHijack() {
 		return
 	}
 	c.tracked.Store(true)
-	if d := c.srv.opts.StreamIdleTimeout; on(d) {
+	if d := c.srv.opts.StreamIdleTimeout; defaults.On(d) {
 		c.mu.Lock()
 		c.idleTimer = time.AfterFunc(d, c.checkIdle)
 		c.mu.Unlock()

@@ -57,10 +57,10 @@ func splice(bufs *bufferPool, client, upstream closeWriter) (up, down int64, err
 	return up, down, nil
 }
 
-// readLimiter is a destination that takes at most readLimit(size) bytes
+// readLimiter is a destination that takes at most ReadLimit(size) bytes
 // per Write from a copy buffer of size bytes to write them efficiently: a
-// tunnelConn, whose records must fit its batch buffer.
-type readLimiter interface{ readLimit(size int) int }
+// upstream.TunnelConn, whose records must fit its batch buffer.
+type readLimiter interface{ ReadLimit(size int) int }
 
 // copyHalf copies src to dst with a pooled buffer (io.CopyBuffer would
 // ignore it for destinations with ReadFrom) and half-closes dst at EOF.
@@ -69,7 +69,7 @@ func copyHalf(bufs *bufferPool, dst closeWriter, src net.Conn) (int64, error) {
 	defer bufs.Put(pooled)
 	buf := pooled
 	if l, ok := dst.(readLimiter); ok {
-		buf = pooled[:l.readLimit(len(pooled))]
+		buf = pooled[:l.ReadLimit(len(pooled))]
 	}
 	var n int64
 	for {

@@ -10,7 +10,8 @@
 // Per-route sockets carry raw bytes. Upstreams speak HTTP/1.1, HTTP/2,
 // HTTP/3 over QUIC, or auto (h2/h1 until Alt-Svc advertises h3). Upstream
 // connection pools, QUIC connections and TLS session caches are keyed by
-// (SPIFFE ID, route) and never shared between identities (THREATS I5, I6).
+// (SPIFFE ID, route) and never shared between identities (THREATS I5, I6);
+// they live in proxy/internal/upstream.
 //
 // The process behind a connection is the one that called connect():
 // attestation starts at accept and the Resolver checks it against the

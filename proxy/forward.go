@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -56,7 +57,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 		},
 		Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			fi := forwardInfoOf(req.Context())
-			res, err := s.pools.get(fi.id, fi.route).transport.RoundTrip(req)
+			res, err := s.upstreamFor(fi.id, fi.route).Transport().RoundTrip(req)
 			if err != nil {
 				return nil, err
 			}
@@ -189,7 +190,7 @@ func (fi *forwardInfo) failure(r *http.Request, err error) (int, string, error) 
 		return 499, "", err // client went away; nobody reads this
 	}
 	msg := fmt.Sprintf("procmesh: upstream %s for route %q failed: %v", fi.route.Upstream, fi.route.Name, err)
-	var hl *headerLimitError
+	var hl *upstream.HeaderLimitError
 	if errors.As(err, &hl) {
 		msg += fmt.Sprintf(" (%s)", keyResponseHeaderBytes)
 	}

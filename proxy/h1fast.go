@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 )
 
 // The HTTP/1.1 fast path serves the main socket's plain HTTP/1.1 requests
@@ -119,7 +121,7 @@ const fastLinger = 100 * time.Millisecond
 
 // deadlineAfter is now+d, or no deadline when d is off.
 func deadlineAfter(d time.Duration) time.Time {
-	if !on(d) {
+	if !defaults.On(d) {
 		return time.Time{}
 	}
 	return time.Now().Add(d)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
 )
 
 // exchange is one request and its response on the fast path.
@@ -15,7 +17,7 @@ type exchange struct {
 	body  *countingReader
 	timer *streamTimer
 	dl    *fastDeadlines
-	h1    *h1Pool
+	h1    *upstream.H1Pool
 	ev    *auditEvent
 
 	status      int
@@ -30,15 +32,15 @@ type exchange struct {
 func (x *exchange) run() error {
 	replayable := x.r.ContentLength == 0
 	for attempt := 0; ; attempt++ {
-		up, reused, err := x.h1.get(!replayable)
+		up, reused, err := x.h1.Get(!replayable)
 		if err != nil {
 			return err
 		}
 		x.dl.up.Store(up)
 		res, err := x.roundTrip(up)
 		if err != nil {
-			up.close()
-			if reused && replayable && attempt == 0 && up.received == 0 && x.timer.cause.Load() == nil && !x.fc.watch.gone.Load() {
+			up.Close()
+			if reused && replayable && attempt == 0 && up.Received() == 0 && x.timer.cause.Load() == nil && !x.fc.watch.gone.Load() {
 				continue
 			}
 			return err
@@ -46,10 +48,10 @@ func (x *exchange) run() error {
 		err = x.respond(res)
 		x.dl.up.Store(nil)
 		x.timer.stop()
-		if err == nil && up.reusable(res) && x.timer.cause.Load() == nil {
-			x.h1.put(up)
+		if err == nil && up.Reusable(res) && x.timer.cause.Load() == nil {
+			x.h1.Put(up)
 		} else {
-			up.close()
+			up.Close()
 		}
 		return err
 	}
@@ -57,12 +59,12 @@ func (x *exchange) run() error {
 
 // roundTrip writes the request and reads the response head, forwarding
 // interim (1xx) responses to the client.
-func (x *exchange) roundTrip(up *upConn) (*http.Response, error) {
-	up.received = 0
-	writeRequestHead(up.bw, x.r, x.h1.host, x.fc.srv.reqFilter.skip)
-	if n := x.r.ContentLength; n > 0 && n <= int64(up.bw.Available()) {
+func (x *exchange) roundTrip(up *upstream.Conn) (*http.Response, error) {
+	bw := up.StartRequest()
+	writeRequestHead(bw, x.r, x.h1.Host(), x.fc.srv.reqFilter.skip)
+	if n := x.r.ContentLength; n > 0 && n <= int64(bw.Available()) {
 		// The counting reader marks the stream active itself.
-		if _, err := readInto(up.bw, x.body, n, nil); err != nil {
+		if _, err := readInto(bw, x.body, n, nil); err != nil {
 			return nil, err
 		}
 	} else if x.r.ContentLength > 0 {
@@ -73,13 +75,13 @@ func (x *exchange) roundTrip(up *upConn) (*http.Response, error) {
 			n, err := x.body.Read(buf[:min(int64(len(buf)), left)])
 			if n > 0 {
 				left -= int64(n)
-				if _, werr := up.bw.Write(buf[:n]); werr != nil {
+				if _, werr := bw.Write(buf[:n]); werr != nil {
 					return nil, werr
 				}
 				if left > 0 {
 					// What the client sends slowly reaches the upstream
 					// as it comes.
-					if werr := up.bw.Flush(); werr != nil {
+					if werr := bw.Flush(); werr != nil {
 						return nil, werr
 					}
 				}
@@ -92,14 +94,14 @@ func (x *exchange) roundTrip(up *upConn) (*http.Response, error) {
 			}
 		}
 	}
-	if err := up.bw.Flush(); err != nil {
+	if err := bw.Flush(); err != nil {
 		return nil, err
 	}
 	x.timer.touch()
 	x.fc.watch.start(x.dl)
 	defer x.fc.watch.stop()
 	for interim := 0; ; interim++ {
-		res, err := up.readResponse(x.r, x.h1.opts)
+		res, err := up.ReadResponse(x.r)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/procmesh/procmesh/policy"
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -75,10 +76,10 @@ func (fc *fastConn) relay(r *http.Request, id *workload.Identity, route *Route, 
 	body.reset(r.Body, timer, s.opts.MaxRequestBodyBytes)
 	fi := forwardInfo{id: id, route: route, ev: ev, body: body, timer: timer}
 	x := &fx.x
-	p := s.pools.get(id, route)
-	*x = exchange{fc: fc, r: r, body: body, timer: timer, dl: &fx.dl, h1: p.h1, ev: ev}
+	p := s.upstreamFor(id, route)
+	*x = exchange{fc: fc, r: r, body: body, timer: timer, dl: &fx.dl, h1: p.H1(), ev: ev}
 	var err error
-	if p.h1 != nil {
+	if x.h1 != nil {
 		err = x.run()
 	} else {
 		err = x.runTransport(p)
@@ -127,7 +128,7 @@ const errorWriteTimeout = 5 * time.Second
 // in use (streamTimer.fire, and abort for a reload).
 type fastDeadlines struct {
 	cc *clientConn
-	up atomic.Pointer[upConn]
+	up atomic.Pointer[upstream.Conn]
 
 	mu      sync.Mutex
 	settled bool
@@ -140,7 +141,7 @@ type fastDeadlines struct {
 func (d *fastDeadlines) SetReadDeadline(t time.Time) error {
 	d.cc.SetReadDeadline(t)
 	if up := d.up.Load(); up != nil {
-		up.tc.SetDeadline(t)
+		up.SetDeadline(t)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -16,7 +17,7 @@ import (
 // transport (its connections, SVID and session cache). The stream timer,
 // a reload and a client that hangs up end the round trip through its
 // context.
-func (x *exchange) runTransport(p *pool) error {
+func (x *exchange) runTransport(p *upstream.Pool) error {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	x.dl.setTransport(cancel)
@@ -24,9 +25,9 @@ func (x *exchange) runTransport(p *pool) error {
 	if x.r.ContentLength > 0 {
 		body = x.body
 	}
-	out := outboundRequest(ctx, x.r, p.route.Host, body, x.fc.srv.reqFilter.skip)
+	out := outboundRequest(ctx, x.r, p.Host(), body, x.fc.srv.reqFilter.skip)
 	x.fc.watch.start(x.dl)
-	res, err := p.transport.RoundTrip(out)
+	res, err := p.Transport().RoundTrip(out)
 	x.fc.watch.stop()
 	if err != nil {
 		return err

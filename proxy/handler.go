@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/procmesh/procmesh/proxy/internal/framing"
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -82,7 +83,7 @@ func routeFor(st *State, r *http.Request) (route *Route, status int, msg string)
 	}
 	route, ok := st.routeForAuthority(authority)
 	if !ok {
-		return nil, http.StatusForbidden, fmt.Sprintf("procmesh: no route for host %q; procmesh forwards only to configured routes\n", normalHost(authority))
+		return nil, http.StatusForbidden, fmt.Sprintf("procmesh: no route for host %q; procmesh forwards only to configured routes\n", upstream.NormalHost(authority))
 	}
 	return route, 0, ""
 }
@@ -92,7 +93,7 @@ func routeFor(st *State, r *http.Request) (route *Route, status int, msg string)
 // the characters but not the brackets, and does not check the host of an
 // absolute-form target or a CONNECT, which may arrive percent-encoded:
 // "%E2%84%AAube.test" decodes to a KELVIN SIGN that Unicode lower-casing
-// (normalHost) turns into "kube.test"; "[::1" or "echo.test:x" would
+// (upstream.NormalHost) turns into "kube.test"; "[::1" or "echo.test:x" would
 // name "::1" and "echo.test".
 func wellFormedAuthority(authority string) bool {
 	for i := 0; i < len(authority); i++ {

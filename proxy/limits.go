@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/procmesh/procmesh/internal/units"
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 )
 
 // Limits bound what one client, connection or request can make procmesh
@@ -138,43 +139,20 @@ const (
 )
 
 func (l Limits) withDefaults() Limits {
-	l.MaxRequestHeaderBytes = positiveOr(l.MaxRequestHeaderBytes, DefaultMaxRequestHeaderBytes)
-	l.MaxRequestHeaders = positiveOr(l.MaxRequestHeaders, DefaultMaxRequestHeaders)
-	l.MaxResponseHeaders = positiveOr(l.MaxResponseHeaders, DefaultMaxResponseHeaders)
-	l.MaxConcurrentStreams = positiveOr(l.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
-	l.ReadHeaderTimeout = offIfNegative(orDefault(l.ReadHeaderTimeout, DefaultReadHeaderTimeout))
-	l.IdleTimeout = offIfNegative(orDefault(l.IdleTimeout, DefaultIdleTimeout))
-	l.StreamIdleTimeout = offIfNegative(orDefault(l.StreamIdleTimeout, DefaultStreamIdleTimeout))
-	l.MaxConnections = orDefault(l.MaxConnections, DefaultMaxConnections)
-	l.MaxConnectionsPerIdentity = orDefault(l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
-	l.MaxUnattestedConnectionsPerUID = orDefault(l.MaxUnattestedConnectionsPerUID, DefaultMaxUnattestedConnectionsPerUID)
-	l.RequestTimeout = offIfNegative(l.RequestTimeout)
-	l.MaxRequestBodyBytes = offIfNegative(l.MaxRequestBodyBytes)
+	l.MaxRequestHeaderBytes = defaults.PositiveOr(l.MaxRequestHeaderBytes, DefaultMaxRequestHeaderBytes)
+	l.MaxRequestHeaders = defaults.PositiveOr(l.MaxRequestHeaders, DefaultMaxRequestHeaders)
+	l.MaxResponseHeaders = defaults.PositiveOr(l.MaxResponseHeaders, DefaultMaxResponseHeaders)
+	l.MaxConcurrentStreams = defaults.PositiveOr(l.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	l.ReadHeaderTimeout = defaults.OffIfNegative(defaults.Or(l.ReadHeaderTimeout, DefaultReadHeaderTimeout))
+	l.IdleTimeout = defaults.OffIfNegative(defaults.Or(l.IdleTimeout, DefaultIdleTimeout))
+	l.StreamIdleTimeout = defaults.OffIfNegative(defaults.Or(l.StreamIdleTimeout, DefaultStreamIdleTimeout))
+	l.MaxConnections = defaults.Or(l.MaxConnections, DefaultMaxConnections)
+	l.MaxConnectionsPerIdentity = defaults.Or(l.MaxConnectionsPerIdentity, DefaultMaxConnectionsPerIdentity)
+	l.MaxUnattestedConnectionsPerUID = defaults.Or(l.MaxUnattestedConnectionsPerUID, DefaultMaxUnattestedConnectionsPerUID)
+	l.RequestTimeout = defaults.OffIfNegative(l.RequestTimeout)
+	l.MaxRequestBodyBytes = defaults.OffIfNegative(l.MaxRequestBodyBytes)
 	return l
 }
-
-// The one rule for defaults, field by field (quic-go's populateConfig):
-// orDefault takes the default for zero and keeps a negative value, which
-// offIfNegative then turns into 0, "off"; positiveOr takes the default
-// for zero and negative values alike, for settings that cannot be off.
-func orDefault[T int | int64 | time.Duration](v, d T) T {
-	if v == 0 {
-		return d
-	}
-	return v
-}
-
-func offIfNegative[T int | int64 | time.Duration](v T) T { return max(v, 0) }
-
-func positiveOr[T int | int64 | time.Duration](v, d T) T {
-	if v <= 0 {
-		return d
-	}
-	return v
-}
-
-// on reports whether a duration limit is in force (negative turns it off).
-func on(d time.Duration) bool { return d > 0 }
 
 // limitError is a refusal caused by a limit. Its message says what was
 // over which limit and names the YAML key that sets it.
@@ -241,15 +219,3 @@ func requestHeaderSize(r *http.Request) (bytes, fields int) {
 	}
 	return bytes, fields
 }
-
-// headerLimitError is an upstream response whose header section was over
-// limits.max_response_header_bytes (THREATS P8), from any transport: the
-// fast path's reader, net/http's HTTP/1.1 and HTTP/2 transports
-// (tcpErrors) or HTTP/3 (h3Transport). Its text is the transport's own.
-type headerLimitError struct {
-	limit int
-	err   error
-}
-
-func (e *headerLimitError) Error() string { return e.err.Error() }
-func (e *headerLimitError) Unwrap() error { return e.err }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/procmesh/procmesh/internal/units"
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 )
 
 // streamTimer ends a forwarded request on which no byte moved, either way,
@@ -68,14 +69,14 @@ func (t *streamTimer) arm(l Limits) uint64 {
 	t.cause.Store(nil)
 	t.started.Store(false)
 	t.touch()
-	if on(t.idle) {
+	if defaults.On(t.idle) {
 		if t.idleT == nil {
 			t.idleT = time.AfterFunc(t.idle, t.checkIdle)
 		} else {
 			t.idleT.Reset(t.idle)
 		}
 	}
-	if on(l.RequestTimeout) {
+	if defaults.On(l.RequestTimeout) {
 		lim := &limitError{status: http.StatusGatewayTimeout,
 			what: fmt.Sprintf("the request took longer than %s", l.RequestTimeout),
 			key:  keyRequestTimeout, value: units.FormatDuration(l.RequestTimeout)}

@@ -61,7 +61,7 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 		tellAndClose(c.UnixConn, "procmesh: denied by policy: "+dec.Reason+"\n")
 		return
 	}
-	up, err := s.pools.get(id, route).dialTunnel(ctx, s.bufs)
+	up, err := s.upstreamFor(id, route).DialTunnel(ctx, s.bufs)
 	if err != nil {
 		ev.err = err
 		return

@@ -33,9 +33,10 @@ func (s *Server) track(l *liveConn) (untrack func()) {
 // re-checked at their next request (connIdentity.current).
 func (s *Server) revalidate(st *State) {
 	known := s.knownIDs()
-	s.pools.retain(st, func(id spiffeid.ID, route string) bool {
+	s.pools.Retain(func(id spiffeid.ID, built *Route) bool {
 		_, ok := known[id]
-		return (ok || known == nil) && st.Policy.MayAllow(id, route)
+		r, still := st.Route(built.Name)
+		return still && *r == *built && (ok || known == nil) && st.Policy.MayAllow(id, built.Name)
 	})
 	var live []*liveConn
 	s.live.each(func(l *liveConn) { live = append(live, l) })

@@ -1,6 +1,10 @@
 package proxy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
+)
 
 // TestNormalHostFoldsASCIIOnly: the Kelvin sign must not fold into "k"
 // (P4: a route is reached only by its own name).
@@ -11,8 +15,8 @@ func TestNormalHostFoldsASCIIOnly(t *testing.T) {
 		"[::1]:80":       "::1",
 		"\u212Aube.test": "\u212Aube.test",
 	} {
-		if got := normalHost(in); got != want {
-			t.Errorf("normalHost(%q) = %q, want %q", in, got, want)
+		if got := upstream.NormalHost(in); got != want {
+			t.Errorf("upstream.NormalHost(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

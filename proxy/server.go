@@ -16,7 +16,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 	"github.com/procmesh/procmesh/proxy/internal/framing"
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
 	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/tlsconf"
 	"github.com/procmesh/procmesh/workload"
@@ -74,7 +76,7 @@ type Server struct {
 	opts     Options
 	resolver Resolver
 	state    atomic.Pointer[State]
-	pools    *pools
+	pools    *upstream.Pools
 	http     *http.Server
 	rp       *httputil.ReverseProxy
 	conns    connSet[net.Conn]  // hijacked connections: tunnels, WebSockets, raw sockets
@@ -127,7 +129,7 @@ func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, erro
 	}
 	s.state.Store(st)
 	s.reqFilter = newRequestFilter(opts.RequestHeadersToRemove)
-	s.pools = newPools(ids, opts.Upstream, opts.Logger) // auto's protocol switches and fallbacks
+	s.pools = upstream.NewPools(ids, opts.Upstream, opts.Logger) // auto's protocol switches and fallbacks
 	s.rp = s.newReverseProxy()
 	// HTTP/1.1 and prior-knowledge HTTP/2 cleartext share the main socket,
 	// so gRPC clients with a unix: target work; the socket is local and
@@ -148,10 +150,10 @@ func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, erro
 		ConnState:      s.connState,
 		ErrorLog:       newStdLogger(opts.Logger),
 	}
-	if on(opts.ReadHeaderTimeout) {
+	if defaults.On(opts.ReadHeaderTimeout) {
 		s.http.ReadHeaderTimeout = opts.ReadHeaderTimeout
 	}
-	if on(opts.IdleTimeout) {
+	if defaults.On(opts.IdleTimeout) {
 		s.http.IdleTimeout = opts.IdleTimeout
 	}
 	return s, nil
@@ -301,6 +303,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	connErr := s.conns.wait(ctx, func(c net.Conn) { c.Close() })
 	s.listeners.wait(context.Background(), nil) // each accept loop ends with its closed listener
 	s.cancelBase()
-	s.pools.closeAll()
+	s.pools.CloseAll()
 	return errors.Join(fastErr, httpErr, connErr)
 }

@@ -24,7 +24,7 @@ func fuzzRoutes(t testing.TB) *State {
 
 // refHost is what host an authority names, by net/url's reading (port and
 // IPv6 brackets dropped), compared the DNS way: ASCII case-insensitively,
-// without a trailing dot. It is the reference normalHost must agree with.
+// without a trailing dot. It is the reference upstream.NormalHost must agree with.
 func refHost(authority string) string {
 	h := (&url.URL{Host: authority}).Hostname()
 	if strings.Count(authority, ":") > 1 && !strings.HasPrefix(authority, "[") {

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"io"
@@ -15,19 +15,16 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
-	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/echo"
-	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/tlsconf"
-	"github.com/procmesh/procmesh/workload"
 )
 
 // poolsEnv is an in-process pools with a real mTLS echo upstream serving
 // HTTP/1.1, HTTP/2 and HTTP/3.
 type poolsEnv struct {
-	ps     *pools
+	ps     *Pools
 	up     *echo.Server
-	id     *workload.Identity
+	w      tlsconf.Workload
 	echoID spiffeid.ID
 }
 
@@ -54,9 +51,9 @@ func newPoolsEnv(tb testing.TB) *poolsEnv {
 	tb.Cleanup(func() { pe.up.Close() })
 	store := tlsconf.NewStore(ca, x509bundle.NewSet(ca.Bundle(), upCA.Bundle()), tlsconf.StoreOptions{})
 	tb.Cleanup(func() { store.Close() })
-	pe.ps = newPools(store, UpstreamOptions{}, zerolog.Nop())
-	tb.Cleanup(pe.ps.closeAll)
-	pe.id = &workload.Identity{Process: &attest.Process{}, Entry: registry.Entry{ID: spiffeid.RequireFromString("spiffe://example.org/bench")}}
+	pe.ps = NewPools(store, Options{}, zerolog.Nop())
+	tb.Cleanup(pe.ps.CloseAll)
+	pe.w = tlsconf.Workload{ID: spiffeid.RequireFromString("spiffe://example.org/bench")}
 	return pe
 }
 
@@ -67,7 +64,7 @@ func (pe *poolsEnv) route(proto string) *Route {
 func (pe *poolsEnv) get(tb testing.TB, proto, path string) *http.Response {
 	tb.Helper()
 	req := &http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: "https", Host: "echo.test", Path: path}, Header: http.Header{}, Host: "echo.test"}
-	resp, err := pe.ps.get(pe.id, pe.route(proto)).transport.RoundTrip(req)
+	resp, err := pe.ps.Get(pe.w, pe.route(proto)).Transport().RoundTrip(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -92,14 +89,13 @@ func BenchmarkUpstreamRoundTrip(b *testing.B) {
 }
 
 // TestPoolRetireHTTP3: a reload that drops an HTTP/3 pool lets a response
-// in flight finish, then closes the pool's QUIC connection; closeAll leaves
+// in flight finish, then closes the pool's QUIC connection; CloseAll leaves
 // no goroutine behind.
 func TestPoolRetireHTTP3(t *testing.T) {
 	pe := newPoolsEnv(t)
 	// Warm the upstream up with a client of its own, so that its serving
 	// goroutines exist before counting.
-	w := tlsconf.Workload{ID: pe.id.ID()}
-	warm := &http3.Transport{TLSClientConfig: tlsconf.ClientConfig(tlsconf.SVIDSourceFor(pe.ps.src, w), pe.ps.src.Bundles(), tlsconfig.AuthorizeAny())}
+	warm := &http3.Transport{TLSClientConfig: tlsconf.ClientConfig(tlsconf.SVIDSourceFor(pe.ps.src, pe.w), pe.ps.src.Bundles(), tlsconfig.AuthorizeAny())}
 	r, err := warm.RoundTrip(&http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: "https", Host: pe.up.Addr(), Path: "/warm"}, Header: http.Header{}})
 	if err != nil {
 		t.Fatal(err)
@@ -111,26 +107,22 @@ func TestPoolRetireHTTP3(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := NewState(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pe.ps.retain(st, func(spiffeid.ID, string) bool { return true })
+	pe.ps.Retain(func(spiffeid.ID, *Route) bool { return false }) // a reload that dropped every route
 	n, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if err != nil || n != 4000000-1000 {
 		t.Fatalf("response cut by the reload after %d bytes: %v", n+1000, err)
 	}
-	// The shared UDP socket's two goroutines stay until closeAll.
+	// The shared UDP socket's two goroutines stay until CloseAll.
 	if !waitGoroutines(base + 2) {
 		t.Errorf("%d goroutines after the dropped pool's last response, %d before its first", runtime.NumGoroutine(), base)
 	}
 
 	resp = pe.get(t, ProtocolHTTP3, "/again")
 	resp.Body.Close()
-	pe.ps.closeAll()
+	pe.ps.CloseAll()
 	if !waitGoroutines(base) {
-		t.Errorf("%d goroutines after closeAll, %d before", runtime.NumGoroutine(), base)
+		t.Errorf("%d goroutines after CloseAll, %d before", runtime.NumGoroutine(), base)
 	}
 }
 

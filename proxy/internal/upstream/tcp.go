@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 // headers are bounded by MaxResponseHeaderBytes (SETTINGS_MAX_HEADER_LIST_SIZE,
 // which also cuts a CONTINUATION flood short); idle connections are pinged
 // to find dead ones.
-func (ps *pools) newTCPTransport(p *pool, conf *tls.Config, h2only bool) *http.Transport {
+func (ps *Pools) newTCPTransport(p *Pool, conf *tls.Config, h2only bool) *http.Transport {
 	o := ps.opts
 	upstream := p.route.Upstream
 	tr := &http.Transport{
@@ -82,7 +82,7 @@ func (ps *pools) newTCPTransport(p *pool, conf *tls.Config, h2only bool) *http.T
 
 // tcpErrors classifies the errors of net/http's HTTP/1.1 and HTTP/2
 // transports: a response header section over the limit becomes a
-// *headerLimitError (THREATS P8), recognised here, once, by the text of
+// *HeaderLimitError (THREATS P8), recognised here, once, by the text of
 // the transport that produces it (net/http keeps those errors
 // unexported). HTTP/2 connection errors, which net/http reports as bare
 // codes ("connection error: PROTOCOL_ERROR"), are explained: procmesh
@@ -100,11 +100,11 @@ func (t tcpErrors) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	switch msg := err.Error(); {
 	case strings.HasPrefix(msg, "connection error: "):
-		err = &headerLimitError{limit: t.maxHeader, err: fmt.Errorf(
+		err = &HeaderLimitError{Limit: t.maxHeader, err: fmt.Errorf(
 			"HTTP/2 %w: procmesh closed the upstream connection (a response header block over %d bytes, or a malformed frame)", err, t.maxHeader)}
 	case strings.Contains(msg, "server response headers exceeded"), // HTTP/1.1
 		strings.Contains(msg, "response header list larger than advertised limit"): // HTTP/2
-		err = &headerLimitError{limit: t.maxHeader, err: err}
+		err = &HeaderLimitError{Limit: t.maxHeader, err: err}
 	}
 	return resp, err
 }

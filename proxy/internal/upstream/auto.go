@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -63,7 +63,7 @@ func newAutoTransport(route *Route, tcp http.RoundTripper, h3 *h3Transport, back
 		upHost = route.Upstream
 	}
 	return &autoTransport{
-		route: route.Name, host: normalHost(route.Host), upHost: upHost,
+		route: route.Name, host: NormalHost(route.Host), upHost: upHost,
 		tcp: tcp, h3: h3, backoff: backoff, log: log, now: time.Now,
 	}
 }
@@ -170,8 +170,8 @@ func (a *autoTransport) learn(resp *http.Response) {
 }
 
 func (a *autoTransport) sameHost(h string) bool {
-	h = normalHost(h)
-	return h == "" || h == a.host || strings.EqualFold(h, normalHost(a.upHost))
+	h = NormalHost(h)
+	return h == "" || h == a.host || strings.EqualFold(h, NormalHost(a.upHost))
 }
 
 // forgetLocked drops the alternative and goes back to TCP.

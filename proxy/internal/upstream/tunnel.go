@@ -1,13 +1,14 @@
-package proxy
+package upstream
 
 import (
 	"context"
 	"crypto/tls"
 	"net"
+	"net/http/httputil"
 	"sync"
 )
 
-// tunnelConn is the upstream mTLS connection of a CONNECT tunnel or a raw
+// TunnelConn is the upstream mTLS connection of a CONNECT tunnel or a raw
 // socket. Its Write sends all the TLS records one call produces in one
 // write(2).
 //
@@ -18,15 +19,15 @@ import (
 // they make were half of procmesh's CPU time. A recordBatcher under the
 // tls.Conn collects the records of one Write in a pooled buffer, held only
 // for that Write, and sends them together.
-type tunnelConn struct {
+type TunnelConn struct {
 	*tls.Conn
 	raw  *recordBatcher
-	bufs *bufferPool
+	bufs httputil.BufferPool
 }
 
-// dialTunnel dials the pool's route over mTLS for a tunnel or raw socket,
-// like dialTLS, with the records of each Write batched.
-func (p *pool) dialTunnel(ctx context.Context, bufs *bufferPool) (*tunnelConn, error) {
+// DialTunnel dials the pool's route over mTLS for a tunnel or raw socket,
+// like DialTLS, with the records of each Write batched.
+func (p *Pool) DialTunnel(ctx context.Context, bufs httputil.BufferPool) (*TunnelConn, error) {
 	var b *recordBatcher
 	c, err := p.dialTLSWith(ctx, p.tls, func(raw net.Conn) net.Conn {
 		b = &recordBatcher{Conn: raw}
@@ -35,12 +36,12 @@ func (p *pool) dialTunnel(ctx context.Context, bufs *bufferPool) (*tunnelConn, e
 	if err != nil {
 		return nil, err
 	}
-	return &tunnelConn{Conn: c, raw: b, bufs: bufs}, nil
+	return &TunnelConn{Conn: c, raw: b, bufs: bufs}, nil
 }
 
 // Write seals p and sends its records in as few writes as the batch
 // buffer allows: one, when p is at most maxSealedPlaintext of it.
-func (c *tunnelConn) Write(p []byte) (int, error) {
+func (c *TunnelConn) Write(p []byte) (int, error) {
 	buf := c.bufs.Get()
 	c.raw.begin(buf)
 	n, err := c.Conn.Write(p)
@@ -51,9 +52,9 @@ func (c *tunnelConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// readLimit is how much of a copy buffer of size bytes to fill before a
+// ReadLimit is how much of a copy buffer of size bytes to fill before a
 // Write, so that its records fit one batch buffer of the same size.
-func (c *tunnelConn) readLimit(size int) int { return maxSealedPlaintext(size) }
+func (c *TunnelConn) ReadLimit(size int) int { return maxSealedPlaintext(size) }
 
 // TLS 1.3 adds to each record a 5-byte header, the inner content type and
 // a 16-byte AEAD tag; records carry at most 16 KiB of plaintext.

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bufio"
@@ -11,30 +11,32 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 )
 
-// h1Pool holds the fast path's idle HTTP/1.1 connections to one route for
+// H1Pool holds the fast path's idle HTTP/1.1 connections to one route for
 // one identity: a pool's connections carry that identity's SVID and TLS
 // session cache (pool.tls), and no other identity ever gets them (I5, I6).
-type h1Pool struct {
-	p    *pool
+type H1Pool struct {
+	p    *Pool
 	host string // Host header of the requests, the route's host
-	opts UpstreamOptions
+	opts Options
 
 	mu     sync.Mutex
-	idle   []*upConn // most recently used last
-	all    map[*upConn]struct{}
+	idle   []*Conn // most recently used last
+	all    map[*Conn]struct{}
 	closed bool
 	sweep  *time.Timer
 }
 
-func newH1Pool(p *pool, opts UpstreamOptions) *h1Pool {
-	return &h1Pool{p: p, host: p.route.Host, opts: opts, all: make(map[*upConn]struct{})}
+func newH1Pool(p *Pool, opts Options) *H1Pool {
+	return &H1Pool{p: p, host: p.route.Host, opts: opts, all: make(map[*Conn]struct{})}
 }
 
-// upConn is one upstream connection of an h1Pool.
-type upConn struct {
-	pool *h1Pool
+// Conn is one upstream connection of an H1Pool.
+type Conn struct {
+	pool *H1Pool
 	tc   *tls.Conn
 	raw  syscall.RawConn // of the TCP connection, for the liveness probe
 	br   *bufio.Reader
@@ -49,11 +51,11 @@ type upConn struct {
 	idleAt time.Time
 }
 
-// get returns an idle connection, or dials one. With probe, an idle
+// Get returns an idle connection, or dials one. With probe, an idle
 // connection is first checked for a close by the upstream (one syscall):
 // for requests that cannot be sent again. A request that can is retried
-// on a new connection instead (exchange.run).
-func (hp *h1Pool) get(probe bool) (up *upConn, reused bool, err error) {
+// on a new connection instead (the caller's retry).
+func (hp *H1Pool) Get(probe bool) (up *Conn, reused bool, err error) {
 	now := time.Now()
 	for {
 		hp.mu.Lock()
@@ -67,9 +69,9 @@ func (hp *h1Pool) get(probe bool) (up *upConn, reused bool, err error) {
 		if now.Sub(up.idleAt) < hp.opts.IdleConnTimeout && up.br.Buffered() == 0 && (!probe || up.alive()) {
 			return up, true, nil
 		}
-		up.close()
+		up.Close()
 	}
-	tc, err := hp.p.dialTLS(context.Background())
+	tc, err := hp.p.DialTLS(context.Background())
 	if err != nil {
 		return nil, false, err
 	}
@@ -77,7 +79,7 @@ func (hp *h1Pool) get(probe bool) (up *upConn, reused bool, err error) {
 		tc.Close()
 		return nil, false, fmt.Errorf("upstream %s negotiated ALPN %q for an http1 route", hp.p.route.Upstream, proto)
 	}
-	up = &upConn{pool: hp, tc: tc, limit: -1}
+	up = &Conn{pool: hp, tc: tc, limit: -1}
 	if sc, ok := tc.NetConn().(syscall.Conn); ok {
 		up.raw, _ = sc.SyscallConn()
 	}
@@ -94,15 +96,32 @@ func (hp *h1Pool) get(probe bool) (up *upConn, reused bool, err error) {
 	return up, false, nil
 }
 
+// Host is the Host of the pool's requests: the route's host.
+func (hp *H1Pool) Host() string { return hp.host }
+
+// StartRequest readies the connection for a new request and returns the
+// buffered writer the request goes to (flushed by the caller).
+func (up *Conn) StartRequest() *bufio.Writer {
+	up.received = 0
+	return up.bw
+}
+
+// Received reports how many bytes came back since StartRequest: a reused
+// connection that failed before any did may be retried.
+func (up *Conn) Received() int64 { return up.received }
+
+// SetDeadline sets the connection's read and write deadlines.
+func (up *Conn) SetDeadline(t time.Time) error { return up.tc.SetDeadline(t) }
+
 // upBufSize is the read and write buffer of an upstream connection.
 const upBufSize = 4 << 10
 
-// put returns a connection after a complete exchange.
-func (hp *h1Pool) put(up *upConn) {
+// Put returns a connection after a complete exchange.
+func (hp *H1Pool) Put(up *Conn) {
 	hp.mu.Lock()
 	if hp.closed || len(hp.idle) >= hp.opts.MaxIdlePerPool {
 		hp.mu.Unlock()
-		up.close()
+		up.Close()
 		return
 	}
 	up.idleAt = time.Now()
@@ -115,10 +134,10 @@ func (hp *h1Pool) put(up *upConn) {
 
 // sweepIdle closes connections idle for IdleConnTimeout, and comes back
 // when the oldest one left will be.
-func (hp *h1Pool) sweepIdle() {
+func (hp *H1Pool) sweepIdle() {
 	hp.mu.Lock()
 	now := time.Now()
-	var expired []*upConn
+	var expired []*Conn
 	keep := hp.idle[:0]
 	for _, up := range hp.idle {
 		if now.Sub(up.idleAt) >= hp.opts.IdleConnTimeout {
@@ -136,13 +155,13 @@ func (hp *h1Pool) sweepIdle() {
 	}
 	hp.mu.Unlock()
 	for _, up := range expired {
-		up.close()
+		up.Close()
 	}
 }
 
 // close retires the pool: idle connections close now, busy ones when
 // their exchange ends.
-func (hp *h1Pool) close() {
+func (hp *H1Pool) close() {
 	hp.mu.Lock()
 	hp.closed = true
 	idle := hp.idle
@@ -152,26 +171,26 @@ func (hp *h1Pool) close() {
 	}
 	hp.mu.Unlock()
 	for _, up := range idle {
-		up.close()
+		up.Close()
 	}
 }
 
 // closeNow closes every connection of the pool, busy or not.
-func (hp *h1Pool) closeNow() {
+func (hp *H1Pool) closeNow() {
 	hp.close()
 	hp.mu.Lock()
-	all := make([]*upConn, 0, len(hp.all))
+	all := make([]*Conn, 0, len(hp.all))
 	for up := range hp.all {
 		all = append(all, up)
 	}
 	hp.mu.Unlock()
 	for _, up := range all {
-		up.close()
+		up.Close()
 	}
 }
 
-// close closes the connection and forgets it.
-func (up *upConn) close() {
+// Close closes the connection and forgets it.
+func (up *Conn) Close() {
 	up.tc.Close()
 	up.pool.mu.Lock()
 	delete(up.pool.all, up)
@@ -181,7 +200,7 @@ func (up *upConn) close() {
 // alive probes an idle connection without reading it: an upstream that
 // closed it (idle timeout, restart) left a FIN or a TLS alert behind,
 // which a one-byte MSG_PEEK sees; EAGAIN means open and quiet.
-func (up *upConn) alive() bool {
+func (up *Conn) alive() bool {
 	if up.raw == nil {
 		return true
 	}
@@ -196,15 +215,17 @@ func (up *upConn) alive() bool {
 	return err == nil && open
 }
 
-// readResponse reads a response head, within the response header limits.
-func (up *upConn) readResponse(r *http.Request, opts UpstreamOptions) (*http.Response, error) {
+// ReadResponse reads a response head, within the response header limits
+// and timeout of the pool's Options.
+func (up *Conn) ReadResponse(r *http.Request) (*http.Response, error) {
+	opts := up.pool.opts
 	up.limitMax = opts.MaxResponseHeaderBytes
 	up.limit = int64(opts.MaxResponseHeaderBytes)
-	if t := opts.ResponseHeaderTimeout; on(t) {
+	if t := opts.ResponseHeaderTimeout; defaults.On(t) {
 		up.tc.SetReadDeadline(time.Now().Add(t))
 	}
 	res, err := http.ReadResponse(up.br, r)
-	if on(opts.ResponseHeaderTimeout) {
+	if defaults.On(opts.ResponseHeaderTimeout) {
 		up.tc.SetReadDeadline(time.Time{})
 	}
 	limited := up.limit == 0
@@ -212,22 +233,22 @@ func (up *upConn) readResponse(r *http.Request, opts UpstreamOptions) (*http.Res
 	switch {
 	case err != nil && limited:
 		// The same words as net/http's own transport, so both paths read alike.
-		return nil, &headerLimitError{limit: up.limitMax, err: fmt.Errorf("server response headers exceeded %d bytes; aborted", up.limitMax)}
+		return nil, &HeaderLimitError{Limit: up.limitMax, err: fmt.Errorf("server response headers exceeded %d bytes; aborted", up.limitMax)}
 	case err != nil:
 		return nil, fmt.Errorf("reading the response from upstream: %w", err)
 	}
 	return res, nil
 }
 
-// reusable reports that the connection is at a message boundary and the
+// Reusable reports that the connection is at a message boundary and the
 // upstream did not ask to close it.
-func (up *upConn) reusable(res *http.Response) bool {
+func (up *Conn) Reusable(res *http.Response) bool {
 	return !res.Close && up.br.Buffered() == 0
 }
 
 // upReader reads an upstream connection for its buffered reader, counting
 // and bounding what a response head takes.
-type upReader struct{ up *upConn }
+type upReader struct{ up *Conn }
 
 func (r upReader) Read(p []byte) (int, error) {
 	up := r.up

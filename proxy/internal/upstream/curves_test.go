@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestUpstreamTLSCurves: UpstreamOptions.TLSCurves is what every upstream
+// TestUpstreamTLSCurves: Options.TLSCurves is what every upstream
 // handshake offers, whatever the protocol: with [P-256] the upstream (Go's
 // defaults, which prefer X25519MLKEM768 and X25519) can only agree on
 // P-256; without it Go's default list applies and the hybrid wins.
@@ -26,11 +26,11 @@ func TestUpstreamTLSCurves(t *testing.T) {
 		{"Go's default", nil, tls.X25519MLKEM768},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := newPools(pe.ps.src, UpstreamOptions{TLSCurves: tt.curves}, zerolog.Nop())
-			defer ps.closeAll()
+			ps := NewPools(pe.ps.src, Options{TLSCurves: tt.curves}, zerolog.Nop())
+			defer ps.CloseAll()
 			for _, proto := range []string{ProtocolHTTP1, ProtocolHTTP2, ProtocolHTTP3, ProtocolAuto} {
 				req := &http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: "https", Host: "echo.test", Path: "/curves"}, Header: http.Header{}, Host: "echo.test"}
-				resp, err := ps.get(pe.id, pe.route(proto)).transport.RoundTrip(req)
+				resp, err := ps.Get(pe.w, pe.route(proto)).Transport().RoundTrip(req)
 				if err != nil {
 					t.Fatalf("%s: %v", proto, err)
 				}
@@ -41,7 +41,7 @@ func TestUpstreamTLSCurves(t *testing.T) {
 				}
 			}
 			// Tunnels and raw sockets dial TLS themselves.
-			c, err := ps.get(pe.id, pe.route(ProtocolTCP)).dialTLS(context.Background())
+			c, err := ps.Get(pe.w, pe.route(ProtocolTCP)).DialTLS(context.Background())
 			if err != nil {
 				t.Fatalf("tunnel: %v", err)
 			}

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http/httputil"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,9 +62,9 @@ func tlsSink(t *testing.T) (addr string, got <-chan []byte) {
 	return l.Addr().String(), ch
 }
 
-// dialBatched connects a tunnelConn to addr the way dialTunnel does, with
+// dialBatched connects a TunnelConn to addr the way dialTunnel does, with
 // the write calls on the TCP connection counted.
-func dialBatched(t *testing.T, addr string, bufs *bufferPool) (*tunnelConn, *countingConn) {
+func dialBatched(t *testing.T, addr string, bufs httputil.BufferPool) (*TunnelConn, *countingConn) {
 	t.Helper()
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -76,7 +77,7 @@ func dialBatched(t *testing.T, addr string, bufs *bufferPool) (*tunnelConn, *cou
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &tunnelConn{Conn: c, raw: b, bufs: bufs}, counted
+	return &TunnelConn{Conn: c, raw: b, bufs: bufs}, counted
 }
 
 // TestTunnelConnSendsEachWriteInOneCall: after the first 128 KiB (which
@@ -85,7 +86,7 @@ func dialBatched(t *testing.T, addr string, bufs *bufferPool) (*tunnelConn, *cou
 // byte arrives intact and in order, whatever the sizes written.
 func TestTunnelConnSendsEachWriteInOneCall(t *testing.T) {
 	addr, got := tlsSink(t)
-	bufs := newBufferPool(32 << 10)
+	bufs := newTestBuffers(32 << 10)
 	c, counted := dialBatched(t, addr, bufs)
 
 	var sent bytes.Buffer
@@ -101,7 +102,7 @@ func TestTunnelConnSendsEachWriteInOneCall(t *testing.T) {
 	for _, n := range []int{1, 100, 5000, 16 << 10, 40 << 10, 100 << 10, 3} { // 160 KiB: past the small records
 		send(n)
 	}
-	limit := c.readLimit(32 << 10)
+	limit := c.ReadLimit(32 << 10)
 	for range 8 {
 		before := counted.writes.Load()
 		send(limit)
@@ -128,7 +129,7 @@ func TestTunnelConnSendsEachWriteInOneCall(t *testing.T) {
 // (run with -race).
 func TestTunnelConnCloseDuringWrite(t *testing.T) {
 	addr, _ := tlsSink(t)
-	c, _ := dialBatched(t, addr, newBufferPool(32<<10))
+	c, _ := dialBatched(t, addr, newTestBuffers(32<<10))
 	done, wrote := make(chan error, 1), make(chan struct{})
 	go func() {
 		p := make([]byte, 32<<10)
@@ -161,3 +162,11 @@ func TestMaxSealedPlaintext(t *testing.T) {
 		}
 	}
 }
+
+// testBuffers is a BufferPool of fixed-size buffers, as the proxy's.
+type testBuffers struct{ size int }
+
+func newTestBuffers(size int) testBuffers { return testBuffers{size} }
+
+func (b testBuffers) Get() []byte  { return make([]byte, b.size) }
+func (b testBuffers) Put(_ []byte) {}

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 )
 
-// quicEndpoint is the one UDP socket a Server's HTTP/3 pools dial from. It
+// quicEndpoint is the one UDP socket a Pools' HTTP/3 pools dial from. It
 // carries many QUIC connections, each with its own TLS handshake, keys and
 // connection IDs; a QUIC connection, not the socket, belongs to an
 // identity, so sharing the socket shares nothing between identities and
@@ -102,7 +102,7 @@ type h3Gen struct {
 	retired  bool
 }
 
-func newH3Transport(ps *pools, route *Route, conf *tls.Config) *h3Transport {
+func newH3Transport(ps *Pools, route *Route, conf *tls.Config) *h3Transport {
 	o := ps.opts
 	return &h3Transport{
 		udp:         ps.udp,
@@ -118,7 +118,7 @@ func newH3Transport(ps *pools, route *Route, conf *tls.Config) *h3Transport {
 // quicConfig bounds what an upstream can make procmesh hold (THREATS P6):
 // no bidirectional streams from the server, a few unidirectional ones,
 // bounded flow-control windows, handshake and idle timeouts.
-func quicConfig(o UpstreamOptions) *quic.Config {
+func quicConfig(o Options) *quic.Config {
 	maxStream := uint64(o.QUICMaxStreamReceiveWindow)
 	maxConn := uint64(o.QUICMaxConnectionReceiveWindow)
 	return &quic.Config{
@@ -191,7 +191,7 @@ func (t *h3Transport) roundTrip(req *http.Request) (*http.Response, error) {
 			cancel(nil)
 		}
 		if strings.Contains(err.Error(), "http3: headers too large") { // quic-go keeps it unexported
-			err = &headerLimitError{limit: t.maxHeader, err: err}
+			err = &HeaderLimitError{Limit: t.maxHeader, err: err}
 		}
 		return nil, err
 	}

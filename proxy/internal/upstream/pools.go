@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/procmesh/procmesh/proxy/internal/defaults"
 	"github.com/procmesh/procmesh/tlsconf"
-	"github.com/procmesh/procmesh/workload"
 )
 
-// UpstreamOptions tune upstream connections. Zero values take defaults.
+// Options tune upstream connections. Zero values take defaults.
 //
 // HTTP/3 runs over UDP. quic-go asks the kernel for 7 MiB socket buffers
 // (SO_RCVBUF/SO_SNDBUF); the kernel caps them at net.core.rmem_max and
@@ -32,10 +32,10 @@ import (
 // warning ("failed to sufficiently increase receive buffer size") on the
 // process's standard error through the standard library logger, outside
 // procmesh's own log; QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true silences
-// it. A Server opens one UDP socket, shared by all its HTTP/3 pools (QUIC
+// it. A Pools opens one UDP socket, shared by all its HTTP/3 pools (QUIC
 // connections, not sockets, carry identities), so the buffers are needed
 // once, not per identity.
-type UpstreamOptions struct {
+type Options struct {
 	// DialTimeout bounds TCP connect plus TLS handshake, and the QUIC
 	// handshake of HTTP/3 routes. Default 10s.
 	DialTimeout time.Duration
@@ -99,33 +99,33 @@ type UpstreamOptions struct {
 	AltSvcBrokenBackoff time.Duration
 }
 
-// Defaults of UpstreamOptions.
+// Defaults of Options.
 const (
-	DefaultUpstreamDialTimeout            = 10 * time.Second
-	DefaultUpstreamIdleConnTimeout        = 90 * time.Second
-	DefaultUpstreamMaxIdlePerPool         = 64
-	DefaultUpstreamMaxResponseHeaderBytes = 60 << 10
-	DefaultH2ReadIdleTimeout              = 30 * time.Second
-	DefaultH2PingTimeout                  = 15 * time.Second
-	DefaultQUICMaxIdleTimeout             = 30 * time.Second
-	DefaultQUICMaxStreamReceiveWindow     = 4 << 20
-	DefaultQUICMaxConnReceiveWindow       = 16 << 20
-	DefaultQUICMaxIncomingUniStreams      = 16
-	DefaultAltSvcBrokenBackoff            = 5 * time.Minute
+	DefaultDialTimeout                = 10 * time.Second
+	DefaultIdleConnTimeout            = 90 * time.Second
+	DefaultMaxIdlePerPool             = 64
+	DefaultMaxResponseHeaderBytes     = 60 << 10
+	DefaultH2ReadIdleTimeout          = 30 * time.Second
+	DefaultH2PingTimeout              = 15 * time.Second
+	DefaultQUICMaxIdleTimeout         = 30 * time.Second
+	DefaultQUICMaxStreamReceiveWindow = 4 << 20
+	DefaultQUICMaxConnReceiveWindow   = 16 << 20
+	DefaultQUICMaxIncomingUniStreams  = 16
+	DefaultAltSvcBrokenBackoff        = 5 * time.Minute
 )
 
-func (o UpstreamOptions) withDefaults() UpstreamOptions {
-	o.DialTimeout = positiveOr(o.DialTimeout, DefaultUpstreamDialTimeout)
-	o.IdleConnTimeout = positiveOr(o.IdleConnTimeout, DefaultUpstreamIdleConnTimeout)
-	o.MaxIdlePerPool = positiveOr(o.MaxIdlePerPool, DefaultUpstreamMaxIdlePerPool)
-	o.MaxResponseHeaderBytes = positiveOr(o.MaxResponseHeaderBytes, DefaultUpstreamMaxResponseHeaderBytes)
-	o.H2ReadIdleTimeout = offIfNegative(orDefault(o.H2ReadIdleTimeout, DefaultH2ReadIdleTimeout))
-	o.H2PingTimeout = positiveOr(o.H2PingTimeout, DefaultH2PingTimeout)
-	o.QUICMaxIdleTimeout = positiveOr(o.QUICMaxIdleTimeout, DefaultQUICMaxIdleTimeout)
-	o.QUICMaxStreamReceiveWindow = positiveOr(o.QUICMaxStreamReceiveWindow, DefaultQUICMaxStreamReceiveWindow)
-	o.QUICMaxConnectionReceiveWindow = positiveOr(o.QUICMaxConnectionReceiveWindow, DefaultQUICMaxConnReceiveWindow)
-	o.QUICMaxIncomingUniStreams = positiveOr(o.QUICMaxIncomingUniStreams, DefaultQUICMaxIncomingUniStreams)
-	o.AltSvcBrokenBackoff = positiveOr(o.AltSvcBrokenBackoff, DefaultAltSvcBrokenBackoff)
+func (o Options) withDefaults() Options {
+	o.DialTimeout = defaults.PositiveOr(o.DialTimeout, DefaultDialTimeout)
+	o.IdleConnTimeout = defaults.PositiveOr(o.IdleConnTimeout, DefaultIdleConnTimeout)
+	o.MaxIdlePerPool = defaults.PositiveOr(o.MaxIdlePerPool, DefaultMaxIdlePerPool)
+	o.MaxResponseHeaderBytes = defaults.PositiveOr(o.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes)
+	o.H2ReadIdleTimeout = defaults.OffIfNegative(defaults.Or(o.H2ReadIdleTimeout, DefaultH2ReadIdleTimeout))
+	o.H2PingTimeout = defaults.PositiveOr(o.H2PingTimeout, DefaultH2PingTimeout)
+	o.QUICMaxIdleTimeout = defaults.PositiveOr(o.QUICMaxIdleTimeout, DefaultQUICMaxIdleTimeout)
+	o.QUICMaxStreamReceiveWindow = defaults.PositiveOr(o.QUICMaxStreamReceiveWindow, DefaultQUICMaxStreamReceiveWindow)
+	o.QUICMaxConnectionReceiveWindow = defaults.PositiveOr(o.QUICMaxConnectionReceiveWindow, DefaultQUICMaxConnReceiveWindow)
+	o.QUICMaxIncomingUniStreams = defaults.PositiveOr(o.QUICMaxIncomingUniStreams, DefaultQUICMaxIncomingUniStreams)
+	o.AltSvcBrokenBackoff = defaults.PositiveOr(o.AltSvcBrokenBackoff, DefaultAltSvcBrokenBackoff)
 	return o
 }
 
@@ -136,40 +136,44 @@ type poolKey struct {
 	route string
 }
 
-// pool is the upstream side of one (identity, route): its TLS configs, each
+// Pool is the upstream side of one (identity, route): its TLS configs, each
 // with the identity's own session cache, and its own connections. transport
 // forwards HTTP requests with the route's protocol; tunnels and raw sockets
-// dial TCP+TLS with dialTLS.
-type pool struct {
+// dial TCP+TLS with DialTLS.
+type Pool struct {
 	route     Route
 	tls       *tls.Config // tunnels: the route's TunnelALPN
 	transport http.RoundTripper
 	tcp       *http.Transport // HTTP/1.1 and HTTP/2; nil for http3
 	h3        *h3Transport    // http3 and auto; nil otherwise
 	auto      *autoTransport  // auto; nil otherwise
-	h1        *h1Pool         // http1: the fast path's connections; nil otherwise
+	h1        *H1Pool         // http1: the fast path's connections; nil otherwise
 	dialer    *net.Dialer
 }
 
-type pools struct {
+// Pools holds the upstream connections of every (identity, route).
+type Pools struct {
 	src  tlsconf.Source
-	opts UpstreamOptions
+	opts Options
 	log  zerolog.Logger
 	udp  *quicEndpoint
 	mu   sync.Mutex
-	m    map[poolKey]*pool
+	m    map[poolKey]*Pool
 }
 
-// newPools makes the pools of all identities; log receives pool events:
+// NewPools makes the pools of all identities; log receives pool events:
 // an auto route moving to HTTP/3 or back to TCP.
-func newPools(src tlsconf.Source, opts UpstreamOptions, log zerolog.Logger) *pools {
-	return &pools{src: src, opts: opts.withDefaults(), log: log, udp: &quicEndpoint{}, m: make(map[poolKey]*pool)}
+func NewPools(src tlsconf.Source, opts Options, log zerolog.Logger) *Pools {
+	return &Pools{src: src, opts: opts.withDefaults(), log: log, udp: &quicEndpoint{}, m: make(map[poolKey]*Pool)}
 }
 
-// get returns the pool for (id, route), creating it, or replacing it when
-// the route's definition changed under the same name.
-func (ps *pools) get(id *workload.Identity, route *Route) *pool {
-	key := poolKey{id: id.ID(), route: route.Name}
+// Get returns the pool of w's identity for route, creating it, or
+// replacing it when the route's definition changed under the same name.
+// The pool is w's own: its connections and TLS sessions never serve
+// another identity (I5, I6). The PID and selectors of w go to the Source
+// when the pool needs an SVID.
+func (ps *Pools) Get(w tlsconf.Workload, route *Route) *Pool {
+	key := poolKey{id: w.ID, route: route.Name}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if p, ok := ps.m[key]; ok && p.route == *route {
@@ -177,18 +181,17 @@ func (ps *pools) get(id *workload.Identity, route *Route) *pool {
 	} else if ok {
 		p.close()
 	}
-	w := tlsconf.Workload{ID: id.ID(), PID: id.Process.PID, Selectors: id.Process.Selectors}
 	p := ps.newPool(w, route)
 	ps.m[key] = p
 	return p
 }
 
-func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
+func (ps *Pools) newPool(w tlsconf.Workload, route *Route) *Pool {
 	svid := &svidSource{src: ps.src, w: w, timeout: ps.opts.DialTimeout}
 	d := &net.Dialer{Timeout: ps.opts.DialTimeout, KeepAlive: 30 * time.Second}
-	p := &pool{route: *route, dialer: d}
+	p := &Pool{route: *route, dialer: d}
 	newTLS := func(next ...string) *tls.Config {
-		conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.authorizer(), next...)
+		conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.Authorizer(), next...)
 		conf.ServerName = route.Host
 		conf.CurvePreferences = ps.opts.TLSCurves
 		conf.DynamicRecordSizingDisabled = ps.opts.TLSMaxRecords
@@ -226,15 +229,25 @@ func (ps *pools) newPool(w tlsconf.Workload, route *Route) *pool {
 	return p
 }
 
-// dialTLS opens one mTLS connection for a tunnel or raw socket, sharing the
+// Transport forwards HTTP requests with the route's protocol.
+func (p *Pool) Transport() http.RoundTripper { return p.transport }
+
+// Host is the route's host, the Host of the pool's requests.
+func (p *Pool) Host() string { return p.route.Host }
+
+// H1 is the fast path's connection pool of an http1 route; nil for the
+// other protocols, whose requests go through Transport.
+func (p *Pool) H1() *H1Pool { return p.h1 }
+
+// DialTLS opens one mTLS connection for a tunnel or raw socket, sharing the
 // pool's TLS session cache. It is TCP whatever the route's protocol.
-func (p *pool) dialTLS(ctx context.Context) (*tls.Conn, error) {
+func (p *Pool) DialTLS(ctx context.Context) (*tls.Conn, error) {
 	return p.dialTLSWith(ctx, p.tls, nil)
 }
 
 // dialTLSWith dials TCP, wraps the connection with wrap when given (the
 // layer crypto/tls writes to), and completes a TLS handshake with conf.
-func (p *pool) dialTLSWith(ctx context.Context, conf *tls.Config, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
+func (p *Pool) dialTLSWith(ctx context.Context, conf *tls.Config, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
 	defer cancel()
 	raw, err := p.dialer.DialContext(ctx, "tcp", p.route.Upstream)
@@ -255,7 +268,7 @@ func (p *pool) dialTLSWith(ctx context.Context, conf *tls.Config, wrap func(net.
 
 // close retires the pool: idle connections close now, busy ones once their
 // last request ends (HTTP/3) or when they go idle (TCP).
-func (p *pool) close() {
+func (p *Pool) close() {
 	if p.h1 != nil {
 		p.h1.close()
 	}
@@ -271,7 +284,7 @@ func (p *pool) close() {
 }
 
 // closeNow closes every connection of the pool, busy or not.
-func (p *pool) closeNow() {
+func (p *Pool) closeNow() {
 	if p.h1 != nil {
 		p.h1.closeNow()
 	}
@@ -286,20 +299,22 @@ func (p *pool) closeNow() {
 	}
 }
 
-// retain closes the pools of routes that st no longer has.
-func (ps *pools) retain(st *State, keep func(id spiffeid.ID, route string) bool) {
+// Retain closes the pools that keep refuses: the caller's test sees the
+// identity and the route as the pool was built for it (a reload compares
+// it with its own route of that name).
+func (ps *Pools) Retain(keep func(id spiffeid.ID, route *Route) bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for k, p := range ps.m {
-		if r, ok := st.Route(k.route); !ok || *r != p.route || !keep(k.id, k.route) {
+		if !keep(k.id, &p.route) {
 			p.close()
 			delete(ps.m, k)
 		}
 	}
 }
 
-// closeAll closes every pool and the HTTP/3 socket.
-func (ps *pools) closeAll() {
+// CloseAll closes every pool and the HTTP/3 socket.
+func (ps *Pools) CloseAll() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for k, p := range ps.m {
