@@ -75,6 +75,10 @@ type Attestor struct {
 	hashFiles  atomic.Uint64
 	hashBytes  atomic.Uint64
 
+	// noProcmapQuery: the kernel has no PROCMAP_QUERY (Linux < 6.11), so
+	// the injected-code check reads /proc/PID/maps as text.
+	noProcmapQuery atomic.Bool
+
 	// Test hooks (I2): beforeRead runs when Attest starts, after the peer
 	// was read and fingerprinted and before any /proc read; beforeVerify
 	// runs after the /proc reads and before the final checks.

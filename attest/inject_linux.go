@@ -213,8 +213,9 @@ func (a *Attestor) sameMountNS(pid int32) (bool, error) {
 	return mine.Dev == theirs.Dev && mine.Ino == theirs.Ino, nil
 }
 
-// eachExecMapping calls fn for each executable, file-backed mapping of pid,
-// reading /proc/PID/maps as a stream (large processes have many).
+// eachExecMapping calls fn for each executable, file-backed mapping of pid:
+// by PROCMAP_QUERY where the kernel has it (Linux 6.11), else reading
+// /proc/PID/maps as a stream (large processes have many).
 func (a *Attestor) eachExecMapping(pid int32, fn func(mapping) error) error {
 	p := a.procPath(pid, "maps")
 	f, err := openProc(pid, p)
@@ -222,6 +223,24 @@ func (a *Attestor) eachExecMapping(pid int32, fn func(mapping) error) error {
 		return err
 	}
 	defer f.Close()
+	if !a.noProcmapQuery.Load() {
+		err := queryExecMappings(f, fn)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errProcmapFallback), errors.Is(err, errNoProcmapQuery):
+			if errors.Is(err, errNoProcmapQuery) {
+				a.noProcmapQuery.Store(true)
+			}
+			if _, serr := f.Seek(0, io.SeekStart); serr != nil {
+				return fmt.Errorf("attest: %s: %w", p, serr)
+			}
+		case isGoneErrno(err):
+			return gone(pid, "PROCMAP_QUERY "+p, err)
+		default:
+			return err // fn's own
+		}
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for sc.Scan() {
