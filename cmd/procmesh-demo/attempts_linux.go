@@ -32,6 +32,8 @@ type attempt struct {
 	check func(d *demo, o *outcome) error
 	// why says what procmesh relies on to refuse it.
 	why string
+	// tries is how often it is tried through procmesh (races).
+	tries int
 }
 
 // raceWhy: procmesh attests a connection when it accepts it. If the exec
@@ -40,6 +42,11 @@ type attempt struct {
 // Which one happens is a race; both refuse and name the intruder.
 const raceWhy = "attested at accept: the intruder itself if the exec came later, else the kernel's connect-time record " +
 	"(cgroup/connect_unix BPF) names the program that called connect()"
+
+// raceTries: the I11 attacks race procmesh's accept, so each is tried
+// this often, as an attacker would retry until its exec wins; every try
+// must be refused.
+const raceTries = 10
 
 var attempts = []attempt{
 	{id: "app", what: "the application itself", row: "-", allowed: true,
@@ -51,12 +58,12 @@ var attempts = []attempt{
 			return command(d.intruder, env, "request"), nil, nil
 		},
 		check: refusedAs("matches no registration entry", "intruder")},
-	{id: "exec-write", what: "connect, exec the application, which writes", row: "I11", why: raceWhy,
+	{id: "exec-write", what: "connect, exec the application, which writes", row: "I11", why: raceWhy, tries: raceTries,
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
 			return command(d.intruder, env, "exec-write"), nil, nil
 		},
 		check: refusedAs("", "intruder")},
-	{id: "write-exec", what: "connect, write, exec the application", why: raceWhy, row: "I11",
+	{id: "write-exec", what: "connect, write, exec the application", why: raceWhy, row: "I11", tries: raceTries,
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
 			return command(d.intruder, env, "write-exec"), nil, nil
 		},
@@ -253,12 +260,13 @@ func (d *demo) attempts() error {
 		d.say("\n%d. %s (THREATS %s)", i+1, a.what, a.row)
 		r := row{a: a}
 		for _, v := range vias {
-			o := d.try(a, v)
+			var o outcome
 			if v.name == "sidecar" {
+				o = d.try(a, v, "")
 				d.judgeSidecar(a, &o)
 				r.sidecar = o
 			} else {
-				d.judgeProcmesh(a, &o)
+				o = d.tryProcmesh(a, v)
 				r.pm = o
 			}
 			verdict := "as expected"
@@ -292,9 +300,44 @@ func (d *demo) attempts() error {
 	return nil
 }
 
-// try runs attempt a through v.
-func (d *demo) try(a attempt, v via) outcome {
-	path := "/attempt/" + a.id + "/" + v.name
+// tryProcmesh runs attempt a through procmesh a.tries times (once if
+// unset) and judges every outcome; with several tries the table cell
+// counts the reasons. The first unexpected outcome, if any, is returned.
+func (d *demo) tryProcmesh(a attempt, v via) outcome {
+	if a.tries <= 1 {
+		o := d.try(a, v, "")
+		d.judgeProcmesh(a, &o)
+		return o
+	}
+	var first outcome
+	counts := map[string]int{}
+	var order []string
+	for i := 0; i < a.tries; i++ {
+		o := d.try(a, v, fmt.Sprintf("/%d", i+1))
+		d.judgeProcmesh(a, &o)
+		// Show an unexpected outcome first, else one the connect-time
+		// record refused (what these tries are about).
+		if i == 0 || o.err != nil && first.err == nil ||
+			first.err == nil && o.err == nil && strings.Contains(o.audit, `"connect_record"`) && !strings.Contains(first.audit, `"connect_record"`) {
+			first = o
+		}
+		why := strings.TrimPrefix(o.short, "403: ")
+		if counts[why] == 0 {
+			order = append(order, why)
+		}
+		counts[why]++
+	}
+	parts := make([]string, 0, len(order))
+	for _, why := range order {
+		parts = append(parts, fmt.Sprintf("%d× %s", counts[why], why))
+	}
+	first.short = fmt.Sprintf("403 ×%d: %s", a.tries, strings.Join(parts, ", "))
+	return first
+}
+
+// try runs attempt a through v; suffix tells tries apart.
+func (d *demo) try(a attempt, v via, suffix string) outcome {
+	path := "/attempt/" + a.id + "/" + v.name + suffix
 	env := []string{"PM_SOCK=" + v.sock, "PM_PATH=" + path, "PM_NEXT=" + d.app}
 	c, done, err := a.cmd(d, env)
 	if err != nil {
@@ -378,6 +421,9 @@ func (d *demo) judgeProcmesh(a attempt, o *outcome) {
 			return
 		}
 		o.short = "403: " + shortReason(o.audit)
+		if a.tries > 1 && strings.Contains(o.audit, "matches no registration entry") {
+			o.short = "403: attested as the intruder, before its exec"
+		}
 	}
 	if a.check != nil {
 		if err := a.check(d, o); err != nil {
@@ -434,7 +480,13 @@ func (d *demo) auditSummary(line string) string {
 	if len(a.Selectors) > 0 {
 		s += "; selectors " + strings.Join(a.Selectors, " ")
 	}
-	return s + "\n            refused: " + a.Refused
+	refused := a.Refused
+	for _, bin := range []string{d.intruder, d.app} {
+		if di := devIno(bin); a.ConnectRecord == "" && strings.Contains(refused, di) || strings.Contains(refused, strings.TrimPrefix(di, "dev:inode ")+" ") {
+			s += "\n            (" + di + " is " + bin + ")"
+		}
+	}
+	return s + "\n            refused: " + refused
 }
 
 // devIno is the "dev:inode" procmesh's connect-time record names a file by.
