@@ -34,6 +34,8 @@ type attempt struct {
 	why string
 	// tries is how often it is tried through procmesh (races).
 	tries int
+	// cell, when set, is the table's procmesh cell for an expected refusal.
+	cell string
 }
 
 // raceWhy: procmesh attests a connection when it accepts it. If the exec
@@ -79,7 +81,7 @@ var attempts = []attempt{
 		},
 		check: refusedAs("", "intruder")},
 	{id: "cgroup", what: "forge the unit " + paymentsUnit + " in a delegated cgroup", why: "systemd:id, container:id, k8s:pod-uid come only from anchored, root-owned cgroups", row: "I15",
-		cmd: forgedCgroup, check: noSelector("systemd:id:", "intruder")},
+		cmd: forgedCgroup, check: noSelector("systemd:id:", "intruder"), cell: "no systemd:id (not an anchored, root-owned cgroup), no entry"},
 	{id: "mountns", what: "bind-mount itself over the application's path (unshare -Urm)", why: "unix:path is given only for an executable path procmesh sees in its own mount namespace", row: "I16",
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
 			c := exec.Command("setpriv", "--reuid", fmt.Sprint(demoUID), "--regid", fmt.Sprint(demoUID), "--clear-groups",
@@ -88,7 +90,7 @@ var attempts = []attempt{
 			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			return c, nil, nil
 		},
-		check: noSelector("unix:path:", "app")},
+		check: noSelector("unix:path:", "app"), cell: "no unix:path (another file there for procmesh), no entry"},
 	{id: "preload", what: "run the application with LD_PRELOAD", why: "a dynamic-loader override in the environment (or a library mapped from outside the system directories) needs allow.injected_code", row: "I17",
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
 			return command(d.app, append(env, "LD_PRELOAD="+filepath.Join(d.dir, "bin", "evil.so")), "request"), nil, nil
@@ -429,6 +431,9 @@ func (d *demo) judgeProcmesh(a attempt, o *outcome) {
 		if err := a.check(d, o); err != nil {
 			o.err = err
 		}
+	}
+	if o.err == nil && a.cell != "" {
+		o.short = "403: " + a.cell
 	}
 }
 
