@@ -80,6 +80,12 @@ var attempts = []attempt{
 			return command(d.intruder, env, "pass"), nil, nil
 		},
 		check: refusedAs("", "intruder")},
+	{id: "steal", what: "take the application's connected socket (pidfd_getfd) and write on it", row: "I12",
+		why: "SO_PASSCRED: the kernel attaches the writer's credentials to every write; the writer is not the attested process",
+		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
+			return command(d.intruder, env, "steal"), nil, nil
+		},
+		check: refusedAs("were written by process", "intruder")},
 	{id: "cgroup", what: "forge the unit " + paymentsUnit + " in a delegated cgroup", why: "systemd:id, container:id, k8s:pod-uid come only from anchored, root-owned cgroups", row: "I15",
 		cmd: forgedCgroup, check: noSelector("systemd:id:", "intruder"), cell: "no systemd:id (not an anchored, root-owned cgroup), no entry"},
 	{id: "mountns", what: "bind-mount itself over the application's path (unshare -Urm)", why: "unix:path is given only for an executable path procmesh sees in its own mount namespace", row: "I16",
@@ -107,6 +113,7 @@ var attempts = []attempt{
 		},
 		check: func(d *demo, o *outcome) error {
 			if h := forged(o.rec); h != "" {
+				o.short = "200 as app; forged XFCC reached the upstream"
 				return fmt.Errorf("the upstream received the caller's %s", h)
 			}
 			return nil
@@ -323,7 +330,7 @@ func (d *demo) tryProcmesh(a attempt, v via) outcome {
 			first.err == nil && o.err == nil && strings.Contains(o.audit, `"connect_record"`) && !strings.Contains(first.audit, `"connect_record"`) {
 			first = o
 		}
-		why := strings.TrimPrefix(o.short, "403: ")
+		why := o.short
 		if counts[why] == 0 {
 			order = append(order, why)
 		}
@@ -333,7 +340,7 @@ func (d *demo) tryProcmesh(a attempt, v via) outcome {
 	for _, why := range order {
 		parts = append(parts, fmt.Sprintf("%d× %s", counts[why], why))
 	}
-	first.short = fmt.Sprintf("403 ×%d: %s", a.tries, strings.Join(parts, ", "))
+	first.short = fmt.Sprintf("%d tries: %s", a.tries, strings.Join(parts, ", "))
 	return first
 }
 

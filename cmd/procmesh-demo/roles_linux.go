@@ -38,6 +38,8 @@ import (
 //	pass        start pass-child, receive the socket it connected over SCM_RIGHTS,
 //	            write the request once the child runs PM_NEXT (I11, I12)
 //	pass-child  connect, send the socket on descriptor 3, exec PM_NEXT as sleep
+//	hold        connect to PM_SOCK, say "holding FD", sleep
+//	steal       start PM_NEXT as hold, take its connected socket with pidfd_getfd, send the request (I12)
 //	sleep       sleep (the driver ends it)
 //	cgroup      make the cgroup PM_CGROUP in a delegated subtree, move there, then request (I15)
 //	trace       start PM_NEXT as request under PTRACE_TRACEME, continue it to its end (I17)
@@ -148,6 +150,16 @@ func runRole(name string) error {
 			return err
 		}
 		return execRole(next, "sleep")
+	case "hold":
+		fd, err := dial(sock, true)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("holding %d\n", fd)
+		time.Sleep(30 * time.Second)
+		return nil
+	case "steal":
+		return steal(next)
 	case "sleep":
 		time.Sleep(30 * time.Second)
 		return nil
@@ -164,6 +176,41 @@ func runRole(name string) error {
 		return trace(next)
 	}
 	return fmt.Errorf("unknown role %q", name)
+}
+
+// steal starts bin (the application) as hold, so that it connects, then
+// takes its connected socket with pidfd_getfd (allowed to a process of the
+// same uid that may ptrace it: here its parent, which Yama's scope 1
+// allows too) and speaks on it.
+func steal(bin string) error {
+	cmd := exec.Command(bin, "role", "hold")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var fd int
+	if _, err := fmt.Fscanf(bufio.NewReader(out), "holding %d\n", &fd); err != nil {
+		return fmt.Errorf("the application did not connect: %w", err)
+	}
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pidfd)
+	stolen, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_getfd: %w", err)
+	}
+	c, err := fileConn(stolen)
+	if err != nil {
+		return err
+	}
+	return exchange(c)
 }
 
 // trace starts bin as a request client traced by this process
