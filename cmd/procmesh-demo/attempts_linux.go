@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -336,6 +337,7 @@ func (d *demo) tryProcmesh(a attempt, v via) outcome {
 		}
 		counts[why]++
 	}
+	sort.SliceStable(order, func(i, j int) bool { return counts[order[i]] > counts[order[j]] })
 	parts := make([]string, 0, len(order))
 	for _, why := range order {
 		parts = append(parts, fmt.Sprintf("%d× %s", counts[why], why))
