@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -129,36 +128,31 @@ func command(bin string, env []string, role string) *exec.Cmd {
 	return c
 }
 
-// forgedCgroup is THREATS I15: root hands a cgroup to uid 1000 as systemd
-// does for user@1000.service (Delegate=yes); the intruder, started there,
-// makes app.slice/<paymentsUnit> below it and moves itself in.
+// forgedCgroup is THREATS I15: root hands a service's cgroup to uid 1000,
+// as systemd does for a unit with Delegate=yes running as that user (and
+// for every user's user@UID.service); the intruder, started there, makes
+// a cgroup named after another unit below it and moves itself in. The
+// slice is the demo's own, so that tests making cgroups at the same time
+// (attest's I15 tests use user@1000.service) are not disturbed.
 func forgedCgroup(d *demo, env []string) (*exec.Cmd, func(), error) {
-	delegated := filepath.Join(d.cgMount, "user.slice", "user-1000.slice", "user@1000.service")
-	var made []string
-	for dir := delegated; dir != d.cgMount; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			made = append([]string{dir}, made...)
-		}
-	}
+	slice := filepath.Join(d.cgMount, fmt.Sprintf("procmesh-demo-%d.slice", os.Getpid()))
+	delegated := filepath.Join(slice, "procmesh-demo-tenant.service")
+	forged := filepath.Join(delegated, paymentsUnit)
 	done := func() {
-		// Deepest first: what the intruder made, then what the demo made.
-		removeTree(filepath.Join(delegated, "app.slice"))
-		for _, dir := range slices.Backward(made) {
+		for _, dir := range []string{forged, delegated, slice} {
 			syscall.Rmdir(dir)
 		}
 	}
-	for _, dir := range made {
-		if err := os.Mkdir(dir, 0o755); err != nil {
+	for _, dir := range []string{slice, delegated} {
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			done()
 			return nil, nil, err
 		}
 	}
-	if len(made) > 0 { // a systemd host's own user manager is delegated already
-		for _, f := range []string{"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"} {
-			if err := os.Chown(filepath.Join(delegated, f), demoUID, demoUID); err != nil {
-				done()
-				return nil, nil, err
-			}
+	for _, f := range []string{"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"} {
+		if err := os.Chown(filepath.Join(delegated, f), demoUID, demoUID); err != nil {
+			done()
+			return nil, nil, err
 		}
 	}
 	fd, err := syscall.Open(delegated, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
@@ -166,19 +160,9 @@ func forgedCgroup(d *demo, env []string) (*exec.Cmd, func(), error) {
 		done()
 		return nil, nil, err
 	}
-	c := command(d.intruder, append(env, "PM_CGROUP="+filepath.Join(delegated, "app.slice", paymentsUnit)), "cgroup")
+	c := command(d.intruder, append(env, "PM_CGROUP="+forged), "cgroup")
 	c.SysProcAttr.UseCgroupFD, c.SysProcAttr.CgroupFD = true, fd
 	return c, func() { syscall.Close(fd); done() }, nil
-}
-
-func removeTree(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() {
-			removeTree(filepath.Join(dir, e.Name()))
-		}
-	}
-	syscall.Rmdir(dir)
 }
 
 // forged names the first caller-made identity header the upstream got.
