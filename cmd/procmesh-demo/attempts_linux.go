@@ -333,7 +333,10 @@ func (d *demo) tryProcmesh(a attempt, v via) outcome {
 // try runs attempt a through v; suffix tells tries apart.
 func (d *demo) try(a attempt, v via, suffix string) outcome {
 	path := "/attempt/" + a.id + "/" + v.name + suffix
-	env := []string{"PM_SOCK=" + v.sock, "PM_PATH=" + path, "PM_NEXT=" + d.app}
+	env := []string{"PM_SOCK=" + v.sock, "PM_PATH=" + path, "PM_NEXT=" + d.app, "PATH=" + os.Getenv("PATH")}
+	if g, ok := os.LookupEnv("GORACE"); ok { // a -race build's children (TestDemoAttack)
+		env = append(env, "GORACE="+g)
+	}
 	c, done, err := a.cmd(d, env)
 	if err != nil {
 		return outcome{short: "could not run", err: err}
