@@ -59,7 +59,12 @@ var attempts = []attempt{
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
 			return command(d.intruder, env, "request"), nil, nil
 		},
-		check: refusedAs("matches no registration entry", "intruder")},
+		check: func(d *demo, o *outcome) error {
+			if !strings.Contains(o.res.Body, "unix:path:"+d.intruder) {
+				return fmt.Errorf("the 403 does not name the selectors it has: %q", o.res.Body)
+			}
+			return refusedAs("matches no registration entry", "intruder")(d, o)
+		}},
 	{id: "exec-write", what: "connect, exec the application, which writes", row: "I11", why: raceWhy, tries: raceTries,
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
 			return command(d.intruder, env, "exec-write"), nil, nil
@@ -271,6 +276,9 @@ func (d *demo) attempts() error {
 			d.say("   %-8s %s  [%s]", v.name, o.short, verdict)
 			if a.id == "cgroup" && v.name == "procmesh" {
 				d.say("            the intruder wrote from cgroup %s", o.res.Cgroup)
+			}
+			if v.name == "procmesh" && a.id == "co-located" {
+				d.say("            it was answered: %d %s", o.res.Status, strings.ReplaceAll(o.res.Body, "\n", "\n              "))
 			}
 			if v.name == "procmesh" && a.why != "" {
 				d.say("            why: %s", a.why)
