@@ -104,9 +104,9 @@ var attempts = []attempt{
 		check: noSelector("unix:path:", "app"), cell: "no unix:path (another file there for procmesh), no entry"},
 	{id: "preload", what: "run the application with LD_PRELOAD", why: "a dynamic-loader override in the environment (or a library mapped from outside the system directories) needs allow.injected_code", row: "I17",
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
-			return command(d.app, append(env, "LD_PRELOAD="+filepath.Join(d.dir, "bin", "evil.so")), "request"), nil, nil
+			return command(d.app, append(env, "LD_PRELOAD="+d.preload), "request"), nil, nil
 		},
-		check: refusedAs("LD_PRELOAD", "app")},
+		check: refusedAs("injected code", "app")},
 	{id: "tracer", what: "run the application under its tracer (PTRACE_TRACEME)", why: "a process traced now (TracerPid) or at connect() (the record) needs allow.traced", row: "I17",
 		cmd: func(d *demo, env []string) (*exec.Cmd, func(), error) {
 			return command(d.intruder, env, "trace"), nil, nil
@@ -276,6 +276,9 @@ func (d *demo) attempts() error {
 			d.say("   %-8s %s  [%s]", v.name, o.short, verdict)
 			if a.id == "cgroup" && v.name == "procmesh" {
 				d.say("            the intruder wrote from cgroup %s", o.res.Cgroup)
+			}
+			if v.name == "procmesh" && a.id == "preload" {
+				d.say("            the library: %s", d.preloadNote)
 			}
 			if v.name == "procmesh" && a.id == "co-located" {
 				d.say("            it was answered: %d %s", o.res.Status, strings.ReplaceAll(o.res.Body, "\n", "\n              "))
@@ -453,8 +456,10 @@ func shortReason(line string) string {
 		return "written by another process"
 	case strings.Contains(r, "traced"):
 		return "traced"
+	case strings.Contains(r, "is mapped executable"):
+		return "injected code (a library mapped from outside the system directories)"
 	case strings.Contains(r, "injected code"):
-		return "injected code"
+		return "injected code (a loader variable in its environment)"
 	case strings.Contains(r, "matches no registration entry"):
 		return "no entry matches its selectors"
 	}

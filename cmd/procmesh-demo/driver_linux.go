@@ -52,6 +52,9 @@ type demo struct {
 	pmSock   string
 	pmLog    string
 	cgMount  string // the cgroup v2 hierarchy
+	// preload is the library the I17 attempt preloads; preloadNote says
+	// what it is.
+	preload, preloadNote string
 }
 
 // via is one of the two proxies an attempt goes through.
@@ -140,6 +143,8 @@ func (d *demo) setup(procmesh string) error {
 			return err
 		}
 	}
+
+	d.preload, d.preloadNote = d.buildPreload(bin)
 
 	// Certificates: one CA (procmesh's builtin CA, which procmesh loads
 	// from the same state directory), the upstream's SVID with a DNS name
@@ -245,6 +250,38 @@ log:
   flush_interval: 0s
 `, pki.TrustDomain, d.pmSock, demoUID, stateDir, appID, d.app, paymentsID, paymentsUnit,
 		upstreamHost, upstream, pki.UpstreamID, d.pmLog)
+}
+
+// preloadC is what an attacker preloads: its constructor overwrites the
+// process's own LD_PRELOAD= entry, so /proc/PID/environ no longer shows
+// it (REDTEAM.md's notes; the same library as internal/injecttest's).
+const preloadC = `#include <string.h>
+extern char **environ;
+
+__attribute__((constructor)) static void scrub(void) {
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) == 0)
+			memset(*e, 'X', strlen(*e));
+}
+`
+
+// buildPreload compiles preloadC into dir/evil.so when a C compiler is
+// there. Without one, the attempt names a library that does not exist:
+// the loader ignores it, and LD_PRELOAD stays in the environment.
+func (d *demo) buildPreload(dir string) (path, note string) {
+	path = filepath.Join(dir, "evil.so")
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		return path, "no gcc here: LD_PRELOAD names a library that does not exist, and stays in the environment"
+	}
+	src := filepath.Join(dir, "evil.c")
+	if err := os.WriteFile(src, []byte(preloadC), 0o644); err != nil {
+		return path, "could not write evil.c: " + err.Error()
+	}
+	if out, err := exec.Command(cc, "-shared", "-fPIC", "-o", path, src).CombinedOutput(); err != nil {
+		return path, fmt.Sprintf("gcc failed (%v: %s): LD_PRELOAD names a library that does not exist", err, strings.TrimSpace(string(out)))
+	}
+	return path, "a library whose constructor erases LD_PRELOAD from the environment: only /proc/PID/maps shows it"
 }
 
 // copyExe copies the executable src to dst with trailer appended: the
