@@ -9,7 +9,7 @@ import (
 // process being read: it exited, its PID was reused, or it exec'd another
 // file or changed credentials since it was fingerprinted (I2, I3). Callers
 // refuse the connection; it is an expected outcome, not a fault.
-var ErrPeerGone = errors.New("attest: peer process has exited")
+var ErrPeerGone = errors.New("attest: the peer process is no longer the one that connected (it exited, exec'd another program or changed credentials)")
 
 // ErrUnsupported is returned on systems other than Linux, where procmesh
 // cannot attest processes.
