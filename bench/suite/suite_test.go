@@ -17,7 +17,7 @@ func TestRotateAlternatesWhoGoesFirst(t *testing.T) {
 	}}
 	var firsts []string
 	for trial := range 3 {
-		order := e.rotate(trial)
+		order := e.rotate("keepalive", trial)
 		if len(order) != 3 {
 			t.Fatalf("trial %d runs %d contestants, want the 3 that are running", trial, len(order))
 		}
@@ -115,5 +115,40 @@ func TestPresetsFitTheirBudget(t *testing.T) {
 	}
 	if d := Quick().Estimate(); d > 105*time.Second {
 		t.Errorf("the quick preset needs about %s, over the 105 s that leave room for builds in 2 minutes", d)
+	}
+}
+
+// TestVariantsRunWhereTheProtectionCosts checks that the procmesh variants
+// take part in the keep-alive (Go client), fixed-rate and cold-identity
+// scenarios only, that they are off in both presets (-variants turns them
+// on) and that the estimate counts them.
+func TestVariantsRunWhereTheProtectionCosts(t *testing.T) {
+	e := &env{contenders: []*contestant{
+		{name: report.Procmesh, status: "ok"},
+		{name: report.ProcmeshNoRecord, status: "ok", scenarios: variantScenarios},
+		{name: report.Caddy, status: "ok"},
+	}}
+	for id, want := range map[string]int{"l4": 2, "keepalive": 3, "keepalive-h2load": 2, "rate": 3, "h2h3": 2, "cold": 3, "memory": 2} {
+		if got := len(e.rotate(id, 0)); got != want {
+			t.Errorf("%s runs %d contestants, want %d", id, got, want)
+		}
+	}
+	for _, c := range []Config{Quick(), Full()} {
+		if c.Variants {
+			t.Errorf("the %s preset runs the variants; they are opt-in (-variants)", c.Mode)
+		}
+		with := c
+		with.Variants = true
+		if with.Estimate() <= c.Estimate() {
+			t.Errorf("%s: the estimate does not count the variants", c.Mode)
+		}
+	}
+	for name, want := range map[string]bool{
+		report.Procmesh: true, report.ProcmeshNoRecord: true, profileInstance: true,
+		report.ProcmeshNoRecord + knownSuffix: false, report.Procmesh + knownSuffix: false, report.Caddy: false,
+	} {
+		if got := isProcmeshInstance(name); got != want {
+			t.Errorf("isProcmeshInstance(%q) = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -1,5 +1,5 @@
 // Command procmesh-bench is procmesh's benchmark suite: it runs procmesh,
-// HAProxy, nginx, Envoy (when installed) and direct mTLS side by side
+// HAProxy, nginx, Envoy and Caddy (when installed) and direct mTLS side by side
 // against one upstream and writes the results to bench/results (see
 // bench/README.md). `make bench` and `make bench-quick` run it.
 //
@@ -57,6 +57,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	profile := fs.Bool("profile", false, "take procmesh pprof profiles in the quick preset too (the full preset always does)")
 	idle := fs.Int("idle-conns", 0, "idle client connections for the memory figure (default: the preset's)")
 	procs := fs.Int("cached-procs", 0, "distinct processes for procmesh's cache memory figure (default: the preset's)")
+	variants := fs.Bool("variants", false, "also run procmesh with attest.connect_record: off and with attest.foreign_writer: attest (keep-alive Go client, fixed rate, cold identity): what those protections cost, in the same trials")
 	waitQuiet := fs.Duration("wait-quiet", 0, "before starting, wait up to this long for other processes to use less than 0.1 core")
 	var env multiFlag
 	fs.Var(&env, "procmesh-env", "KEY=VALUE added to procmesh's environment, e.g. GOGC=400 (repeatable)")
@@ -91,6 +92,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cfg.ProcmeshEnv = env
 	cfg.ProcmeshYAML = *yamlExtra
 	cfg.WaitQuiet = *waitQuiet
+	cfg.Variants = cfg.Variants || *variants
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "procmesh-bench: warning: not root; the cold-identity scenario needs to start processes as other uids and will fail")
 	}
