@@ -50,6 +50,7 @@ type Config struct {
 	// moment when other processes use less than a tenth of a core.
 	WaitQuiet  time.Duration
 	ResultsDir string // default Repo/bench/results
+	Label      string // added to the results' names: 2026-12-03-quick-<label>
 	GID        int    // group of the sockets and of the cold-identity processes
 	Progress   io.Writer
 

@@ -29,7 +29,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		cfg.Progress = os.Stderr
 	}
 	start := time.Now()
-	date := runName(cfg.ResultsDir, start, cfg.Mode)
+	date := runName(cfg.ResultsDir, start, cfg.Mode, cfg.Label)
 	e := &env{cfg: cfg, ctx: ctx}
 	e.run = &report.Run{Date: date, Mode: cfg.Mode, Started: start.UTC().Truncate(time.Second), Settings: settings(cfg)}
 	e.run.Settings.ProcmeshBuild = sourceVersion(cfg.ProcmeshSrc)
@@ -232,7 +232,7 @@ func (e *env) notes() []string {
 		"Caddy is Debian's caddy (Go 1.19 crypto/tls); its reverse_proxy cannot pin TLS version, cipher or curves toward the upstream, so it offers Go's defaults (the fairness check shows what was negotiated), verifies the upstream by DNS name, adds X-Forwarded-* headers and writes no access log. Core Caddy has no L4 proxy.",
 	}
 	if e.cfg.Variants {
-		n = append(n, "procmesh, connect_record off and procmesh, foreign_writer attest are the same procmesh build and configuration with attest.connect_record: off, or attest.foreign_writer: attest, running beside procmesh in the same trials; × procmesh is their figure over procmesh's trial by trial, what the default protection costs (below 1× for a cost: the default is slower or costs more). "+
+		n = append(n, "procmesh, connect_record off and procmesh, foreign_writer attest are the same procmesh build and configuration with attest.connect_record: off, or attest.foreign_writer: attest, running beside procmesh in the same trials; × procmesh is their figure over procmesh's trial by trial: above 1× on a throughput row, or below 1× on a latency or CPU row, is what the default's protection costs. "+
 			"Every Unix-socket connect on the machine runs the BPF program of each procmesh instance that loaded the record, so the client side of that cost is in every contestant's figures, the norecord variant's included; the difference shows procmesh's own side (the sock_diag lookup at accept). "+
 			"The connect-time record for procmesh's configuration on this machine: "+e.recordStatus+".")
 	}
@@ -265,13 +265,16 @@ func write(dir string, run *report.Run) error {
 	return writeIndex(dir)
 }
 
-// runName names a run's files: the date, "-quick" for quick runs, and
-// "-2", "-3", ... when an earlier run of the day has the name, so that no
-// run overwrites another.
-func runName(dir string, t time.Time, mode string) string {
+// runName names a run's files: the date, "-quick" for quick runs, "-" and
+// the label if any, and "-2", "-3", ... when an earlier run of the day has
+// the name, so that no run overwrites another.
+func runName(dir string, t time.Time, mode, label string) string {
 	base := t.Format("2006-01-02")
 	if mode != "full" {
 		base += "-" + mode
+	}
+	if label != "" {
+		base += "-" + label
 	}
 	name := base
 	for n := 2; ; n++ {

@@ -90,10 +90,10 @@ func TestPresetsRunEveryScenario(t *testing.T) {
 func TestRunNameNeverOverwrites(t *testing.T) {
 	dir := t.TempDir()
 	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	if got := runName(dir, day, "full"); got != "2026-11-22" {
+	if got := runName(dir, day, "full", ""); got != "2026-11-22" {
 		t.Errorf("first full run = %q", got)
 	}
-	if got := runName(dir, day, "quick"); got != "2026-11-22-quick" {
+	if got := runName(dir, day, "quick", ""); got != "2026-11-22-quick" {
 		t.Errorf("first quick run = %q", got)
 	}
 	for _, f := range []string{"2026-11-22.json", "2026-11-22-2.json"} {
@@ -101,8 +101,11 @@ func TestRunNameNeverOverwrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := runName(dir, day, "full"); got != "2026-11-22-3" {
+	if got := runName(dir, day, "full", ""); got != "2026-11-22-3" {
 		t.Errorf("third full run of the day = %q, want 2026-11-22-3", got)
+	}
+	if got := runName(dir, day, "quick", "caddy"); got != "2026-11-22-quick-caddy" {
+		t.Errorf("labelled quick run = %q, want 2026-11-22-quick-caddy", got)
 	}
 }
 

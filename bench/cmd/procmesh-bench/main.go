@@ -52,6 +52,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	repo := fs.String("repo", ".", "repository root (bench/csrc, bench/pprof, bench/results)")
 	src := fs.String("procmesh-src", "", "module root whose cmd/procmesh the profiling build compiles (default -repo)")
 	results := fs.String("results", "", "results directory (default REPO/bench/results)")
+	label := fs.String("label", "", "added to the results' names (2026-12-03-quick-LABEL.md); letters, digits and dashes")
 	runDir := fs.String("run-dir", "", "directory for sockets, configs and logs (default a new /tmp/procmesh-bench.*)")
 	keep := fs.Bool("keep", false, "keep the run directory (configs and logs) after the run")
 	profile := fs.Bool("profile", false, "take procmesh pprof profiles in the quick preset too (the full preset always does)")
@@ -86,6 +87,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cfg.Repo = *repo
 	cfg.ProcmeshSrc = *src
 	cfg.ResultsDir = *results
+	if strings.Trim(*label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+		fmt.Fprintf(stderr, "procmesh-bench: -label %q: use letters, digits and dashes only (it becomes part of file names)\n", *label)
+		return 2
+	}
+	cfg.Label = *label
 	cfg.RunDir = *runDir
 	cfg.KeepRunDir = *keep || *runDir != ""
 	cfg.Progress = stderr
