@@ -24,6 +24,11 @@ func (e *env) keepalivePlan() *plan {
 	e.variantRatios(goc, cpu)
 	h2l.SetNA(report.Direct, "h2load cannot present a client certificate; the Go client row measures direct mTLS")
 	cpu.SetNA(report.Direct, "no proxy process")
+	for _, c := range e.contenders {
+		if c.in("keepalive") && !c.in("keepalive-h2load") {
+			h2l.SetNA(c.name, "the procmesh variants run with the Go client only (h2load would measure the same cost again)")
+		}
+	}
 	if e.h2loadExe == "" {
 		for _, c := range e.contenders {
 			if !c.in("keepalive-h2load") {

@@ -285,11 +285,22 @@ func runName(dir string, t time.Time, mode, label string) string {
 	}
 }
 
-// writeIndex lists the runs in dir, newest first, in README.md.
+// writeIndex lists the runs in dir, newest first, in README.md, keeping
+// what was written by hand after a run's links (" — before the change, …").
 func writeIndex(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
+	}
+	notes := map[string]string{}
+	if old, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil {
+		for _, l := range strings.Split(string(old), "\n") {
+			rest, ok := strings.CutPrefix(l, "- [")
+			name, _, _ := strings.Cut(rest, "]")
+			if _, note, found := strings.Cut(l, "([JSON]("+name+".json))"); ok && found && note != "" {
+				notes[name] = note
+			}
+		}
 	}
 	type run struct {
 		name string
@@ -309,7 +320,7 @@ func writeIndex(dir string) error {
 	var b strings.Builder
 	b.WriteString("# Benchmark results\n\nWritten by `make bench` (full) and `make bench-quick` (`-quick`); see [../README.md](../README.md) for what they measure. Newest first:\n\n")
 	for _, r := range runs {
-		fmt.Fprintf(&b, "- [%s](%s.md) ([JSON](%s.json))\n", r.name, r.name, r.name)
+		fmt.Fprintf(&b, "- [%s](%s.md) ([JSON](%s.json))%s\n", r.name, r.name, r.name, notes[r.name])
 	}
 	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(b.String()), 0o644)
 }

@@ -3,6 +3,7 @@ package suite
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,6 +153,36 @@ func TestVariantsRunWhereTheProtectionCosts(t *testing.T) {
 	} {
 		if got := isProcmeshInstance(name); got != want {
 			t.Errorf("isProcmeshInstance(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestIndexKeepsNotes checks that rewriting results/README.md keeps what
+// was written by hand after a run's links.
+func TestIndexKeepsNotes(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"2026-12-03-quick-2.json", "2026-12-03-quick-3.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := "# Benchmark results\n\n- [2026-12-03-quick-2](2026-12-03-quick-2.md) ([JSON](2026-12-03-quick-2.json)) — before the change\n"
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeIndex(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"- [2026-12-03-quick-2](2026-12-03-quick-2.md) ([JSON](2026-12-03-quick-2.json)) — before the change\n",
+		"- [2026-12-03-quick-3](2026-12-03-quick-3.md) ([JSON](2026-12-03-quick-3.json))\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("index lacks %q:\n%s", want, b)
 		}
 	}
 }
