@@ -312,11 +312,23 @@ func writeIndex(dir string) error {
 		if !ok {
 			continue
 		}
-		if fi, err := e.Info(); err == nil {
+		// When the run started, from its record: a checkout gives every
+		// file the same modification time.
+		var rec struct {
+			Started time.Time `json:"started"`
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil && json.Unmarshal(b, &rec) == nil && !rec.Started.IsZero() {
+			runs = append(runs, run{name, rec.Started})
+		} else if fi, err := e.Info(); err == nil {
 			runs = append(runs, run{name, fi.ModTime()})
 		}
 	}
-	slices.SortFunc(runs, func(a, b run) int { return b.mod.Compare(a.mod) })
+	slices.SortStableFunc(runs, func(a, b run) int {
+		if c := b.mod.Compare(a.mod); c != 0 {
+			return c
+		}
+		return strings.Compare(b.name, a.name)
+	})
 	var b strings.Builder
 	b.WriteString("# Benchmark results\n\nWritten by `make bench` (full) and `make bench-quick` (`-quick`); see [../README.md](../README.md) for what they measure. Newest first:\n\n")
 	for _, r := range runs {

@@ -158,11 +158,12 @@ func TestVariantsRunWhereTheProtectionCosts(t *testing.T) {
 }
 
 // TestIndexKeepsNotes checks that rewriting results/README.md keeps what
-// was written by hand after a run's links.
+// was written by hand after a run's links, and lists the runs by the time
+// they started (not the files' times, which a checkout makes equal).
 func TestIndexKeepsNotes(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"2026-12-03-quick-2.json", "2026-12-03-quick-3.json"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o644); err != nil {
+	for f, started := range map[string]string{"2026-12-03-quick-2.json": "2026-12-03T12:00:00Z", "2026-12-03-quick-3.json": "2026-12-03T11:00:00Z"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(`{"started": "`+started+`"}`), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,8 +179,8 @@ func TestIndexKeepsNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"- [2026-12-03-quick-2](2026-12-03-quick-2.md) ([JSON](2026-12-03-quick-2.json)) — before the change\n",
-		"- [2026-12-03-quick-3](2026-12-03-quick-3.md) ([JSON](2026-12-03-quick-3.json))\n",
+		"- [2026-12-03-quick-2](2026-12-03-quick-2.md) ([JSON](2026-12-03-quick-2.json)) — before the change\n" +
+			"- [2026-12-03-quick-3](2026-12-03-quick-3.md) ([JSON](2026-12-03-quick-3.json))\n",
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("index lacks %q:\n%s", want, b)
