@@ -218,7 +218,7 @@ func (e *env) caddyContestant() *contestant {
 		c.status = err.Error()
 		return c
 	}
-	c.env = append([]string{"GOMAXPROCS=2", "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"}, peers.CaddyEnv(e.path("caddy"))...)
+	c.env = append([]string{"GOMAXPROCS=2"}, peers.CaddyEnv(e.path("caddy"))...)
 	args := []string{bin, "run", "--adapter", "caddyfile", "--config", c.config}
 	validate := exec.CommandContext(e.ctx, bin, "validate", "--adapter", "caddyfile", "--config", c.config)
 	validate.Env = append(os.Environ(), c.env...)
