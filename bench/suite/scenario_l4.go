@@ -63,7 +63,7 @@ func (e *env) markNA(id string, ms ...*report.Metric) {
 
 func (e *env) l4Plan() *plan {
 	sc := &report.Scenario{ID: "l4", Title: "L4 bulk transfer",
-		How: fmt.Sprintf("Each stream writes 64 KiB chunks into the contestant's raw socket (procmesh: a route with `protocol: tcp` and its own `socket:`; HAProxy `mode tcp`; nginx `stream {}` with `proxy_ssl on`; Envoy `tcp_proxy`), which carries them over mTLS to the upstream's sink; direct mTLS writes to the sink itself. "+
+		How: fmt.Sprintf("Each stream writes 64 KiB chunks into the contestant's raw socket (procmesh: a route with `protocol: tcp` and its own `socket:`; HAProxy `mode tcp`; nginx `stream {}` with `proxy_ssl on`; Envoy `tcp_proxy`; Caddy has none), which carries them over mTLS to the upstream's sink; direct mTLS writes to the sink itself. "+
 			"The sink acknowledges every MiB; throughput counts acknowledged bytes from the first acknowledgement after a %s warm-up to the last, over %s of writing.", e.cfg.L4Warmup, e.cfg.L4Duration)}
 	var steps []step
 	var metrics []*report.Metric
