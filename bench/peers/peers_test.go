@@ -288,3 +288,37 @@ func TestEnvoyVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestProcmeshVariantConfigLoads checks that the protection-cost variants'
+// configurations load through procmesh's loader with the attest setting
+// they change (beside the unlimited attestation rate) and sockets of their
+// own.
+func TestProcmeshVariantConfigLoads(t *testing.T) {
+	for _, c := range []struct {
+		tag, setting           string
+		wantRecord, wantWriter string
+	}{
+		{"norecord", "connect_record: off", "off", "refuse"},
+		{"fwattest", "foreign_writer: attest", "auto", "attest"},
+	} {
+		dir := t.TempDir()
+		in := testInputs()
+		in.Dir = dir
+		p := Procmesh{Inputs: in, StateDir: filepath.Join(dir, "state"), Clients: map[string]string{"loadgen": "/usr/bin/true"},
+			AttestUnlimited: true, Tag: c.tag, Attest: []string{c.setting}}
+		file := filepath.Join(dir, "procmesh.yaml")
+		if err := os.WriteFile(file, []byte(p.Config()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(file)
+		if err != nil {
+			t.Fatalf("%s: procmesh rejects the generated config: %v", c.tag, err)
+		}
+		if cfg.Attest.ConnectRecord != c.wantRecord || cfg.Attest.ForeignWriter != c.wantWriter || cfg.Attest.RatePerUID != 1000000 {
+			t.Errorf("%s: attest = %+v, want connect_record %s, foreign_writer %s, rate_per_uid 1000000", c.tag, cfg.Attest, c.wantRecord, c.wantWriter)
+		}
+		if want := filepath.Join(dir, "pm-"+c.tag+".sock"); cfg.Listen.Socket != want || p.Sockets().L4 != filepath.Join(dir, "pm-"+c.tag+"-l4.sock") {
+			t.Errorf("%s: sockets %s, %+v; want %s and its own L4 socket", c.tag, cfg.Listen.Socket, p.Sockets(), want)
+		}
+	}
+}

@@ -55,6 +55,13 @@ type Procmesh struct {
 	// are pinned to, instead of Go's default post-quantum hybrid share)
 	// when this build's procmesh check accepts the key.
 	TLSCurves []string
+	// Tag, when set, names a second procmesh of the run (a variant): its
+	// sockets are pm-<tag>.sock and pm-<tag>-l4.sock.
+	Tag string
+	// Attest are extra `key: value` settings of the attest mapping, e.g.
+	// "connect_record: off" for a variant that measures what the
+	// connect-time record costs.
+	Attest []string
 	// Extra is YAML appended to the configuration (-procmesh-yaml). An
 	// upstream mapping in it takes tls_curves too, so that the file has
 	// one upstream key; a tls_curves of its own wins.
@@ -64,8 +71,12 @@ type Procmesh struct {
 // Sockets of procmesh: the main socket carries HTTP for every HTTP route
 // (the Host header picks the route), the l4 route has its own raw socket.
 func (p Procmesh) Sockets() Sockets {
-	main := p.path("pm.sock")
-	s := Sockets{HTTP: main, L4: p.path("pm-l4.sock")}
+	name := "pm"
+	if p.Tag != "" {
+		name += "-" + p.Tag
+	}
+	main := p.path(name + ".sock")
+	s := Sockets{HTTP: main, L4: p.path(name + "-l4.sock")}
 	if p.H2 {
 		s.H2 = main
 	}
@@ -135,8 +146,12 @@ workloads:
 	if p.MaxConnections > 0 {
 		fmt.Fprintf(&b, "limits:\n  max_connections: %d\n  max_connections_per_identity: %d\n", p.MaxConnections, p.MaxConnections)
 	}
+	var attest []string
 	if p.AttestUnlimited {
-		b.WriteString(AttestProbe)
+		attest = append(attest, attestUnlimited)
+	}
+	if attest = append(attest, p.Attest...); len(attest) > 0 {
+		fmt.Fprintf(&b, "attest: {%s}\n", strings.Join(attest, ", "))
 	}
 	logFile := p.LogFile
 	if logFile == "" {
@@ -221,4 +236,6 @@ const LimitsProbe = "limits: {max_connections: 20000, max_connections_per_identi
 
 // AttestProbe is the extra YAML that asks whether a build has the per-uid
 // attestation rate, and what Procmesh.AttestUnlimited writes.
-const AttestProbe = "attest: {rate_per_uid: 1000000, burst_per_uid: 1000000}\n"
+const AttestProbe = "attest: {" + attestUnlimited + "}\n"
+
+const attestUnlimited = "rate_per_uid: 1000000, burst_per_uid: 1000000"

@@ -15,7 +15,11 @@ var displayNames = map[string]string{
 	HAProxy:  "HAProxy",
 	Nginx:    "nginx",
 	Envoy:    "Envoy",
+	Caddy:    "Caddy",
 	Direct:   "direct mTLS",
+
+	ProcmeshNoRecord: "procmesh, connect_record off",
+	ProcmeshFWAttest: "procmesh, foreign_writer attest",
 }
 
 // Display returns the column heading of a contestant.
@@ -23,11 +27,18 @@ func Display(name string) string {
 	if d, ok := displayNames[name]; ok {
 		return d
 	}
+	// A variant's row of a derived figure: "procmesh-norecord (known
+	// uid)".
+	if i := strings.Index(name, " ("); i > 0 {
+		if d, ok := displayNames[name[:i]]; ok {
+			return d + name[i:]
+		}
+	}
 	return name
 }
 
 // order sorts contestants: procmesh and its variants first, then HAProxy,
-// nginx, Envoy, direct, then anything else by name.
+// nginx, Envoy, Caddy, direct, then anything else by name.
 func order(name string) int {
 	switch {
 	case name == Procmesh:
@@ -40,10 +51,12 @@ func order(name string) int {
 		return 3
 	case name == Envoy:
 		return 4
-	case name == Direct:
+	case name == Caddy:
 		return 5
+	case name == Direct:
+		return 6
 	}
-	return 6
+	return 7
 }
 
 func sortContestants(names []string) {
@@ -256,9 +269,13 @@ func (r *Run) scenarioMarkdown(b *strings.Builder, s *Scenario) {
 				r := findRow(m, c)
 				var rs *stats.Summary
 				if r != nil && r.NA == "" {
-					rs = r.VsHAProxy
-					if ratio == Direct {
+					switch ratio {
+					case Direct:
 						rs = r.VsDirect
+					case Procmesh:
+						rs = r.VsProcmesh
+					default:
+						rs = r.VsHAProxy
 					}
 				}
 				fmt.Fprintf(b, " %s |", ratioCell(rs))

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/procmesh/procmesh/bench/stats"
@@ -21,8 +22,30 @@ const (
 	HAProxy  = "haproxy"
 	Nginx    = "nginx"
 	Envoy    = "envoy"
+	Caddy    = "caddy"
 	Direct   = "direct"
 )
+
+// Variants of procmesh measured beside it to show what a protection costs:
+// the same build and configuration with one attest setting changed.
+const (
+	ProcmeshNoRecord = "procmesh-norecord" // attest.connect_record: off
+	ProcmeshFWAttest = "procmesh-fwattest" // attest.foreign_writer: attest
+)
+
+// VariantBase is the contestant a procmesh variant's row is compared with:
+// "procmesh" for "procmesh-norecord", "procmesh (known uid)" for
+// "procmesh-norecord (known uid)". ok is false for every other name.
+func VariantBase(name string) (base string, ok bool) {
+	rest, ok := strings.CutPrefix(name, Procmesh+"-")
+	if !ok || rest == "" {
+		return "", false
+	}
+	if i := strings.Index(rest, " ("); i >= 0 {
+		return Procmesh + rest[i:], true
+	}
+	return Procmesh, true
+}
 
 // Num is a float64 that is null in JSON when it is NaN (a failed trial).
 type Num float64
@@ -138,7 +161,8 @@ type Metric struct {
 	Title  string `json:"title"`
 	Unit   string `json:"unit"`
 	Better string `json:"better"` // higher | lower
-	// Ratios says which ratio rows make sense: "haproxy", "direct".
+	// Ratios says which ratio rows make sense: "haproxy", "direct", and
+	// "procmesh" (filled for procmesh variants only).
 	Ratios []string `json:"ratios,omitempty"`
 	Rows   []*Row   `json:"rows"`
 }
@@ -151,6 +175,10 @@ type Row struct {
 	Summary    *stats.Summary `json:"summary,omitempty"`
 	VsHAProxy  *stats.Summary `json:"vs_haproxy,omitempty"`
 	VsDirect   *stats.Summary `json:"vs_direct,omitempty"`
+	// VsProcmesh is a procmesh variant's figure over procmesh's (the
+	// default configuration) in the same trial: what the protection the
+	// variant changes costs.
+	VsProcmesh *stats.Summary `json:"vs_procmesh,omitempty"`
 	NA         string         `json:"na,omitempty"`
 	Note       string         `json:"note,omitempty"`
 }
@@ -205,8 +233,15 @@ func (m *Metric) Finish() {
 		}
 		for _, ratio := range m.Ratios {
 			base, into := hap, &r.VsHAProxy
-			if ratio == Direct {
+			switch ratio {
+			case Direct:
 				base, into = direct, &r.VsDirect
+			case Procmesh:
+				b, ok := VariantBase(r.Contestant)
+				if !ok {
+					continue
+				}
+				base, into = trials(b), &r.VsProcmesh
 			}
 			if base == nil {
 				continue

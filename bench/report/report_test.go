@@ -133,3 +133,42 @@ func TestMarkdownFairnessVerdict(t *testing.T) {
 		t.Errorf("an unpinned handshake was not flagged:\n%s", md)
 	}
 }
+
+// TestVariantRatios checks that a procmesh variant is compared trial by
+// trial with procmesh (its "known uid" row with procmesh's), that no other
+// row gets a × procmesh figure, and that Caddy and the variants get their
+// columns in order.
+func TestVariantRatios(t *testing.T) {
+	m := &Metric{ID: "cpu", Title: "CPU", Unit: "µs/req", Better: "lower", Ratios: []string{HAProxy, Procmesh}}
+	const known = Procmesh + " (known uid)"
+	for i := range 2 {
+		m.Add(Procmesh, []float64{100, 200}[i])
+		m.Add(ProcmeshNoRecord, []float64{90, 150}[i])
+		m.Add(known, []float64{40, 50}[i])
+		m.Add(ProcmeshNoRecord+" (known uid)", []float64{20, 50}[i])
+		m.Add(HAProxy, 50)
+		m.Add(Caddy, 80)
+	}
+	m.Finish()
+	if r := m.Row(ProcmeshNoRecord).VsProcmesh; r == nil || r.Min != 0.75 || r.Max != 0.9 {
+		t.Errorf("norecord vs procmesh = %+v, want 0.75–0.9 (paired 90/100, 150/200)", r)
+	}
+	if r := m.Row(ProcmeshNoRecord + " (known uid)").VsProcmesh; r == nil || r.Min != 0.5 || r.Max != 1 {
+		t.Errorf("norecord (known uid) vs procmesh (known uid) = %+v, want 0.5–1", r)
+	}
+	for _, c := range []string{Procmesh, known, HAProxy, Caddy} {
+		if m.Row(c).VsProcmesh != nil {
+			t.Errorf("%s got a × procmesh ratio", c)
+		}
+	}
+	r := &Run{Date: "d", Scenarios: []*Scenario{{ID: "x", Title: "x", Metrics: []*Metric{m}}}}
+	md := r.Markdown()
+	for _, want := range []string{
+		"| | procmesh | procmesh (known uid) | procmesh, connect_record off | procmesh, connect_record off (known uid) | HAProxy | Caddy |",
+		"| × procmesh |  |  | 0.82× (0.75–0.90) | 0.75× (0.50–1.00) |  |  |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -12,6 +12,7 @@ var barColors = map[string]string{
 	HAProxy:  "#8250df",
 	Nginx:    "#1a7f37",
 	Envoy:    "#bf8700",
+	Caddy:    "#cf222e",
 	Direct:   "#57606a",
 }
 

@@ -31,6 +31,11 @@ type Config struct {
 	CachedProcs              int // distinct processes procmesh caches
 	Profile                  bool
 	ProfileDuration          time.Duration
+	// Variants runs procmesh with attest.connect_record: off and with
+	// attest.foreign_writer: attest beside it in the keep-alive (Go
+	// client), fixed-rate and cold-identity scenarios: what those
+	// protections cost, measured in the same trials.
+	Variants bool
 
 	// Only, when not empty, limits the run to these scenario IDs (l4,
 	// keepalive, rate, h2h3, cold, memory).
@@ -45,6 +50,7 @@ type Config struct {
 	// moment when other processes use less than a tenth of a core.
 	WaitQuiet  time.Duration
 	ResultsDir string // default Repo/bench/results
+	Label      string // added to the results' names: 2026-12-03-quick-<label>
 	GID        int    // group of the sockets and of the cold-identity processes
 	Progress   io.Writer
 
@@ -59,16 +65,16 @@ type Config struct {
 }
 
 // Quick is `make bench-quick`: every scenario, two alternating trials of
-// short runs, 1,000 idle connections and cached processes. Under two
+// short runs, 500 idle connections and cached processes. Under two
 // minutes on two cores.
 func Quick() Config {
 	return Config{
 		Mode: "quick", Trials: 2,
-		L4Warmup: 200 * time.Millisecond, L4Duration: 400 * time.Millisecond,
+		L4Warmup: 150 * time.Millisecond, L4Duration: 300 * time.Millisecond,
 		KAWarmup: 250 * time.Millisecond, KADuration: 750 * time.Millisecond, KAConns: 64,
-		Rate: 1000, RateConns: 8, RateWarmup: 250 * time.Millisecond, RateDuration: 1250 * time.Millisecond,
-		H2Warmup: 250 * time.Millisecond, H2Duration: 750 * time.Millisecond,
-		ColdSamples: 40, MemTrials: 1, IdleConns: 1000, CachedProcs: 1000,
+		Rate: 1000, RateConns: 8, RateWarmup: 250 * time.Millisecond, RateDuration: 1000 * time.Millisecond,
+		H2Warmup: 200 * time.Millisecond, H2Duration: 500 * time.Millisecond,
+		ColdSamples: 30, MemTrials: 1, IdleConns: 500, CachedProcs: 500,
 		ProfileDuration: 2 * time.Second,
 		GID:             4242,
 	}
@@ -80,10 +86,10 @@ func Quick() Config {
 func Full() Config {
 	return Config{
 		Mode: "full", Trials: 3,
-		L4Warmup: 500 * time.Millisecond, L4Duration: 1500 * time.Millisecond,
+		L4Warmup: 400 * time.Millisecond, L4Duration: 1400 * time.Millisecond,
 		KAWarmup: 500 * time.Millisecond, KADuration: 2500 * time.Millisecond, KAConns: 64,
 		Rate: 1000, RateConns: 8, RateWarmup: 500 * time.Millisecond, RateDuration: 4 * time.Second,
-		H2Warmup: 500 * time.Millisecond, H2Duration: 2 * time.Second,
+		H2Warmup: 500 * time.Millisecond, H2Duration: 1500 * time.Millisecond,
 		ColdSamples: 200, MemTrials: 1, IdleConns: 10000, CachedProcs: 10000,
 		Profile: true, ProfileDuration: 5 * time.Second,
 		GID: 4242,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,16 @@ type contestant struct {
 	sockets peers.Sockets
 	proc    *peers.Proc
 	start   func() (*peers.Proc, error)
+	// scenarios, when set, are the only scenarios the contestant runs in
+	// (the procmesh variants: where the protection they change costs).
+	scenarios []string
+	// env is added to the contestant's environment (Caddy: GOMAXPROCS).
+	env []string
+}
+
+// in reports whether c takes part in scenario id.
+func (c *contestant) in(id string) bool {
+	return c.scenarios == nil || slices.Contains(c.scenarios, id)
 }
 
 func (c *contestant) ok() bool       { return c.status == "ok" }
@@ -71,9 +82,14 @@ func (e *env) setupContestants() {
 	hap := e.haproxyContestant()
 	ngx := e.nginxContestant()
 	env := e.envoyContestant()
+	cad := e.caddyContestant()
 	direct := &contestant{name: report.Direct, client: e.direct.ID, status: "ok", version: "Go " + goVersion() + " crypto/tls",
 		workers: "the load generator's own", sockets: peers.Sockets{}}
-	e.contenders = []*contestant{pm, hap, ngx, env, direct}
+	e.contenders = []*contestant{pm}
+	if e.cfg.Variants {
+		e.contenders = append(e.contenders, e.procmeshVariants(pm)...)
+	}
+	e.contenders = append(e.contenders, hap, ngx, env, cad, direct)
 	for _, c := range e.contenders {
 		if c.start == nil || c.status != "" {
 			continue
@@ -111,6 +127,9 @@ func (e *env) probe(c *contestant) error {
 	h.Close()
 	if err != nil {
 		return fmt.Errorf("HTTP: %w", err)
+	}
+	if !c.isDirect() && c.sockets.L4 == "" {
+		return nil
 	}
 	if _, err := load.RunBulk(ctx, load.Bulk{Dial: e.dialer(c, "l4"), Streams: 1, Duration: 10 * time.Millisecond}); err != nil {
 		// One MiB gives one acknowledgement; RunBulk wants two after
@@ -173,6 +192,68 @@ func firstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
+	}
+	return s
+}
+
+func (e *env) caddyContestant() *contestant {
+	c := &contestant{name: report.Caddy, workers: "GOMAXPROCS=2"}
+	bin, err := exec.LookPath("caddy")
+	if err != nil {
+		c.status = "not installed"
+		c.version = "–"
+		return c
+	}
+	c.version = peers.CaddyVersion(cmdOutput(bin, "version"))
+	files, err := e.pki.Client("caddy")
+	if err != nil {
+		c.status = err.Error()
+		return c
+	}
+	c.client = files.ID
+	cfg, sockets := peers.Caddy(e.inputs(files))
+	c.sockets = sockets
+	c.config = e.path("Caddyfile")
+	if err := writeFiles(map[string]string{c.config: cfg}); err != nil {
+		c.status = err.Error()
+		return c
+	}
+	c.env = append([]string{"GOMAXPROCS=2"}, peers.CaddyEnv(e.path("caddy"))...)
+	args := []string{bin, "run", "--adapter", "caddyfile", "--config", c.config}
+	validate := exec.CommandContext(e.ctx, bin, "validate", "--adapter", "caddyfile", "--config", c.config)
+	validate.Env = append(os.Environ(), c.env...)
+	if out, err := validate.CombinedOutput(); err != nil {
+		c.status = "config rejected: " + lastLine(string(out))
+		return c
+	}
+	socks := []string{sockets.HTTP, sockets.H2}
+	c.start = func() (*peers.Proc, error) {
+		for _, s := range socks {
+			os.Remove(s) // a stale socket from the previous start
+		}
+		p, err := peers.Start("caddy", args, c.env, e.path("caddy.log"))
+		if err != nil {
+			return nil, err
+		}
+		if err := p.WaitSockets(20*time.Second, socks...); err != nil {
+			p.Stop(2 * time.Second)
+			return nil, err
+		}
+		for _, s := range socks {
+			if err := peers.ShareSocket(s, e.cfg.GID); err != nil { // Caddy 2.6's bind has no socket mode
+				p.Stop(2 * time.Second)
+				return nil, err
+			}
+		}
+		return p, nil
+	}
+	return c
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
 	}
 	return s
 }

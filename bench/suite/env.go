@@ -31,7 +31,7 @@ const coldUIDBase = 200000
 // minted and pooled once before they are measured.
 const knownUID = coldUIDBase - 1
 
-// peerUID runs the cold processes that talk to HAProxy, nginx, Envoy and
+// peerUID runs the cold processes that talk to HAProxy, nginx, Envoy, Caddy and
 // direct TLS (only procmesh cares which uid calls).
 const peerUID = coldUIDBase - 2
 
@@ -59,10 +59,12 @@ type env struct {
 	hasCurves  bool   // procmesh has upstream.tls_curves
 	hasAttest  bool   // procmesh has attest.rate_per_uid
 
-	pmCfg      peers.Procmesh
-	coldUIDs   []int
-	coldNext   int
-	contenders []*contestant // procmesh, haproxy, nginx, envoy, direct
+	pmCfg        peers.Procmesh
+	coldUIDs     []int
+	coldNext     map[string]int // per procmesh instance: the next of coldUIDs it has not seen
+	variantLogs  []string       // the procmesh variants' log files
+	recordStatus string         // procmesh explain's connect record line (with the variants)
+	contenders   []*contestant  // procmesh, its variants, haproxy, nginx, envoy, caddy, direct
 }
 
 func (e *env) errorf(format string, args ...any) {

@@ -14,31 +14,37 @@ const (
 	perCachedProc   = 900 * time.Microsecond // fork, request, report
 	setupCost       = 6 * time.Second        // CA, upstream, configs, starting the proxies
 	profileBuild    = 15 * time.Second       // go build -overlay on a warm cache
-	contestantsFull = 5                      // procmesh, HAProxy, nginx, Envoy, direct
+	contestantsFull = 6                      // procmesh, HAProxy, nginx, Envoy, Caddy, direct
+	variants        = 2                      // procmesh-norecord, procmesh-fwattest (-variants)
 )
 
 // Estimate is how long a run of c takes with every contestant installed,
-// Envoy included: what `make bench` and `make bench-quick` promise (10 and
-// 2 minutes, builds excluded) is checked against it in the tests.
+// Envoy and Caddy included: what `make bench` and `make bench-quick`
+// promise (10 and 2 minutes, builds excluded) is checked against it in the
+// tests.
 func (c Config) Estimate() time.Duration {
 	n := time.Duration(contestantsFull)
+	var v time.Duration // procmesh variants: keep-alive (Go client), rate, cold (new and known uid)
+	if c.Variants {
+		v = variants
+	}
 	trials := time.Duration(c.Trials)
 	step := func(warm, dur time.Duration) time.Duration { return warm + dur + stepOverhead }
 	var d time.Duration
 	if c.wants("l4") {
-		d += 2 * trials * n * step(c.L4Warmup, c.L4Duration)
+		d += 2 * trials * (n - 1) * step(c.L4Warmup, c.L4Duration) // Caddy has no L4
 	}
 	if c.wants("keepalive") {
-		d += trials * (2*n - 1) * step(c.KAWarmup, c.KADuration) // h2load has no direct row
+		d += trials * (2*n - 1 + v) * step(c.KAWarmup, c.KADuration) // h2load has no direct row
 	}
 	if c.wants("rate") {
-		d += trials * n * step(c.RateWarmup, c.RateDuration)
+		d += trials * (n + v) * step(c.RateWarmup, c.RateDuration)
 	}
 	if c.wants("h2h3") {
-		d += trials * (4 + 2) * step(c.H2Warmup, c.H2Duration) // h2: procmesh, HAProxy, Envoy, direct; h3: procmesh, direct
+		d += trials * (5 + 2) * step(c.H2Warmup, c.H2Duration) // h2: procmesh, HAProxy, Envoy, Caddy, direct; h3: procmesh, direct
 	}
 	if c.wants("cold") {
-		d += trials * (n + 1) * (time.Duration(c.ColdSamples)*spawnCost + stepOverhead)
+		d += trials * (n + 1 + 2*v) * (time.Duration(c.ColdSamples)*spawnCost + stepOverhead)
 	}
 	if c.wants("memory") {
 		proxies := n - 1

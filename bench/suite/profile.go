@@ -49,12 +49,11 @@ func (e *env) profilePlan(outDir string) *plan {
 			return load.RunOpen(ctx, load.Open{Dial: load.UnixDialer(sock.HTTP), Request: load.Request(peers.HostH1, "/1k"), Rate: e.cfg.Rate, Conns: e.cfg.RateConns, Duration: d}).All
 		}},
 		{"cold", "cold identity: one new process per request, each a uid procmesh has not seen (attest + mint + handshake)", func(ctx context.Context, d time.Duration) int64 {
-			sp := e.coldSpawn(&contestant{name: report.Procmesh, sockets: sock})
 			// The profiling build is a process of its own: every registered
 			// cold uid is new to it.
-			e.coldNext = 0
+			sp := e.coldSpawn(&contestant{name: profileInstance, sockets: sock})
 			var n int64
-			for end := time.Now().Add(d); time.Now().Before(end) && ctx.Err() == nil && e.coldNext < len(e.coldUIDs); {
+			for end := time.Now().Add(d); time.Now().Before(end) && ctx.Err() == nil && e.coldNext[profileInstance] < len(e.coldUIDs); {
 				ttfb, _, _ := sp.Run(ctx, 1)
 				n += int64(len(ttfb))
 			}

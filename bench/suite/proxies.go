@@ -1,8 +1,10 @@
 package suite
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,9 +78,15 @@ func (e *env) procmeshContestant() *contestant {
 		c.status = "config rejected: " + firstLine(err.Error())
 		return c
 	}
-	c.start = func() (*peers.Proc, error) {
-		p, err := peers.Start("procmesh", []string{e.cfg.ProcmeshBin, "run", "-config", c.config},
-			e.procmeshEnv(), e.path("procmesh.out"))
+	c.start = e.procmeshStart(c, "procmesh")
+	return c
+}
+
+// procmeshStart returns how to start the procmesh instance c.
+func (e *env) procmeshStart(c *contestant, name string) func() (*peers.Proc, error) {
+	return func() (*peers.Proc, error) {
+		p, err := peers.Start(name, []string{e.cfg.ProcmeshBin, "run", "-config", c.config},
+			e.procmeshEnv(), e.path(name+".out"))
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +96,61 @@ func (e *env) procmeshContestant() *contestant {
 		}
 		return p, nil
 	}
-	return c
+}
+
+// variantScenarios are the scenarios the procmesh variants run in: those
+// where the connect-time record and the writer check are paid (per
+// connection and per request), the keep-alive loop with the Go client
+// only (h2load would measure the same cost again).
+var variantScenarios = []string{"keepalive", "rate", "cold"}
+
+// procmeshVariants are procmesh with the same configuration but one
+// protection changed, run beside it so that the tables show what the
+// protection costs: attest.connect_record off (no BPF record, no sock_diag
+// lookup at accept) and attest.foreign_writer attest (each HTTP/1.1 request
+// attested as its writer instead of refusing another writer).
+func (e *env) procmeshVariants(pm *contestant) []*contestant {
+	var out []*contestant
+	for _, v := range []struct{ name, tag, setting string }{
+		{report.ProcmeshNoRecord, "norecord", "connect_record: off"},
+		{report.ProcmeshFWAttest, "fwattest", "foreign_writer: attest"},
+	} {
+		c := &contestant{name: v.name, workers: pm.workers, version: pm.version + ", attest." + v.setting, scenarios: variantScenarios}
+		if pm.status != "" {
+			c.status = "procmesh itself: " + pm.status
+			out = append(out, c)
+			continue
+		}
+		cfg := e.pmCfg
+		cfg.Tag = v.tag
+		cfg.Attest = []string{v.setting}
+		cfg.LogFile = e.path("procmesh-" + v.tag + ".log")
+		e.variantLogs = append(e.variantLogs, cfg.LogFile)
+		c.sockets = cfg.Sockets()
+		c.config = e.path("procmesh-" + v.tag + ".yaml")
+		if err := os.WriteFile(c.config, []byte(e.procmeshYAML(cfg)), 0o644); err != nil {
+			c.status = err.Error()
+		} else if err := peers.Check(e.ctx, e.cfg.ProcmeshBin, "check", "-config", c.config); err != nil {
+			c.status = "config rejected: " + firstLine(err.Error())
+		} else {
+			c.start = e.procmeshStart(c, "procmesh-"+v.tag)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// connectRecordStatus is what `procmesh explain` says of the connect-time
+// record for the default configuration on this machine: whether the
+// norecord variant differs from procmesh at all.
+func (e *env) connectRecordStatus(pm *contestant) string {
+	out, err := exec.CommandContext(e.ctx, e.cfg.ProcmeshBin, "explain", "-config", pm.config, "-pid", strconv.Itoa(os.Getpid())).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "connect record"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return fmt.Sprintf("unknown (procmesh explain: %v: %s)", err, firstLine(string(out)))
 }
 
 // procmeshYAML is the generated configuration plus the run's extra YAML.

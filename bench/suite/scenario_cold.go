@@ -3,6 +3,7 @@ package suite
 import (
 	"fmt"
 	"math"
+	"strings"
 	"syscall"
 
 	"github.com/procmesh/procmesh/bench/load"
@@ -15,16 +16,12 @@ import (
 // profileColdUIDs bounds the cold load of the profiling build.
 const profileColdUIDs = 1000
 
-// procmeshKnown is the cold-scenario row of processes whose identity
-// procmesh already minted and pooled.
-const procmeshKnown = "procmesh (known uid)"
-
 func (e *env) coldPlan() *plan {
 	sc := &report.Scenario{ID: "cold", Title: "Cold identity: a new process per request, time to first byte",
 		How: fmt.Sprintf("Each sample is a new process (this binary's `cold-client`) that connects, sends one `GET /1k` and times from before connect() to the first response byte. "+
 			"procmesh: every process runs as a uid it has never seen (`SysProcAttr.Credential`, one registration entry `unix:uid:N` per uid), so each request pays attestation, minting an SVID and a new mTLS handshake upstream with it; "+
 			"*known uid*: new processes of one uid whose SVID and upstream connections already exist (attestation only). "+
-			"HAProxy, nginx, Envoy: a new process through a proxy whose upstream connection is pooled (they have no per-process identity). "+
+			"HAProxy, nginx, Envoy, Caddy: a new process through a proxy whose upstream connection is pooled (they have no per-process identity). "+
 			"direct: the new process makes a full mTLS handshake itself. %d processes per contestant per trial. "+
 			"Proxy CPU per request is the proxy's utime+stime over the samples divided by their number: unlike the latency, it does not depend on how busy the machine is.", e.cfg.ColdSamples)}
 	p50 := newMetric("cold_p50", "time to first byte p50", "µs", "lower", report.HAProxy, report.Direct)
@@ -32,12 +29,22 @@ func (e *env) coldPlan() *plan {
 	cpu := newMetric("cold_cpu", "proxy CPU per new-process request", "µs/req", "lower", report.HAProxy)
 	cpu.SetNA(report.Direct, "no proxy process")
 	sc.Metrics = []*report.Metric{p50, p99, cpu}
-	pm := e.contenders[0]
-	known := &contestant{name: procmeshKnown, status: pm.status, sockets: pm.sockets}
+	e.variantRatios(sc.Metrics...)
+	// Each procmesh instance (procmesh and its variants) also runs a
+	// known-uid row, measured against that instance.
+	var known []*contestant
+	instance := map[string]*contestant{}
+	for _, c := range e.contenders {
+		if isProcmeshInstance(c.name) && c.in("cold") {
+			k := &contestant{name: c.name + knownSuffix, status: c.status, sockets: c.sockets}
+			known = append(known, k)
+			instance[k.name] = c
+		}
+	}
 
 	var steps []step
 	for t := range e.cfg.Trials {
-		for _, c := range append(e.rotate(t), known) {
+		for _, c := range append(e.rotate("cold", t), known...) {
 			if !c.ok() {
 				continue
 			}
@@ -45,11 +52,11 @@ func (e *env) coldPlan() *plan {
 				label: fmt.Sprintf("cold identity, %s, trial %d/%d", c.name, t+1, e.cfg.Trials),
 				run: func() string {
 					sp := e.coldSpawn(c)
-					if c.name != report.Procmesh {
+					if !isProcmeshInstance(c.name) {
 						sp.Run(e.ctx, 1) // warm: pool, SVID
 					}
 					meter := e.startCPU(c)
-					if c.name == procmeshKnown {
+					if pm := instance[c.name]; pm != nil {
 						meter = e.startCPU(pm)
 					}
 					ttfb, failed, firstErr := sp.Run(e.ctx, e.cfg.ColdSamples)
@@ -78,13 +85,32 @@ func (e *env) coldPlan() *plan {
 			})
 		}
 	}
-	e.markNA(sc.Metrics...)
-	if !pm.ok() {
-		p50.SetNA(procmeshKnown, pm.status)
-		p99.SetNA(procmeshKnown, pm.status)
-		cpu.SetNA(procmeshKnown, pm.status)
+	e.markNA("cold", sc.Metrics...)
+	for _, k := range known {
+		if !k.ok() {
+			p50.SetNA(k.name, k.status)
+			p99.SetNA(k.name, k.status)
+			cpu.SetNA(k.name, k.status)
+		}
 	}
 	return &plan{sc: sc, steps: steps}
+}
+
+// knownSuffix names the known-uid row of a procmesh instance.
+const knownSuffix = " (known uid)"
+
+// profileInstance names the profiling build in the cold-uid counters.
+const profileInstance = "procmesh (profiling build)"
+
+// isProcmeshInstance reports whether name is a procmesh process of its own
+// (procmesh, a variant, the profiling build), to which every cold uid is
+// new, rather than a known-uid row or a peer.
+func isProcmeshInstance(name string) bool {
+	if name == report.Procmesh || name == profileInstance {
+		return true
+	}
+	_, ok := report.VariantBase(name)
+	return ok && !strings.HasSuffix(name, knownSuffix)
 }
 
 // coldSpawn returns how to start cold-identity processes for c.
@@ -100,14 +126,19 @@ func (e *env) coldSpawn(c *contestant) load.Spawn {
 		return &syscall.Credential{Uid: uint32(uid), Gid: gid, NoSetGroups: true}
 	}
 	sp := load.Spawn{Argv: argv, Env: []string{"PATH=/usr/bin:/bin", "GOMAXPROCS=1"}}
-	switch c.name {
-	case report.Procmesh:
+	switch {
+	case isProcmeshInstance(c.name):
+		// Each instance has its own count: a uid another instance has
+		// seen is still new to this one.
+		if e.coldNext == nil {
+			e.coldNext = map[string]int{}
+		}
 		sp.Cred = func(int) *syscall.Credential {
-			uid := e.coldUIDs[e.coldNext%len(e.coldUIDs)]
-			e.coldNext++
+			uid := e.coldUIDs[e.coldNext[c.name]%len(e.coldUIDs)]
+			e.coldNext[c.name]++
 			return cred(uid)
 		}
-	case procmeshKnown:
+	case strings.HasSuffix(c.name, knownSuffix):
 		sp.Cred = func(int) *syscall.Credential { return cred(knownUID) }
 	default:
 		sp.Cred = func(int) *syscall.Credential { return cred(peerUID) }

@@ -20,13 +20,14 @@ var (
 		report.HAProxy: "HAProxy 2.6 has no HTTP/3 toward servers",
 		report.Nginx:   "nginx 1.22 has no HTTP/3 toward an upstream",
 		report.Envoy:   "HTTP/3 upstreams are alpha in Envoy; the suite does not generate one",
+		report.Caddy:   "Caddy 2.6.2 accepts reverse_proxy `versions 3`, but in a trial run it dialled the upstream's HTTP/3 port over TCP (connection refused, 502 to every request); not generated",
 	}
 )
 
 func (e *env) h2h3Plan() *plan {
 	sc := &report.Scenario{ID: "h2h3", Title: "HTTP/2 and HTTP/3 upstreams, 64 client connections, 1 KiB responses",
 		How: fmt.Sprintf("Closed loop like the keep-alive scenario (the Go client, %d HTTP/1.1 connections on the Unix socket, Host `%s` or `%s`), but the proxy speaks HTTP/2 (ALPN h2) or HTTP/3 (QUIC) to the upstream, multiplexing the clients' requests. "+
-			"procmesh: routes with `protocol: http2` / `protocol: http3`, included when `procmesh check` accepts them; HAProxy: a backend with `alpn h2,http/1.1` on a port that offers only h2; Envoy: a cluster with `http2_protocol_options` and ALPN h2. "+
+			"procmesh: routes with `protocol: http2` / `protocol: http3`, included when `procmesh check` accepts them; HAProxy: a backend with `alpn h2,http/1.1` on a port that offers only h2; Envoy: a cluster with `http2_protocol_options` and ALPN h2; Caddy: reverse_proxy with `transport http { versions 2 }`. "+
 			"Direct: Go's net/http (HTTP/2) and quic-go's http3 with %d concurrent requests, straight to the upstream.", e.cfg.KAConns, peers.HostH2, peers.HostH3, e.cfg.KAConns)}
 	h2 := newMetric("h2_rps", "HTTP/2 upstream", "req/s", "higher", report.HAProxy, report.Direct)
 	h2cpu := newMetric("h2_cpu", "HTTP/2 upstream, proxy CPU per request", "µs/req", "lower", report.HAProxy)
@@ -62,7 +63,7 @@ func (e *env) h2h3Plan() *plan {
 		{"h3", h3, h3cpu, peers.HostH3, "https://" + pki.UpstreamHost + "/1k"},
 	} {
 		for t := range e.cfg.Trials {
-			for _, c := range e.rotate(t) {
+			for _, c := range e.rotate("h2h3", t) {
 				if isNA(proto.rps, c.name) {
 					continue
 				}
@@ -106,7 +107,7 @@ func (e *env) h2h3Plan() *plan {
 			}
 		}
 	}
-	e.markNA(sc.Metrics...)
+	e.markNA("h2h3", sc.Metrics...)
 	return &plan{sc: sc, steps: steps}
 }
 

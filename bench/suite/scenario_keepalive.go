@@ -21,16 +21,25 @@ func (e *env) keepalivePlan() *plan {
 	goc := newMetric("ka_go", "Go client", "req/s", "higher", report.HAProxy, report.Direct)
 	cpu := newMetric("ka_cpu", "proxy CPU per request, Go client", "µs/req", "lower", report.HAProxy)
 	sc.Metrics = []*report.Metric{h2l, goc, cpu}
+	e.variantRatios(goc, cpu)
 	h2l.SetNA(report.Direct, "h2load cannot present a client certificate; the Go client row measures direct mTLS")
 	cpu.SetNA(report.Direct, "no proxy process")
+	for _, c := range e.contenders {
+		if c.in("keepalive") && !c.in("keepalive-h2load") {
+			h2l.SetNA(c.name, "the procmesh variants run with the Go client only (h2load would measure the same cost again)")
+		}
+	}
 	if e.h2loadExe == "" {
 		for _, c := range e.contenders {
+			if !c.in("keepalive-h2load") {
+				continue
+			}
 			h2l.SetNA(c.name, "h2load is not installed (apt-get install nghttp2-client)")
 		}
 	}
 	var steps []step
 	for t := range e.cfg.Trials {
-		for _, c := range e.rotate(t) {
+		for _, c := range e.rotate("keepalive-h2load", t) {
 			if c.isDirect() || e.h2loadExe == "" {
 				continue
 			}
@@ -53,7 +62,7 @@ func (e *env) keepalivePlan() *plan {
 				},
 			})
 		}
-		for _, c := range e.rotate(t) {
+		for _, c := range e.rotate("keepalive", t) {
 			steps = append(steps, step{
 				label: fmt.Sprintf("keep-alive Go client, %s, trial %d/%d", c.name, t+1, e.cfg.Trials),
 				run: func() string {
@@ -76,7 +85,7 @@ func (e *env) keepalivePlan() *plan {
 			})
 		}
 	}
-	e.markNA(sc.Metrics...)
+	e.markNA("keepalive", sc.Metrics...)
 	return &plan{sc: sc, steps: steps}
 }
 

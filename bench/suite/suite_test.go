@@ -3,6 +3,7 @@ package suite
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ func TestRotateAlternatesWhoGoesFirst(t *testing.T) {
 	}}
 	var firsts []string
 	for trial := range 3 {
-		order := e.rotate(trial)
+		order := e.rotate("keepalive", trial)
 		if len(order) != 3 {
 			t.Fatalf("trial %d runs %d contestants, want the 3 that are running", trial, len(order))
 		}
@@ -90,10 +91,10 @@ func TestPresetsRunEveryScenario(t *testing.T) {
 func TestRunNameNeverOverwrites(t *testing.T) {
 	dir := t.TempDir()
 	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	if got := runName(dir, day, "full"); got != "2026-11-22" {
+	if got := runName(dir, day, "full", ""); got != "2026-11-22" {
 		t.Errorf("first full run = %q", got)
 	}
-	if got := runName(dir, day, "quick"); got != "2026-11-22-quick" {
+	if got := runName(dir, day, "quick", ""); got != "2026-11-22-quick" {
 		t.Errorf("first quick run = %q", got)
 	}
 	for _, f := range []string{"2026-11-22.json", "2026-11-22-2.json"} {
@@ -101,8 +102,11 @@ func TestRunNameNeverOverwrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := runName(dir, day, "full"); got != "2026-11-22-3" {
+	if got := runName(dir, day, "full", ""); got != "2026-11-22-3" {
 		t.Errorf("third full run of the day = %q, want 2026-11-22-3", got)
+	}
+	if got := runName(dir, day, "quick", "caddy"); got != "2026-11-22-quick-caddy" {
+		t.Errorf("labelled quick run = %q, want 2026-11-22-quick-caddy", got)
 	}
 }
 
@@ -115,5 +119,71 @@ func TestPresetsFitTheirBudget(t *testing.T) {
 	}
 	if d := Quick().Estimate(); d > 105*time.Second {
 		t.Errorf("the quick preset needs about %s, over the 105 s that leave room for builds in 2 minutes", d)
+	}
+}
+
+// TestVariantsRunWhereTheProtectionCosts checks that the procmesh variants
+// take part in the keep-alive (Go client), fixed-rate and cold-identity
+// scenarios only, that they are off in both presets (-variants turns them
+// on) and that the estimate counts them.
+func TestVariantsRunWhereTheProtectionCosts(t *testing.T) {
+	e := &env{contenders: []*contestant{
+		{name: report.Procmesh, status: "ok"},
+		{name: report.ProcmeshNoRecord, status: "ok", scenarios: variantScenarios},
+		{name: report.Caddy, status: "ok"},
+	}}
+	for id, want := range map[string]int{"l4": 2, "keepalive": 3, "keepalive-h2load": 2, "rate": 3, "h2h3": 2, "cold": 3, "memory": 2} {
+		if got := len(e.rotate(id, 0)); got != want {
+			t.Errorf("%s runs %d contestants, want %d", id, got, want)
+		}
+	}
+	for _, c := range []Config{Quick(), Full()} {
+		if c.Variants {
+			t.Errorf("the %s preset runs the variants; they are opt-in (-variants)", c.Mode)
+		}
+		with := c
+		with.Variants = true
+		if with.Estimate() <= c.Estimate() {
+			t.Errorf("%s: the estimate does not count the variants", c.Mode)
+		}
+	}
+	for name, want := range map[string]bool{
+		report.Procmesh: true, report.ProcmeshNoRecord: true, profileInstance: true,
+		report.ProcmeshNoRecord + knownSuffix: false, report.Procmesh + knownSuffix: false, report.Caddy: false,
+	} {
+		if got := isProcmeshInstance(name); got != want {
+			t.Errorf("isProcmeshInstance(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestIndexKeepsNotes checks that rewriting results/README.md keeps what
+// was written by hand after a run's links, and lists the runs by the time
+// they started (not the files' times, which a checkout makes equal).
+func TestIndexKeepsNotes(t *testing.T) {
+	dir := t.TempDir()
+	for f, started := range map[string]string{"2026-12-03-quick-2.json": "2026-12-03T12:00:00Z", "2026-12-03-quick-3.json": "2026-12-03T11:00:00Z"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(`{"started": "`+started+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := "# Benchmark results\n\n- [2026-12-03-quick-2](2026-12-03-quick-2.md) ([JSON](2026-12-03-quick-2.json)) — before the change\n"
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeIndex(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"- [2026-12-03-quick-2](2026-12-03-quick-2.md) ([JSON](2026-12-03-quick-2.json)) — before the change\n" +
+			"- [2026-12-03-quick-3](2026-12-03-quick-3.md) ([JSON](2026-12-03-quick-3.json))\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("index lacks %q:\n%s", want, b)
+		}
 	}
 }

@@ -17,13 +17,13 @@ import (
 // application's identity to every caller, procmesh refuses every attack of
 // THREATS I1, I11, I12, I15, I16, I17 and strips P9's header) and exits 1
 // if one differs. HAProxy is part of the demonstration: without it the
-// test fails (make test installs it, scripts/install-haproxy.sh).
+// test fails (make test installs it: bench/install.sh haproxy).
 func TestDemoAttack(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the attack demo runs as root (it starts processes as uid 1000, makes cgroups): run the tests as root")
 	}
 	if _, err := exec.LookPath("haproxy"); err != nil {
-		t.Fatalf("HAProxy is the sidecar the demo compares with: ./scripts/install-haproxy.sh installs it (make test does): %v", err)
+		t.Fatalf("HAProxy is the sidecar the demo compares with: ./bench/install.sh haproxy installs it (make test does): %v", err)
 	}
 	root, err := filepath.Abs("../..")
 	if err != nil {

@@ -1,5 +1,5 @@
 // Command procmesh-bench is procmesh's benchmark suite: it runs procmesh,
-// HAProxy, nginx, Envoy (when installed) and direct mTLS side by side
+// HAProxy, nginx, Envoy and Caddy (when installed) and direct mTLS side by side
 // against one upstream and writes the results to bench/results (see
 // bench/README.md). `make bench` and `make bench-quick` run it.
 //
@@ -52,11 +52,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	repo := fs.String("repo", ".", "repository root (bench/csrc, bench/pprof, bench/results)")
 	src := fs.String("procmesh-src", "", "module root whose cmd/procmesh the profiling build compiles (default -repo)")
 	results := fs.String("results", "", "results directory (default REPO/bench/results)")
+	label := fs.String("label", "", "added to the results' names (2026-12-03-quick-LABEL.md); letters, digits and dashes")
 	runDir := fs.String("run-dir", "", "directory for sockets, configs and logs (default a new /tmp/procmesh-bench.*)")
 	keep := fs.Bool("keep", false, "keep the run directory (configs and logs) after the run")
 	profile := fs.Bool("profile", false, "take procmesh pprof profiles in the quick preset too (the full preset always does)")
 	idle := fs.Int("idle-conns", 0, "idle client connections for the memory figure (default: the preset's)")
 	procs := fs.Int("cached-procs", 0, "distinct processes for procmesh's cache memory figure (default: the preset's)")
+	variants := fs.Bool("variants", false, "also run procmesh with attest.connect_record: off and with attest.foreign_writer: attest (keep-alive Go client, fixed rate, cold identity): what those protections cost, in the same trials")
 	waitQuiet := fs.Duration("wait-quiet", 0, "before starting, wait up to this long for other processes to use less than 0.1 core")
 	var env multiFlag
 	fs.Var(&env, "procmesh-env", "KEY=VALUE added to procmesh's environment, e.g. GOGC=400 (repeatable)")
@@ -85,12 +87,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cfg.Repo = *repo
 	cfg.ProcmeshSrc = *src
 	cfg.ResultsDir = *results
+	if strings.Trim(*label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+		fmt.Fprintf(stderr, "procmesh-bench: -label %q: use letters, digits and dashes only (it becomes part of file names)\n", *label)
+		return 2
+	}
+	cfg.Label = *label
 	cfg.RunDir = *runDir
 	cfg.KeepRunDir = *keep || *runDir != ""
 	cfg.Progress = stderr
 	cfg.ProcmeshEnv = env
 	cfg.ProcmeshYAML = *yamlExtra
 	cfg.WaitQuiet = *waitQuiet
+	cfg.Variants = cfg.Variants || *variants
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "procmesh-bench: warning: not root; the cold-identity scenario needs to start processes as other uids and will fail")
 	}
