@@ -1,0 +1,273 @@
+package wlapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// The test binary re-executed (a copy per identity, at its own path) is
+// the Workload API's client, in the mode PROCMESH_TEST_CLIENT names; it
+// prints one JSON result per line.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("PROCMESH_TEST_CLIENT"); mode != "" {
+		if err := runClient(mode); err != nil {
+			fmt.Fprintln(os.Stderr, "client:", err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// result is what a client saw.
+type result struct {
+	ID      string   `json:"id,omitempty"`      // SPIFFE ID of the SVID received
+	Serials []string `json:"serials,omitempty"` // serials of the SVIDs received, in order
+	Code    string   `json:"code,omitempty"`    // gRPC status code of a failure
+	Err     string   `json:"err,omitempty"`
+	PID     int      `json:"pid,omitempty"`
+}
+
+func failure(err error) result {
+	return result{Code: status.Code(err).String(), Err: err.Error()}
+}
+
+// Modes:
+//
+//	source       go-spiffe's X509Source on SPIFFE_ENDPOINT_SOCKET; checks the
+//	             SVID's chain against the bundle it got; waits for
+//	             PM_ROTATIONS distinct SVIDs (default 1)
+//	fetch        go-spiffe's FetchX509SVID once, at PM_SOCK
+//	nometa       FetchX509SVID on a raw gRPC client without the header
+//	jwt          go-spiffe's FetchJWTSVID for audience PM_AUD, naming PM_JWT_ID
+//	stream       FetchX509SVID on a raw client; one result per message, then
+//	             the status that ended the stream
+//	share-exit   connect, start a child (sleep-fd) that inherits the socket,
+//	             print the first message of a stream, and exit
+//	give         connect, hand the socket to PM_NEXT (speak), wait for it
+//	connect-exec connect, exec PM_NEXT (speak) with the socket open
+//	speak        FetchX509SVID over the socket at descriptor PM_FD (default 3)
+//	sleep-fd     sleep, holding descriptor 3
+func runClient(mode string) error {
+	sock := os.Getenv("PM_SOCK")
+	out := json.NewEncoder(os.Stdout)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch mode {
+	case "source":
+		return source(ctx, out)
+	case "fetch":
+		svid, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+sock))
+		if err != nil {
+			return out.Encode(failure(err))
+		}
+		return out.Encode(result{ID: svid.ID.String(), Serials: []string{svid.Certificates[0].SerialNumber.Text(16)}})
+	case "nometa":
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return err
+		}
+		return stream(context.Background(), c, out, 1)
+	case "jwt":
+		svid, err := workloadapi.FetchJWTSVID(ctx, jwtParams(), workloadapi.WithAddr("unix://"+sock))
+		if err != nil {
+			return out.Encode(failure(err))
+		}
+		return out.Encode(result{ID: svid.ID.String()})
+	case "stream":
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return err
+		}
+		n := -1
+		if s := os.Getenv("PM_N"); s != "" {
+			n, _ = strconv.Atoi(s)
+		}
+		return stream(withHeader(context.Background()), c, out, n)
+	case "share-exit":
+		fd, err := dialFD(sock)
+		if err != nil {
+			return err
+		}
+		child := self("sleep-fd")
+		child.Stdout, child.Stderr = nil, nil // the test reads this one's output to its end
+		child.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "conn")}
+		if err := child.Start(); err != nil {
+			return err
+		}
+		out.Encode(result{PID: child.Process.Pid})
+		c, err := net.FileConn(os.NewFile(uintptr(fd), "conn"))
+		if err != nil {
+			return err
+		}
+		return stream(withHeader(ctx), c, out, 1)
+	case "give":
+		fd, err := dialFD(sock)
+		if err != nil {
+			return err
+		}
+		cmd := self("speak")
+		cmd.Path = os.Getenv("PM_NEXT")
+		cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "conn")}
+		return cmd.Run()
+	case "connect-exec":
+		fd, err := dialFD(sock)
+		if err != nil {
+			return err
+		}
+		next := os.Getenv("PM_NEXT")
+		env := []string{"PROCMESH_TEST_CLIENT=speak", "PM_FD=" + strconv.Itoa(fd)}
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "PROCMESH_TEST_CLIENT=") {
+				env = append(env, kv)
+			}
+		}
+		return syscall.Exec(next, []string{next, "-test.run=^$"}, env)
+	case "speak":
+		fd := 3
+		if s := os.Getenv("PM_FD"); s != "" {
+			fd, _ = strconv.Atoi(s)
+		}
+		c, err := net.FileConn(os.NewFile(uintptr(fd), "conn"))
+		if err != nil {
+			return err
+		}
+		return stream(withHeader(ctx), c, out, 1)
+	case "sleep-fd":
+		time.Sleep(time.Minute)
+		return nil
+	}
+	return fmt.Errorf("unknown client mode %q", mode)
+}
+
+// source is the recipe of the README: go-spiffe's X509Source with the
+// socket from SPIFFE_ENDPOINT_SOCKET.
+func source(ctx context.Context, out *json.Encoder) error {
+	src, err := workloadapi.NewX509Source(ctx)
+	if err != nil {
+		return out.Encode(failure(err))
+	}
+	defer src.Close()
+	want, _ := strconv.Atoi(os.Getenv("PM_ROTATIONS"))
+	var r result
+	seen := map[string]bool{}
+	for len(r.Serials) < max(want, 1) {
+		svid, err := src.GetX509SVID()
+		if err != nil {
+			return err
+		}
+		bundle, err := src.GetX509BundleForTrustDomain(svid.ID.TrustDomain())
+		if err != nil {
+			return err
+		}
+		// The chain verifies against the bundle it came with, and the
+		// key is the leaf's (go-spiffe checked that when it parsed it).
+		if _, _, err := x509svid.Verify(svid.Certificates, bundle); err != nil {
+			return fmt.Errorf("SVID does not verify against its bundle: %w", err)
+		}
+		if s := svid.Certificates[0].SerialNumber.Text(16); !seen[s] {
+			seen[s] = true
+			r.ID, r.Serials = svid.ID.String(), append(r.Serials, s)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("saw %d SVIDs, waited for %d", len(r.Serials), want)
+		case <-src.Updated():
+		}
+	}
+	return out.Encode(r)
+}
+
+func jwtParams() jwtsvid.Params {
+	p := jwtsvid.Params{Audience: os.Getenv("PM_AUD")}
+	if s := os.Getenv("PM_JWT_ID"); s != "" {
+		p.Subject = spiffeid.RequireFromString(s)
+	}
+	return p
+}
+
+func withHeader(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "workload.spiffe.io", "true")
+}
+
+// stream reads up to n messages (n < 0: until the stream ends) of
+// FetchX509SVID over c, printing each, then the status that ended it.
+func stream(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
+	used := false
+	conn, err := grpc.NewClient("passthrough:///workload-api",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
+			if used {
+				return nil, errors.New("one connection only")
+			}
+			used = true
+			return c, nil
+		}))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	st, err := workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(ctx, &workloadpb.X509SVIDRequest{})
+	if err != nil {
+		return out.Encode(failure(err))
+	}
+	for i := 0; n < 0 || i < n; i++ {
+		resp, err := st.Recv()
+		if err != nil {
+			return out.Encode(failure(err))
+		}
+		var r result
+		for _, s := range resp.Svids {
+			svid, err := x509svid.ParseRaw(s.X509Svid, s.X509SvidKey)
+			if err != nil {
+				return err
+			}
+			r.ID = s.SpiffeId
+			r.Serials = append(r.Serials, svid.Certificates[0].SerialNumber.Text(16))
+		}
+		if err := out.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dialFD connects a Unix socket that stays open across exec.
+func dialFD(sock string) (int, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return -1, err
+	}
+	return fd, unix.Connect(fd, &unix.SockaddrUnix{Name: sock})
+}
+
+// self is this binary again in mode, with this process's environment.
+func self(mode string) *exec.Cmd {
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROCMESH_TEST_CLIENT="+mode)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd
+}

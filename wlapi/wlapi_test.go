@@ -1,0 +1,199 @@
+package wlapi_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/procmesh/procmesh/registry"
+)
+
+// Two binaries, one as root and one as uid 1000, each with go-spiffe's
+// X509Source on SPIFFE_ENDPOINT_SOCKET: each gets its own SPIFFE ID, a
+// chain that verifies against the bundle it got, and its own key (the
+// source parses the key with the leaf and refuses a mismatch).
+func TestThreat_I13_TwoBinariesTwoIdentities(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, b := e.client("a"), e.client("b")
+	e.setEntries(
+		registry.Entry{ID: idA, Selectors: []string{pathSel(a)}},
+		registry.Entry{ID: idB, Selectors: []string{pathSel(b), "unix:uid:1000"}},
+	)
+	ra := one(t, e.run(a, -1, "source"))
+	rb := one(t, e.run(b, 1000, "source"))
+	if ra.ID != idA.String() || rb.ID != idB.String() {
+		t.Fatalf("a got %+v, b got %+v; want %s and %s", ra, rb, idA, idB)
+	}
+	e.waitAudit(`"rpc":"FetchX509SVID"`, `"spiffe_id":"`+idA.String()+`"`, `"sent":"x509_svid"`)
+	e.waitAudit(`"rpc":"FetchX509SVID"`, `"spiffe_id":"`+idB.String()+`"`, `"uid":1000`, `"sent":"x509_svid"`)
+}
+
+// A process that matches no entry gets PermissionDenied, with its
+// selectors, and no SVID; its audit line says so.
+func TestThreat_I13_UnregisteredPermissionDenied(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, stranger := e.client("a"), e.client("stranger")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	r := one(t, e.run(stranger, 1000, "fetch"))
+	if r.Code != codes.PermissionDenied.String() || r.ID != "" {
+		t.Fatalf("unregistered process got %+v; want PermissionDenied", r)
+	}
+	if !strings.Contains(r.Err, "matches no registration entry") || !strings.Contains(r.Err, pathSel(stranger)) {
+		t.Fatalf("refusal does not list the selectors: %s", r.Err)
+	}
+	e.waitAudit(`"rpc":"FetchX509SVID"`, `"outcome":"PermissionDenied"`, `"uid":1000`, pathSel(stranger))
+}
+
+// A request without the workload.spiffe.io header is InvalidArgument,
+// from a registered process too, before anything else is looked at.
+func TestWorkloadAPI_MissingHeaderIsInvalidArgument(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.client("a")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	r := one(t, e.run(a, -1, "nometa"))
+	if r.Code != codes.InvalidArgument.String() || !strings.Contains(r.Err, "workload.spiffe.io") {
+		t.Fatalf("without the header: %+v; want InvalidArgument naming the header", r)
+	}
+	// The same raw client with the header is served.
+	if r := one(t, e.run(a, -1, "stream", "PM_N=1")); r.ID != idA.String() {
+		t.Fatalf("with the header: %+v", r)
+	}
+}
+
+// The WIT RPCs are not served.
+func TestWorkloadAPI_WITUnimplemented(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	conn, err := grpc.NewClient("unix://"+e.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(withHeader(context.Background()), 10*time.Second)
+	defer cancel()
+	st, err := workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchWITSVID(ctx, &workloadpb.WITSVIDRequest{})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("FetchWITSVID: %v; want Unimplemented", err)
+	}
+}
+
+// Rotation reaches go-spiffe's X509Source: with a 4s SVID lifetime the
+// store renews at half-life and the stream sends each new SVID.
+func TestWorkloadAPI_RotationReachesTheSource(t *testing.T) {
+	e := newEnv(t, envOptions{ttl: 4 * time.Second})
+	a := e.client("a")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	r := one(t, e.run(a, -1, "source", "PM_ROTATIONS=3"))
+	if r.ID != idA.String() || len(r.Serials) != 3 {
+		t.Fatalf("got %+v; want 3 SVIDs of %s", r, idA)
+	}
+	for _, s := range r.Serials {
+		e.waitAudit(`"sent":"x509_svid"`, `"serial":"`+s+`"`)
+	}
+}
+
+// A process cannot have another's JWT-SVID by naming its SPIFFE ID.
+func TestThreat_I13_JWTSVIDOfAnotherIDRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, b := e.client("a"), e.client("b")
+	e.setEntries(
+		registry.Entry{ID: idA, Selectors: []string{pathSel(a)}},
+		registry.Entry{ID: idB, Selectors: []string{pathSel(b)}},
+	)
+	r := one(t, e.run(a, -1, "jwt", "PM_AUD=https://sts.example", "PM_JWT_ID="+idB.String()))
+	if r.Code != codes.PermissionDenied.String() || r.ID != "" || !strings.Contains(r.Err, "its own SPIFFE ID only") {
+		t.Fatalf("a asking for b's JWT-SVID got %+v; want PermissionDenied", r)
+	}
+	e.waitAudit(`"rpc":"FetchJWTSVID"`, `"spiffe_id":"`+idA.String()+`"`, `"outcome":"PermissionDenied"`)
+}
+
+// A reload that removes a process's entry ends its stream with
+// PermissionDenied; one that gives it another ID sends that ID's SVID.
+func TestThreat_I13_ReloadChangesTheStream(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.client("a")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	_, ch := e.start(a, -1, "stream")
+	if r := next(t, ch); r.ID != idA.String() {
+		t.Fatalf("first message: %+v", r)
+	}
+	e.setEntries(registry.Entry{ID: idB, Selectors: []string{pathSel(a)}})
+	if r := next(t, ch); r.ID != idB.String() {
+		t.Fatalf("after the entry changed to %s: %+v", idB, r)
+	}
+	e.setEntries()
+	if r := next(t, ch); r.Code != codes.PermissionDenied.String() {
+		t.Fatalf("after the entry was removed: %+v; want PermissionDenied", r)
+	}
+}
+
+// The stream ends when its process exits, even while the connection stays
+// open in a child that inherited it: nothing more is sent on it.
+func TestThreat_I13_StreamEndsWhenProcessExits(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.client("a")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	cmd, ch := e.start(a, -1, "share-exit")
+	child := next(t, ch)
+	if child.PID == 0 {
+		t.Fatalf("no child: %+v", child)
+	}
+	t.Cleanup(func() { killPID(child.PID) })
+	if r := next(t, ch); r.ID != idA.String() {
+		t.Fatalf("first message: %+v", r)
+	}
+	cmd.Wait()
+	line := e.waitAudit(`"rpc":"FetchX509SVID"`, `"outcome":"Unavailable"`, "exited")
+	if !strings.Contains(line, `"messages":1`) {
+		t.Fatalf("audit line: %s", line)
+	}
+}
+
+// A registered process connects and hands its connection (inherited
+// across fork+exec) to an unregistered program, which writes the requests:
+// it gets nothing, since every byte read is attributed to its writer
+// (THREATS I12 on the Workload API).
+func TestThreat_I13_ConnectionGivenToAnotherProcess(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, stranger := e.client("a"), e.client("stranger")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	r := one(t, e.run(a, -1, "give", "PM_NEXT="+stranger))
+	if r.ID != "" || r.Code == codes.OK.String() {
+		t.Fatalf("the process given the connection got %+v; want no SVID", r)
+	}
+	e.waitAudit(`"event":"workload_api"`, `"rpc":"connection"`, "were written by process", stranger)
+}
+
+// The exec race (THREATS I11 on the Workload API): an unregistered
+// program connects and execs a registered one before procmesh accepts.
+// With the connect-time record it is refused; without it, it would be
+// attested as the registered program (the window the record closes).
+func TestThreat_I13_ExecRace(t *testing.T) {
+	for _, records := range []bool{true, false} {
+		name := map[bool]string{true: "connect-time record", false: "no record"}[records]
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOptions{records: records, hold: true})
+			victim, attacker := e.client("victim"), e.client("attacker")
+			e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(victim)}})
+			cmd, ch := e.start(attacker, -1, "connect-exec", "PM_NEXT="+victim)
+			waitExe(t, cmd.Process.Pid, victim)
+			e.release()
+			r := next(t, ch)
+			if records && (r.ID != "" || r.Code != codes.PermissionDenied.String()) {
+				t.Fatalf("exec after connect got %+v; want PermissionDenied", r)
+			}
+			if !records && r.ID != idA.String() {
+				t.Fatalf("without the record, the exec race is expected to get %s (the window the record closes): %+v", idA, r)
+			}
+		})
+	}
+}
