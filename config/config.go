@@ -127,6 +127,9 @@ type Listen struct {
 	Socket string      // default /run/procmesh/egress.sock
 	Mode   os.FileMode // default 0660; never world-writable
 	Group  string      // group owning the socket; "" = procmesh's own gid
+	// WorkloadAPI (key workload_api) is the socket of the SPIFFE Workload
+	// API (package wlapi), with Mode and Group too; "" (default) = off.
+	WorkloadAPI string
 }
 
 // Identity says where SVIDs come from.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -25,7 +26,7 @@ func keys(section string) []string {
 		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
 			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
 	case "listen":
-		return []string{"socket", "mode", "group"}
+		return []string{"socket", "mode", "group", "workload_api"}
 	case "identity":
 		return []string{"provider", "state_dir", "ca", "svid_ttl", "spire"}
 	case "identity.spire":
@@ -89,6 +90,12 @@ func (w *walker) decode(root *yaml.Node) *Config {
 		c.Listen.Socket, _ = w.socketPath(f.get("socket"), f.key("socket"))
 		c.Listen.Mode, _ = w.mode(f.get("mode"), f.key("mode"))
 		c.Listen.Group, _ = w.str(f.get("group"), f.key("group"))
+		if n := f.get("workload_api"); n != nil {
+			c.Listen.WorkloadAPI, _ = w.socketPath(n, f.key("workload_api"))
+			if main := cmp.Or(c.Listen.Socket, DefaultSocket); c.Listen.WorkloadAPI == main {
+				w.add(n.Line, f.key("workload_api"), "%s is already listen.socket; give the Workload API a socket of its own, like /run/procmesh/workload.sock", main)
+			}
+		}
 	}
 	if f, ok := w.mapping(top.get("identity"), "identity", keys("identity")...); ok {
 		c.Identity.Provider, _ = w.oneOf(f.get("provider"), f.key("provider"), []string{"builtin", "spire"}, nil)

@@ -103,6 +103,9 @@ func (c *Config) validateWorkloads(ps *problems) {
 func (c *Config) validateRoutes(ps *problems, bundles map[spiffeid.TrustDomain]bool) {
 	names, hosts := map[string]int{}, map[string]int{}
 	sockets := map[string]string{c.Listen.Socket: "listen.socket"}
+	if c.Listen.WorkloadAPI != "" {
+		sockets[c.Listen.WorkloadAPI] = "listen.workload_api"
+	}
 	for i, r := range c.Routes {
 		key := func(k string) string { return fmt.Sprintf("routes[%d].%s", i, k) }
 		if j, dup := names[r.Name]; dup {

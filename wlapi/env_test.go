@@ -25,7 +25,9 @@ import (
 	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/internal/credread"
 	"github.com/procmesh/procmesh/internal/logtest"
+	"github.com/procmesh/procmesh/internal/spiretest"
 	"github.com/procmesh/procmesh/registry"
+	"github.com/procmesh/procmesh/spire"
 	"github.com/procmesh/procmesh/tlsconf"
 	"github.com/procmesh/procmesh/wlapi"
 	"github.com/procmesh/procmesh/workload"
@@ -54,7 +56,7 @@ type envOptions struct {
 	ttl     time.Duration // SVID lifetime; default 1h
 	records bool          // the kernel's connect-time record (THREATS I11)
 	hold    bool          // accept only at release
-	src     func(*tlsconf.CA, *tlsconf.Store) tlsconf.Source
+	spire   *spiretest.SPIRE  // identity source: SPIRE's agent, not the builtin CA
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -78,9 +80,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	store := tlsconf.NewStore(ca, bundles, tlsconf.StoreOptions{})
 	t.Cleanup(func() { store.Close() })
+	att := attest.New(attest.Options{})
 	var src tlsconf.Source = store
-	if o.src != nil {
-		src = o.src(ca, store)
+	if o.spire != nil {
+		sp, err := spire.New(spire.Options{AdminSocket: o.spire.AdminSocket, Alive: att.Alive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sp.Close() })
+		src = sp
 	}
 	reg, err := registry.New(nil)
 	if err != nil {
@@ -95,7 +103,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Cleanup(func() { rec.Close() })
 		wopts.Records = rec
 	}
-	att := attest.New(attest.Options{})
 	e.resolver, err = workload.New(att, reg, src, wopts)
 	if err != nil {
 		t.Fatal(err)
