@@ -53,10 +53,10 @@ type env struct {
 }
 
 type envOptions struct {
-	ttl     time.Duration // SVID lifetime; default 1h
-	records bool          // the kernel's connect-time record (THREATS I11)
-	hold    bool          // accept only at release
-	spire   *spiretest.SPIRE  // identity source: SPIRE's agent, not the builtin CA
+	ttl     time.Duration    // SVID lifetime; default 1h
+	records bool             // the kernel's connect-time record (THREATS I11)
+	hold    bool             // accept only at release
+	spire   *spiretest.SPIRE // identity source: SPIRE's agent, not the builtin CA
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
