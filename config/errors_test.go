@@ -44,7 +44,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key nested", "trust_domain: example.org\nlisten:\n  socket: /run/x.sock\n  foo: 1\n", `test.yaml:4: unknown key "foo" in listen (known: socket, mode, group, workload_api)`},
 		{"unknown key deeper", "trust_domain: example.org\nidentity:\n  ca:\n    chain: /x\n", `test.yaml:4: unknown key "chain" in identity.ca (known: cert, key)`},
 		{"unknown key in list item", "trust_domain: example.org\n" + route + "  - {name: b, host: b.test, upstream: \"127.0.0.1:1\", server_id: spiffe://example.org/b, tls: true}\n",
-			`test.yaml:4: unknown key "tls" in routes[1] (known: name, host, upstream, server_id, server_trust_domain, protocol, alpn, socket, socket_mode)`},
+			`test.yaml:4: unknown key "tls" in routes[1] (known: name, host, upstream, server_id, server_trust_domain, protocol, alpn, socket, socket_mode, jwt_svid)`},
 		{"duplicate key", "trust_domain: example.org\nlisten:\n  mode: \"0660\"\n  mode: \"0600\"\n", `test.yaml:4: duplicate key "mode" in listen (first at line 3)`},
 		{"alias", "trust_domain: &td example.org\nlisten: {group: *td}\n", "test.yaml:2: listen.group: aliases (*td) are not supported; write the value out"},
 		{"merge key", "trust_domain: example.org\nlisten:\n  <<: {mode: \"0600\"}\n", "test.yaml:3: listen: keys must be plain names; anchors, aliases and merge keys (<<) are not supported"},

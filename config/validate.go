@@ -134,6 +134,9 @@ func (c *Config) validateRoutes(ps *problems, bundles map[spiffeid.TrustDomain]b
 		if r.Protocol != "tcp" && r.Socket != "" {
 			ps.add(r.Line, key("socket"), "a route socket carries raw bytes and needs protocol: tcp (this route is %s); set protocol: tcp or remove socket", r.Protocol)
 		}
+		if r.JWTSVID.On() {
+			c.validateJWTSVID(ps, r, key("jwt_svid"))
+		}
 		if r.Socket != "" {
 			if other, dup := sockets[r.Socket]; dup {
 				ps.add(r.Line, key("socket"), "%s is already used by %s", r.Socket, other)
