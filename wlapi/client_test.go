@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
@@ -61,6 +63,10 @@ func failure(err error) result {
 //	fetch        go-spiffe's FetchX509SVID once, at PM_SOCK
 //	nometa       FetchX509SVID on a raw gRPC client without the header
 //	jwt          go-spiffe's FetchJWTSVID for audience PM_AUD, naming PM_JWT_ID
+//	jwt-validate FetchJWTSVID for PM_AUD, then the token validated by
+//	             ValidateJWTSVID, and by this process against FetchJWTBundles;
+//	             then ValidateJWTSVID for another audience (must fail)
+//	jwt-bundles  PM_N messages of FetchJWTBundles on a raw client: key IDs
 //	stream       FetchX509SVID on a raw client; one result per message, then
 //	             the status that ended the stream
 //	share-exit   connect, start a child (sleep-fd) that inherits the socket,
@@ -95,6 +101,15 @@ func runClient(mode string) error {
 			return out.Encode(failure(err))
 		}
 		return out.Encode(result{ID: svid.ID.String()})
+	case "jwt-validate":
+		return jwtValidate(ctx, sock, out)
+	case "jwt-bundles":
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(os.Getenv("PM_N"))
+		return jwtBundles(withHeader(ctx), c, out, n)
 	case "stream":
 		c, err := net.Dial("unix", sock)
 		if err != nil {
@@ -270,4 +285,68 @@ func self(mode string) *exec.Cmd {
 	cmd.Env = append(os.Environ(), "PROCMESH_TEST_CLIENT="+mode)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd
+}
+
+// jwtValidate fetches a JWT-SVID and has it validated three ways.
+func jwtValidate(ctx context.Context, sock string, out *json.Encoder) error {
+	addr := workloadapi.WithAddr("unix://" + sock)
+	aud := os.Getenv("PM_AUD")
+	tok, err := workloadapi.FetchJWTSVID(ctx, jwtParams(), addr)
+	if err != nil {
+		return out.Encode(failure(err))
+	}
+	byAPI, err := workloadapi.ValidateJWTSVID(ctx, tok.Marshal(), aud, addr)
+	if err != nil {
+		return fmt.Errorf("ValidateJWTSVID: %w", err)
+	}
+	bundles, err := workloadapi.FetchJWTBundles(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("FetchJWTBundles: %w", err)
+	}
+	local, err := jwtsvid.ParseAndValidate(tok.Marshal(), bundles, []string{aud})
+	if err != nil {
+		return fmt.Errorf("the token does not validate against the JWT bundle: %w", err)
+	}
+	if byAPI.ID != tok.ID || local.ID != tok.ID {
+		return fmt.Errorf("token of %s validated as %s and %s", tok.ID, byAPI.ID, local.ID)
+	}
+	_, err = workloadapi.ValidateJWTSVID(ctx, tok.Marshal(), "https://other.example", addr)
+	return out.Encode(result{ID: tok.ID.String(), Code: status.Code(err).String()})
+}
+
+// jwtBundles prints the key IDs of n FetchJWTBundles messages.
+func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
+	conn, err := grpc.NewClient("passthrough:///workload-api",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return c, nil }))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	st, err := workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchJWTBundles(ctx, &workloadpb.JWTBundlesRequest{})
+	if err != nil {
+		return out.Encode(failure(err))
+	}
+	for i := 0; i < n; i++ {
+		resp, err := st.Recv()
+		if err != nil {
+			return out.Encode(failure(err))
+		}
+		var r result
+		for td, jwks := range resp.Bundles {
+			b, err := jwtbundle.Parse(spiffeid.RequireTrustDomainFromString(td), jwks)
+			if err != nil {
+				return err
+			}
+			r.ID = td
+			for kid := range b.JWTAuthorities() {
+				r.Serials = append(r.Serials, kid)
+			}
+		}
+		sort.Strings(r.Serials)
+		if err := out.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }

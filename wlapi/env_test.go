@@ -57,6 +57,8 @@ type envOptions struct {
 	records bool             // the kernel's connect-time record (THREATS I11)
 	hold    bool             // accept only at release
 	spire   *spiretest.SPIRE // identity source: SPIRE's agent, not the builtin CA
+	// jwtRotation is how long a JWT key signs; default 24h.
+	jwtRotation time.Duration
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -78,7 +80,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := tlsconf.NewStore(ca, bundles, tlsconf.StoreOptions{})
+	keys, err := tlsconf.LoadOrCreateJWTKeys(tlsconf.JWTKeyOptions{TrustDomain: nodeTD, StateDir: filepath.Join(dir, "state"), Rotation: o.jwtRotation})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := tlsconf.NewStore(ca, bundles, tlsconf.StoreOptions{JWT: keys})
 	t.Cleanup(func() { store.Close() })
 	att := attest.New(attest.Options{})
 	var src tlsconf.Source = store

@@ -74,7 +74,8 @@ func (s *Server) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.Se
 	if err := s.jwtSource(); err != nil {
 		return err
 	}
-	var last map[string][]byte
+	// Compared as bundles: their JWKS encoding orders keys at random.
+	var last *jwtbundle.Bundle
 	return s.follow(ctx, cs, func() error {
 		_, id, err := s.caller(ctx, false)
 		if err != nil {
@@ -87,33 +88,33 @@ func (s *Server) FetchJWTBundles(_ *workloadpb.JWTBundlesRequest, stream grpc.Se
 			}
 			return nil
 		}
-		if sameBundles(cur, last) {
+		if last != nil && cur.Equal(last) {
 			return nil
+		}
+		jwks, err := cur.Marshal()
+		if err != nil {
+			return status.Errorf(codes.Internal, "wlapi: encode the JWT bundle of %s: %v", cur.TrustDomain(), err)
 		}
 		if _, _, err := s.caller(ctx, true); err != nil {
 			return err
 		}
-		if err := stream.Send(&workloadpb.JWTBundlesResponse{Bundles: cur}); err != nil {
+		if err := stream.Send(&workloadpb.JWTBundlesResponse{Bundles: map[string][]byte{cur.TrustDomain().IDString(): jwks}}); err != nil {
 			return err
 		}
-		last = cur
+		last = cur.Clone()
 		rec.sent.Add(1)
 		return nil
 	})
 }
 
-// jwtBundle is the JWKS of id's trust domain, by trust domain ID.
-func (s *Server) jwtBundle(id *workload.Identity) (map[string][]byte, error) {
+// jwtBundle is the JWT bundle of id's trust domain.
+func (s *Server) jwtBundle(id *workload.Identity) (*jwtbundle.Bundle, error) {
 	td := id.ID().TrustDomain()
 	b, ok := s.jwt.JWTBundles().Get(td)
 	if !ok {
 		return nil, status.Errorf(codes.Unavailable, "wlapi: no JWT bundle for trust domain %s yet", td)
 	}
-	jwks, err := b.Marshal()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "wlapi: encode the JWT bundle of %s: %v", td, err)
-	}
-	return map[string][]byte{td.IDString(): jwks}, nil
+	return b, nil
 }
 
 // ValidateJWTSVID validates a JWT-SVID for the audience against the JWT

@@ -114,6 +114,49 @@ func TestThreat_I13_JWTSVIDOfAnotherIDRefused(t *testing.T) {
 		t.Fatalf("a asking for b's JWT-SVID got %+v; want PermissionDenied", r)
 	}
 	e.waitAudit(`"rpc":"FetchJWTSVID"`, `"spiffe_id":"`+idA.String()+`"`, `"outcome":"PermissionDenied"`)
+	for _, name := range []string{idA.String(), ""} {
+		if r := one(t, e.run(a, -1, "jwt", "PM_AUD=https://sts.example", "PM_JWT_ID="+name)); r.ID != idA.String() {
+			t.Fatalf("a asking for its own JWT-SVID (spiffe_id %q) got %+v", name, r)
+		}
+	}
+}
+
+// JWT-SVIDs end to end through go-spiffe's client: a process's token
+// names it, validates through ValidateJWTSVID and against the JWT bundle
+// of FetchJWTBundles, and not for another audience (InvalidArgument).
+func TestWorkloadAPI_JWTSVIDValidates(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, b := e.client("a"), e.client("b")
+	e.setEntries(
+		registry.Entry{ID: idA, Selectors: []string{pathSel(a)}},
+		registry.Entry{ID: idB, Selectors: []string{pathSel(b), "unix:uid:1000"}},
+	)
+	ra := one(t, e.run(a, -1, "jwt-validate", "PM_AUD=https://sts.example"))
+	rb := one(t, e.run(b, 1000, "jwt-validate", "PM_AUD=https://sts.example"))
+	if ra.ID != idA.String() || rb.ID != idB.String() || ra.Code != codes.InvalidArgument.String() {
+		t.Fatalf("a got %+v, b got %+v", ra, rb)
+	}
+	e.waitAudit(`"rpc":"ValidateJWTSVID"`, `"spiffe_id":"`+idB.String()+`"`, `"outcome":"InvalidArgument"`)
+}
+
+// A JWT key rotation reaches FetchJWTBundles: the next key is published
+// before it signs, in a new message with the full set.
+func TestWorkloadAPI_JWTBundleRotation(t *testing.T) {
+	e := newEnv(t, envOptions{jwtRotation: 2 * time.Second})
+	a := e.client("a")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	rs := e.run(a, -1, "jwt-bundles", "PM_N=3")
+	if len(rs) != 3 {
+		t.Fatalf("got %+v", rs)
+	}
+	for i, r := range rs {
+		if r.ID != nodeTD.IDString() || len(r.Serials) == 0 {
+			t.Fatalf("message %d: %+v; want the keys of %s only", i, r, nodeTD)
+		}
+		if i > 0 && strings.Join(r.Serials, " ") == strings.Join(rs[i-1].Serials, " ") {
+			t.Fatalf("message %d repeats the key set of the one before: %+v", i, rs)
+		}
+	}
 }
 
 // A reload that removes a process's entry ends its stream with
