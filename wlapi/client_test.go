@@ -67,6 +67,8 @@ func failure(err error) result {
 //	             ValidateJWTSVID, and by this process against FetchJWTBundles;
 //	             then ValidateJWTSVID for another audience (must fail)
 //	jwt-bundles  PM_N messages of FetchJWTBundles on a raw client: key IDs
+//	twice        FetchJWTSVID twice on one connection, the second once the
+//	             file PM_GO exists
 //	stream       FetchX509SVID on a raw client; one result per message, then
 //	             the status that ended the stream
 //	share-exit   connect, start a child (sleep-fd) that inherits the socket,
@@ -110,6 +112,29 @@ func runClient(mode string) error {
 		}
 		n, _ := strconv.Atoi(os.Getenv("PM_N"))
 		return jwtBundles(withHeader(ctx), c, out, n)
+	case "twice":
+		// One connection, two RPCs: the second once the file PM_GO exists.
+		conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		c := workloadpb.NewSpiffeWorkloadAPIClient(conn)
+		for i := 0; i < 2; i++ {
+			for i == 1 {
+				if _, err := os.Stat(os.Getenv("PM_GO")); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			resp, err := c.FetchJWTSVID(withHeader(ctx), &workloadpb.JWTSVIDRequest{Audience: []string{"https://sts.example"}})
+			if err != nil {
+				out.Encode(failure(err))
+				continue
+			}
+			out.Encode(result{ID: resp.Svids[0].SpiffeId})
+		}
+		return nil
 	case "stream":
 		c, err := net.Dial("unix", sock)
 		if err != nil {

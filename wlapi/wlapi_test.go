@@ -2,6 +2,8 @@ package wlapi_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,26 @@ func TestThreat_I13_UnregisteredPermissionDenied(t *testing.T) {
 		t.Fatalf("refusal does not list the selectors: %s", r.Err)
 	}
 	e.waitAudit(`"rpc":"FetchX509SVID"`, `"outcome":"PermissionDenied"`, `"uid":1000`, pathSel(stranger))
+}
+
+// A process refused for having no entry is found on its next RPC, on the
+// same connection, once a reload gives it one (clients retry on
+// PermissionDenied without reconnecting).
+func TestThreat_I13_EntryAddedLaterFoundOnTheSameConnection(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.client("a")
+	goFile := filepath.Join(e.dir, "go")
+	_, ch := e.start(a, -1, "twice", "PM_GO="+goFile)
+	if r := next(t, ch); r.Code != codes.PermissionDenied.String() {
+		t.Fatalf("before its entry: %+v", r)
+	}
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(t, ch); r.ID != idA.String() {
+		t.Fatalf("after its entry was added: %+v", r)
+	}
 }
 
 // A request without the workload.spiffe.io header is InvalidArgument,
