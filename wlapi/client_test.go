@@ -75,6 +75,7 @@ func failure(err error) result {
 //	             print the first message of a stream, and exit
 //	give         connect, hand the socket to PM_NEXT (speak), wait for it
 //	connect-exec connect, exec PM_NEXT (speak) with the socket open
+//	attested-exec the same, once procmesh has attested the connection
 //	speak        FetchX509SVID over the socket at descriptor PM_FD (default 3)
 //	sleep-fd     sleep, holding descriptor 3
 func runClient(mode string) error {
@@ -171,10 +172,18 @@ func runClient(mode string) error {
 		cmd.Path = os.Getenv("PM_NEXT")
 		cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "conn")}
 		return cmd.Run()
-	case "connect-exec":
+	case "connect-exec", "attested-exec":
 		fd, err := dialFD(sock)
 		if err != nil {
 			return err
+		}
+		if mode == "attested-exec" {
+			// procmesh writes its HTTP/2 settings once the handshake,
+			// and so the attestation, is done: wait for them, unread.
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, 10000); err != nil || fds[0].Revents&unix.POLLIN == 0 {
+				return fmt.Errorf("procmesh never answered the connection: %v", err)
+			}
 		}
 		next := os.Getenv("PM_NEXT")
 		env := []string{"PROCMESH_TEST_CLIENT=speak", "PM_FD=" + strconv.Itoa(fd)}

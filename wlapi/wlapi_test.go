@@ -262,3 +262,29 @@ func TestThreat_I13_ExecRace(t *testing.T) {
 		})
 	}
 }
+
+// Exec after attestation: a program connects, waits until procmesh has
+// attested it (its handshake answer arrives), then execs a registered
+// program that makes the requests on the connection. The process is no
+// longer the one attested: refused, whether the first program had no
+// entry (asked again by PID, the new image must not be attested in its
+// place) or an entry of its own (the registered program's SVID and the
+// first one's are both refused).
+func TestThreat_I13_ExecAfterAttestation(t *testing.T) {
+	for _, registered := range []bool{false, true} {
+		name := map[bool]string{false: "unregistered first", true: "registered first"}[registered]
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			victim, attacker := e.client("victim"), e.client("attacker")
+			entries := []registry.Entry{{ID: idA, Selectors: []string{pathSel(victim)}}}
+			if registered {
+				entries = append(entries, registry.Entry{ID: idB, Selectors: []string{pathSel(attacker)}})
+			}
+			e.setEntries(entries...)
+			r := one(t, e.run(attacker, -1, "attested-exec", "PM_NEXT="+victim))
+			if r.ID != "" || r.Code != codes.PermissionDenied.String() {
+				t.Fatalf("exec after attestation got %+v; want PermissionDenied", r)
+			}
+		})
+	}
+}
