@@ -73,7 +73,8 @@ func failure(err error) result {
 //	             the status that ended the stream
 //	share-exit   connect, start a child (sleep-fd) that inherits the socket,
 //	             print the first message of a stream, and exit
-//	give         connect, hand the socket to PM_NEXT (speak), wait for it
+//	give         connect, hand the socket to PM_NEXT (speak), wait for it:
+//	             inherited, or over SCM_RIGHTS with PM_HOW=scm
 //	connect-exec connect, exec PM_NEXT (speak) with the socket open
 //	attested-exec the same, once procmesh has attested the connection
 //	speak        FetchX509SVID over the socket at descriptor PM_FD (default 3)
@@ -170,8 +171,22 @@ func runClient(mode string) error {
 		}
 		cmd := self("speak")
 		cmd.Path = os.Getenv("PM_NEXT")
-		cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "conn")}
-		return cmd.Run()
+		if os.Getenv("PM_HOW") != "scm" {
+			cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "conn")}
+			return cmd.Run()
+		}
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(pair[1]), "pair")}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(fd), nil, 0); err != nil {
+			return err
+		}
+		return cmd.Wait()
 	case "connect-exec", "attested-exec":
 		fd, err := dialFD(sock)
 		if err != nil {
@@ -197,6 +212,12 @@ func runClient(mode string) error {
 		fd := 3
 		if s := os.Getenv("PM_FD"); s != "" {
 			fd, _ = strconv.Atoi(s)
+		}
+		if os.Getenv("PM_HOW") == "scm" {
+			var err error
+			if fd, err = receiveFD(3); err != nil {
+				return err
+			}
 		}
 		c, err := net.FileConn(os.NewFile(uintptr(fd), "conn"))
 		if err != nil {
@@ -383,4 +404,22 @@ func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error
 		}
 	}
 	return nil
+}
+
+// receiveFD receives one descriptor over the socket sock (SCM_RIGHTS).
+func receiveFD(sock int) (int, error) {
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, fmt.Errorf("no descriptor received: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return -1, fmt.Errorf("no descriptor received: %v", err)
+	}
+	return fds[0], nil
 }

@@ -59,6 +59,8 @@ type envOptions struct {
 	spire   *spiretest.SPIRE // identity source: SPIRE's agent, not the builtin CA
 	// jwtRotation is how long a JWT key signs; default 24h.
 	jwtRotation time.Duration
+	// maxUnattested is Options.MaxUnattestedPerUID.
+	maxUnattested int
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -120,6 +122,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Alive:    att.Alive,
 		Poll:     50 * time.Millisecond,
 		Audit:    zerolog.New(e.audit),
+
+		MaxUnattestedPerUID: o.maxUnattested,
 	})
 	if err != nil {
 		t.Fatal(err)

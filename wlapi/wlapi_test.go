@@ -224,18 +224,22 @@ func TestThreat_I13_StreamEndsWhenProcessExits(t *testing.T) {
 }
 
 // A registered process connects and hands its connection (inherited
-// across fork+exec) to an unregistered program, which writes the requests:
-// it gets nothing, since every byte read is attributed to its writer
-// (THREATS I12 on the Workload API).
+// across fork+exec, or over SCM_RIGHTS) to an unregistered program, which
+// writes the requests: it gets nothing, since every byte read is
+// attributed to its writer (THREATS I12 on the Workload API).
 func TestThreat_I13_ConnectionGivenToAnotherProcess(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	a, stranger := e.client("a"), e.client("stranger")
-	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
-	r := one(t, e.run(a, -1, "give", "PM_NEXT="+stranger))
-	if r.ID != "" || r.Code == codes.OK.String() {
-		t.Fatalf("the process given the connection got %+v; want no SVID", r)
+	for _, how := range []string{"inherit", "scm"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			a, stranger := e.client("a"), e.client("stranger")
+			e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+			r := one(t, e.run(a, -1, "give", "PM_NEXT="+stranger, "PM_HOW="+how))
+			if r.ID != "" || r.Code == codes.OK.String() {
+				t.Fatalf("the process given the connection got %+v; want no SVID", r)
+			}
+			e.waitAudit(`"event":"workload_api"`, `"rpc":"connection"`, "were written by process", stranger)
+		})
 	}
-	e.waitAudit(`"event":"workload_api"`, `"rpc":"connection"`, "were written by process", stranger)
 }
 
 // The exec race (THREATS I11 on the Workload API): an unregistered
@@ -287,4 +291,48 @@ func TestThreat_I13_ExecAfterAttestation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Connections whose process has no identity are bounded per uid (THREATS
+// F11): over the bound, a connection is closed at the handshake; one that
+// closes frees its slot.
+func TestWorkloadAPI_UnattestedConnectionsPerUID(t *testing.T) {
+	e := newEnv(t, envOptions{maxUnattested: 2})
+	// The test process itself has no entry.
+	fetch := func() (*grpc.ClientConn, error) {
+		conn, err := grpc.NewClient("unix://"+e.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(withHeader(context.Background()), 10*time.Second)
+		defer cancel()
+		_, err = workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchJWTSVID(ctx, &workloadpb.JWTSVIDRequest{Audience: []string{"a"}})
+		return conn, err
+	}
+	var conns []*grpc.ClientConn
+	for i := 0; i < 2; i++ {
+		c, err := fetch()
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("connection %d: %v; want PermissionDenied", i, err)
+		}
+		conns = append(conns, c)
+	}
+	c, err := fetch()
+	c.Close()
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("third connection: %v; want Unavailable (closed at the handshake)", err)
+	}
+	e.waitAudit(`"rpc":"connection"`, `"outcome":"ResourceExhausted"`, "already holds 2 connections without an identity")
+	conns[0].Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := fetch()
+		c.Close()
+		if status.Code(err) == codes.PermissionDenied {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection's slot was not freed: %v", err)
+		}
+	}
+	conns[1].Close()
 }
