@@ -1,3 +1,5 @@
+//go:build linux
+
 package wlapi_test
 
 import (
