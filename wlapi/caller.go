@@ -31,6 +31,7 @@ type rpcRecord struct {
 	conn  *connState
 	id    *workload.Identity
 	sent  atomic.Int64 // stream messages sent
+	jti   string       // FetchJWTSVID: the token's jti hash, never the token
 }
 
 type rpcRecordKey struct{}
@@ -116,10 +117,13 @@ func (s *Server) audit(rec *rpcRecord, err error) {
 	ev := s.opts.Audit.Log().Str("event", "workload_api").Str("rpc", rec.rpc)
 	ev = auditWho(ev, rec)
 	st, _ := status.FromError(err)
-	outcome := "ok"
+	outcome := codes.OK.String()
 	if err != nil {
 		outcome = st.Code().String()
 		ev = ev.Str("refused", st.Message())
+	}
+	if rec.jti != "" {
+		ev = ev.Str("jwt_jti_sha256", rec.jti)
 	}
 	if n := rec.sent.Load(); n > 0 {
 		ev = ev.Int64("messages", n)

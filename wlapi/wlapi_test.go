@@ -161,6 +161,12 @@ func TestWorkloadAPI_JWTSVIDValidates(t *testing.T) {
 		t.Fatalf("a got %+v, b got %+v", ra, rb)
 	}
 	e.waitAudit(`"rpc":"ValidateJWTSVID"`, `"spiffe_id":"`+idB.String()+`"`, `"outcome":"InvalidArgument"`)
+	e.waitAudit(`"rpc":"FetchJWTSVID"`, `"spiffe_id":"`+idA.String()+`"`, `"jwt_jti_sha256":"`, `"outcome":"OK"`)
+	// Tokens are named by their jti's hash, never written: a JWT's
+	// header starts with eyJ ({"...).
+	if strings.Contains(e.audit.String(), "eyJ") {
+		t.Fatalf("a token is in the audit log:\n%s", e.audit.String())
+	}
 }
 
 // A JWT key rotation reaches FetchJWTBundles: the next key is published
