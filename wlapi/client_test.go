@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
@@ -65,6 +66,7 @@ func failure(err error) result {
 //	fetch        go-spiffe's FetchX509SVID once, at PM_SOCK
 //	nometa       FetchX509SVID on a raw gRPC client without the header
 //	jwt          go-spiffe's FetchJWTSVID for audience PM_AUD, naming PM_JWT_ID
+//	bundles      the trust domains of FetchX509Bundles and FetchX509SVID
 //	jwt-validate FetchJWTSVID for PM_AUD, then the token validated by
 //	             ValidateJWTSVID, and by this process against FetchJWTBundles;
 //	             then ValidateJWTSVID for another audience (must fail)
@@ -107,6 +109,25 @@ func runClient(mode string) error {
 			return out.Encode(failure(err))
 		}
 		return out.Encode(result{ID: svid.ID.String()})
+	case "bundles":
+		// The trust domains of FetchX509Bundles, then of FetchX509SVID's.
+		addr := workloadapi.WithAddr("unix://" + sock)
+		bs, err := workloadapi.FetchX509Bundles(ctx, addr)
+		if err != nil {
+			return out.Encode(failure(err))
+		}
+		xc, err := workloadapi.FetchX509Context(ctx, addr)
+		if err != nil {
+			return out.Encode(failure(err))
+		}
+		for _, set := range []*x509bundle.Set{bs, xc.Bundles} {
+			var r result
+			for _, b := range set.Bundles() {
+				r.Serials = append(r.Serials, b.TrustDomain().String())
+			}
+			out.Encode(r)
+		}
+		return nil
 	case "jwt-validate":
 		return jwtValidate(ctx, sock, out)
 	case "jwt-bundles":

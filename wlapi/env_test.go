@@ -36,7 +36,8 @@ import (
 )
 
 var (
-	nodeTD = spiffeid.RequireTrustDomainFromString("example.org")
+	nodeTD     = spiffeid.RequireTrustDomainFromString("example.org")
+	upstreamTD = spiffeid.RequireTrustDomainFromString("upstream.test")
 	idA    = spiffeid.RequireFromString("spiffe://example.org/billing")
 	idB    = spiffeid.RequireFromString("spiffe://example.org/payments")
 )
@@ -84,6 +85,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// procmesh trusts another trust domain for its routes (trust_bundles):
+	// that bundle is not the workloads' to see.
+	upCA, err := tlsconf.LoadOrCreateCA(tlsconf.CAOptions{TrustDomain: upstreamTD, StateDir: filepath.Join(dir, "upstate")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundles.Add(upCA.Bundle())
 	keys, err := tlsconf.LoadOrCreateJWTKeys(tlsconf.JWTKeyOptions{TrustDomain: nodeTD, StateDir: filepath.Join(dir, "state"), Rotation: o.jwtRotation})
 	if err != nil {
 		t.Fatal(err)

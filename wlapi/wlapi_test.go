@@ -39,6 +39,24 @@ func TestThreat_I13_TwoBinariesTwoIdentities(t *testing.T) {
 	e.waitAudit(`"rpc":"FetchX509SVID"`, `"spiffe_id":"`+idB.String()+`"`, `"uid":1000`, `"sent":"x509_svid"`)
 }
 
+// A process sees the bundle of its own trust domain only, in
+// FetchX509Bundles and FetchX509SVID, not the other bundles procmesh
+// trusts for its routes.
+func TestThreat_I13_OnlyItsOwnBundle(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.client("a")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	rs := e.run(a, -1, "bundles")
+	if len(rs) != 2 {
+		t.Fatalf("got %+v", rs)
+	}
+	for _, r := range rs {
+		if strings.Join(r.Serials, " ") != nodeTD.String() {
+			t.Fatalf("bundles of %v; want %s only", r.Serials, nodeTD)
+		}
+	}
+}
+
 // A process that matches no entry gets PermissionDenied, with its
 // selectors, and no SVID; its audit line says so.
 func TestThreat_I13_UnregisteredPermissionDenied(t *testing.T) {
