@@ -38,8 +38,8 @@ import (
 var (
 	nodeTD     = spiffeid.RequireTrustDomainFromString("example.org")
 	upstreamTD = spiffeid.RequireTrustDomainFromString("upstream.test")
-	idA    = spiffeid.RequireFromString("spiffe://example.org/billing")
-	idB    = spiffeid.RequireFromString("spiffe://example.org/payments")
+	idA        = spiffeid.RequireFromString("spiffe://example.org/billing")
+	idB        = spiffeid.RequireFromString("spiffe://example.org/payments")
 )
 
 // env is a Workload API server over the real attestor and resolver, the
