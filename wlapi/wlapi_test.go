@@ -3,9 +3,11 @@
 package wlapi_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -361,4 +363,39 @@ func TestWorkloadAPI_UnattestedConnectionsPerUID(t *testing.T) {
 		}
 	}
 	conns[1].Close()
+}
+
+// Shutdown ends the streams (Unavailable), closes the connections and
+// leaves no goroutine of the package behind: not the streams', not the
+// pidfd watchers of their processes, which still run.
+func TestWorkloadAPI_ShutdownLeavesNoGoroutine(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, stranger := e.client("a"), e.client("stranger")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	_, ch := e.start(a, -1, "stream")
+	if r := next(t, ch); r.ID != idA.String() {
+		t.Fatalf("first message: %+v", r)
+	}
+	_, refused := e.start(stranger, -1, "twice", "PM_GO=/nonexistent")
+	if r := next(t, refused); r.Code != codes.PermissionDenied.String() {
+		t.Fatalf("unregistered: %+v", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(t, ch); r.Code != codes.Unavailable.String() || !strings.Contains(r.Err, "shutting down") {
+		t.Fatalf("stream after Shutdown: %+v", r)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var buf bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&buf, 2)
+		if !strings.Contains(buf.String(), "procmesh/procmesh/wlapi.") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines of wlapi left after Shutdown:\n%s", buf.String())
+		}
+	}
 }
