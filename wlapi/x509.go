@@ -29,6 +29,7 @@ func (s *Server) FetchX509SVID(_ *workloadpb.X509SVIDRequest, stream grpc.Server
 	var (
 		lastSVID   *x509svid.SVID
 		lastBundle []byte
+		failing    bool // warned about a failure not yet over
 	)
 	return s.follow(ctx, cs, func() error {
 		_, id, err := s.caller(ctx, false)
@@ -40,10 +41,14 @@ func (s *Server) FetchX509SVID(_ *workloadpb.X509SVIDRequest, stream grpc.Server
 			if lastSVID == nil {
 				return err
 			}
-			s.opts.Logger.Warn().Err(err).Int32("pid", id.Process.PID).Str("spiffe_id", id.ID().String()).
-				Msg("Workload API: no new SVID for a stream; its last one stays in use")
+			if !failing {
+				s.opts.Logger.Warn().Err(err).Int32("pid", id.Process.PID).Str("spiffe_id", id.ID().String()).
+					Msg("Workload API: no new SVID for a stream; its last one stays in use")
+			}
+			failing = true
 			return nil
 		}
+		failing = false
 		if svid == lastSVID && bytes.Equal(bundle, lastBundle) {
 			return nil
 		}
