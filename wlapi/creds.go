@@ -61,6 +61,13 @@ func (c transportCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.Aut
 		// after the attestation: its PID may have been reused since.
 		cs.err = fmt.Errorf("wlapi: process %d exited or changed while it was attested", pc.pid)
 	}
+	if transient(cs.err) {
+		// Passes by itself: the client's retry, on a new connection, is
+		// attested anew (this one would stay refused for its life).
+		c.s.audit(&rpcRecord{rpc: "connection", conn: cs}, status.Error(codes.Unavailable, cs.err.Error()))
+		cs.close()
+		return nil, nil, cs.err
+	}
 	if cs.err == nil {
 		cs.cur, cs.gen = cs.id, c.s.opts.Resolver.Generation()
 	} else if !c.s.openUnattested(pc.uid) {

@@ -33,7 +33,9 @@
 //     the fingerprint pinned at the handshake, so an entry added later is
 //     found without a new connection. Such connections count per uid
 //     (Options.MaxUnattestedPerUID) and one over the bound is closed at
-//     the handshake.
+//     the handshake. So is one whose attestation failed for a reason that
+//     passes (its uid's attestation budget, THREATS F12; a slow
+//     provider): the client's retry comes on a new connection.
 //
 // Every RPC needs the metadata "workload.spiffe.io: true"
 // (InvalidArgument otherwise, checked before anything else). Streams send

@@ -64,6 +64,9 @@ type envOptions struct {
 	jwtRotation time.Duration
 	// maxUnattested is Options.MaxUnattestedPerUID.
 	maxUnattested int
+	// rate and burst are workload.Options.RatePerUID and BurstPerUID.
+	rate  float64
+	burst int
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -112,7 +115,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wopts workload.Options
+	wopts := workload.Options{RatePerUID: o.rate, BurstPerUID: o.burst}
 	if o.records {
 		rec, err := connrecord.Open(connrecord.Options{})
 		if err != nil {

@@ -40,11 +40,18 @@ func refusal(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	var rl *workload.RateLimitError
-	if errors.As(err, &rl) || errors.Is(err, errAttestTimeout) {
+	if transient(err) {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(codes.PermissionDenied, err.Error())
+}
+
+// transient reports whether an attestation failed for a reason that
+// passes by itself: the uid's attestation budget (THREATS F12), a slow
+// identity provider.
+func transient(err error) bool {
+	var rl *workload.RateLimitError
+	return errors.As(err, &rl) || errors.Is(err, errAttestTimeout)
 }
 
 var errAttestTimeout = errors.New("wlapi: attesting the process took too long; try again")

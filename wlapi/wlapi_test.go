@@ -399,3 +399,27 @@ func TestWorkloadAPI_ShutdownLeavesNoGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// A process over its uid's attestation budget (THREATS F12) is refused
+// at the handshake, Unavailable: its connection is closed, so the
+// client's retry comes on a new connection, attested anew, instead of
+// being refused for good on this one.
+func TestWorkloadAPI_RateLimitedClosesTheConnection(t *testing.T) {
+	e := newEnv(t, envOptions{rate: 0.001, burst: 1})
+	a, b := e.client("a"), e.client("b")
+	e.setEntries(
+		registry.Entry{ID: idA, Selectors: []string{pathSel(a)}},
+		registry.Entry{ID: idB, Selectors: []string{pathSel(b)}},
+	)
+	if r := one(t, e.run(a, 1000, "fetch")); r.ID != idA.String() {
+		t.Fatalf("first process of uid 1000: %+v", r)
+	}
+	r := one(t, e.run(b, 1000, "fetch"))
+	if r.Code != codes.Unavailable.String() {
+		t.Fatalf("second new process of uid 1000: %+v; want Unavailable", r)
+	}
+	e.waitAudit(`"rpc":"connection"`, `"outcome":"Unavailable"`, "faster than allowed")
+	if l := e.audit.Lines(`"rpc":"FetchX509SVID"`, `"outcome":"Unavailable"`); len(l) != 0 {
+		t.Fatalf("the limited connection was served RPCs: %s", l)
+	}
+}
