@@ -41,26 +41,7 @@ func (c transportCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.Aut
 		c.s.audit(&rpcRecord{rpc: "connection", conn: cs}, status.Error(codes.PermissionDenied, fw.Error()))
 	}
 	cs.SecurityLevel = credentials.PrivacyAndIntegrity // a local socket; see AuthType
-	cs.pin, cs.err = pinPeer(uc)
-	if cs.err == nil {
-		go func() { cs.pin.wait(); close(cs.gone) }()
-		ctx, cancel := context.WithTimeoutCause(c.s.ctx, c.s.opts.AttestTimeout, errAttestTimeout)
-		cs.id, cs.err = c.s.opts.Resolver.Resolve(ctx, uc)
-		if cs.err != nil && context.Cause(ctx) == errAttestTimeout {
-			cs.err = fmt.Errorf("%w (%v)", errAttestTimeout, cs.err)
-		}
-		cancel()
-	} else {
-		close(cs.gone)
-	}
-	if cs.err == nil && cs.pin.exited() {
-		cs.err = fmt.Errorf("wlapi: process %d exited while it was attested", pc.pid)
-	}
-	if cs.err == nil && !c.s.opts.Alive(cs.id.Process.Fingerprint) {
-		// pidfd_open's pidfd (kernels without SO_PEERPIDFD) was opened
-		// after the attestation: its PID may have been reused since.
-		cs.err = fmt.Errorf("wlapi: process %d exited or changed while it was attested", pc.pid)
-	}
+	cs.err = c.s.attest(cs, uc)
 	if transient(cs.err) {
 		// Passes by itself: the client's retry, on a new connection, is
 		// attested anew (this one would stay refused for its life).
@@ -189,4 +170,31 @@ func (cs *connState) again(ctx context.Context) (*workload.Identity, error) {
 		return nil, cs.err
 	}
 	return id, nil
+}
+
+// attest pins the process that connected uc and attests it; the error
+// says why it has no identity.
+func (s *Server) attest(cs *connState, uc *net.UnixConn) error {
+	var err error
+	if cs.pin, err = pinPeer(uc); err != nil {
+		close(cs.gone)
+		return err
+	}
+	go func() { cs.pin.wait(); close(cs.gone) }()
+	ctx, cancel := context.WithTimeoutCause(s.ctx, s.opts.AttestTimeout, errAttestTimeout)
+	defer cancel()
+	cs.id, err = s.opts.Resolver.Resolve(ctx, uc)
+	switch {
+	case err != nil && context.Cause(ctx) == errAttestTimeout:
+		return fmt.Errorf("%w (%v)", errAttestTimeout, err)
+	case err != nil:
+		return err
+	case cs.pin.exited():
+		return fmt.Errorf("wlapi: process %d exited while it was attested", cs.pid())
+	case !s.opts.Alive(cs.id.Process.Fingerprint):
+		// pidfd_open's pidfd (kernels without SO_PEERPIDFD) was opened
+		// after the attestation: its PID may have been reused since.
+		return fmt.Errorf("wlapi: process %d exited or changed while it was attested", cs.pid())
+	}
+	return nil
 }
