@@ -2,10 +2,12 @@ package proxy_test
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
@@ -53,8 +56,28 @@ type jwtUpstream struct {
 
 func (e *env) startJWTUpstream(header string, bundles jwtbundle.Source) *jwtUpstream {
 	e.t.Helper()
+	return e.startJWTUpstreamFor(header, bundles, x509bundle.NewSet(e.ca.Bundle()))
+}
+
+// startJWTUpstreamFor is startJWTUpstream verifying procmesh's client
+// certificates with clients.
+func (e *env) startJWTUpstreamFor(header string, bundles jwtbundle.Source, clients x509bundle.Source) *jwtUpstream {
+	e.t.Helper()
 	u := &jwtUpstream{header: header, bundles: bundles}
-	u.testUpstream = e.startUpstream(http.HandlerFunc(u.serve))
+	svid, err := e.upCA.Mint(echoID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	conf := tlsconfig.MTLSServerConfig(svid, clients, tlsconfig.AuthorizeAny())
+	conf.NextProtos = []string{"http/1.1"}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u.testUpstream = &testUpstream{addr: ln.Addr().String()}
+	srv := &http.Server{Handler: http.HandlerFunc(u.serve), ReadHeaderTimeout: 10 * time.Second, ErrorLog: newDiscardLogger()}
+	go srv.Serve(tls.NewListener(ln, conf))
+	e.t.Cleanup(func() { srv.Close() })
 	return u
 }
 
