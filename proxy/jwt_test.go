@@ -33,6 +33,7 @@ const stsAudience = "https://sts.example"
 // jwtSeen is what the token-checking upstream saw of one request.
 type jwtSeen struct {
 	Path    string `json:"path"`
+	Proto   string `json:"proto"`
 	MTLS    string `json:"mtls"`    // the client certificate's SPIFFE ID
 	Fields  int    `json:"fields"`  // how many token fields arrived
 	Subject string `json:"subject"` // the validated token's sub
@@ -69,7 +70,7 @@ func (e *env) startJWTUpstreamFor(header string, bundles jwtbundle.Source, clien
 		e.t.Fatal(err)
 	}
 	conf := tlsconfig.MTLSServerConfig(svid, clients, tlsconfig.AuthorizeAny())
-	conf.NextProtos = []string{"http/1.1"}
+	conf.NextProtos = []string{"h2", "http/1.1"}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
@@ -88,7 +89,7 @@ func (u *jwtUpstream) setBundles(b jwtbundle.Source) {
 }
 
 func (u *jwtUpstream) serve(w http.ResponseWriter, r *http.Request) {
-	s := jwtSeen{Path: r.URL.Path, Fields: len(r.Header.Values(u.header))}
+	s := jwtSeen{Path: r.URL.Path, Proto: r.Proto, Fields: len(r.Header.Values(u.header))}
 	if id, err := x509svid.IDFromCert(r.TLS.PeerCertificates[0]); err == nil {
 		s.MTLS = id.String()
 	}
@@ -267,7 +268,8 @@ func TestThreat_I1_JWTSVIDPerProcess(t *testing.T) {
 // TestThreat_P9_JWTSVIDNotSmuggled: a caller sends its own token field,
 // here a valid JWT-SVID of another identity (as if stolen), on every path:
 // the upstream never receives it, only the caller's own token, in exactly
-// one field; for a route whose field is not Authorization, the bare token.
+// one field; for a route whose field is not Authorization, the bare token;
+// to HTTP/1.1 and HTTP/2 upstreams.
 func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 	e := newEnv(t, envOptions{defaultAllow: true})
 	e.selfAsA()
@@ -278,9 +280,13 @@ func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 	}
 	bearer := e.startJWTUpstream("Authorization", store.JWTBundles())
 	bare := e.startJWTUpstream("X-Spiffe-Jwt", store.JWTBundles())
-	lp := e.startJWTProxy("jwt", store, jwtRoute("sts", bearer), jwtRoute("sts-bare", bare))
+	// sts-h2: the fast path reaches an HTTP/2 upstream through its
+	// transport, not its own HTTP/1.1 writer.
+	h2 := jwtRoute("sts-h2", bearer)
+	h2.Protocol = proxy.ProtocolHTTP2
+	lp := e.startJWTProxy("jwt", store, jwtRoute("sts", bearer), jwtRoute("sts-bare", bare), h2)
 	for _, p := range jwtPaths {
-		for host, u := range map[string]*jwtUpstream{"sts.test": bearer, "sts-bare.test": bare} {
+		for host, u := range map[string]*jwtUpstream{"sts.test": bearer, "sts-bare.test": bare, "sts-h2.test": bearer} {
 			forged := map[string]string{u.header: "Bearer " + stolen.Marshal()}
 			if u.header != "Authorization" {
 				forged[u.header] = stolen.Marshal()
@@ -296,6 +302,9 @@ func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 				t.Fatalf("%s to %s: upstream saw %d requests, want 1", p.name, host, len(recs)-before)
 			}
 			s := recs[len(recs)-1]
+			if host == "sts-h2.test" && s.Proto != "HTTP/2.0" {
+				t.Errorf("%s to %s: upstream got %s", p.name, host, s.Proto)
+			}
 			if s.Fields != 1 || s.Subject != idA.String() || s.Token == stolen.Marshal() {
 				t.Errorf("%s to %s: upstream got %d fields, subject %q, the smuggled token: %v", p.name, host, s.Fields, s.Subject, s.Token == stolen.Marshal())
 			}
