@@ -55,3 +55,27 @@ func (c *Config) validateJWTSVID(ps *problems, r Route, key string) {
 		ps.add(r.Line, key+".header", "%s is in upstream.request_headers_to_remove, so the token would be removed too; procmesh always drops a client-sent %s on this route, remove it from that list", r.JWTSVID.Header, r.JWTSVID.Header)
 	}
 }
+
+// validateJWTRules refuses a policy header condition on a route's token
+// field: procmesh drops a client-sent one before policy decides, so the
+// condition could never hold on that route.
+func (c *Config) validateJWTRules(ps *problems) {
+	header := map[string]string{}
+	for _, r := range c.Routes {
+		if r.JWTSVID.On() {
+			header[r.Name] = r.JWTSVID.Header
+		}
+	}
+	if len(header) == 0 {
+		return
+	}
+	for i, rule := range c.Policy.Rules {
+		for _, to := range rule.To {
+			h, ok := header[to]
+			if _, cond := rule.Headers[h]; ok && cond {
+				ps.add(rule.Line, fmt.Sprintf("policy.rules[%d].headers", i),
+					"%s on route %s is procmesh's own JWT-SVID (jwt_svid): a client-sent %s is dropped before policy, so this condition never holds there; remove it, or give %s a rule without it", h, to, h, to)
+			}
+		}
+	}
+}

@@ -49,6 +49,8 @@ func TestJWTSVIDRouteErrors(t *testing.T) {
 			`test.yaml:3: unknown key "audiences" in routes[0].jwt_svid (known: audience, header)`},
 		{"header removed upstream", head + "jwt_svid: {audience: [a]}}\nupstream: {request_headers_to_remove: [authorization]}\n",
 			"test.yaml:3: routes[0].jwt_svid.header: Authorization is in upstream.request_headers_to_remove, so the token would be removed too; procmesh always drops a client-sent Authorization on this route, remove it from that list"},
+		{"policy condition on the token field", head + "jwt_svid: {audience: [a]}}\npolicy:\n  rules:\n    - {from: [spiffe://example.org/c], to: [e], headers: {authorization: x}}\n",
+			"test.yaml:6: policy.rules[0].headers: Authorization on route e is procmesh's own JWT-SVID (jwt_svid): a client-sent Authorization is dropped before policy, so this condition never holds there; remove it, or give e a rule without it"},
 		{"ttl too long", "trust_domain: example.org\nidentity: {jwt_svid_ttl: 2h}\n",
 			"test.yaml:2: identity.jwt_svid_ttl: 2h is above the maximum of 1h"},
 	}

@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 	c.validateWorkloads(ps)
 	c.validateRoutes(ps, bundles)
 	c.validatePolicy(ps)
+	c.validateJWTRules(ps)
 	c.validateLimits(ps)
 	sortProblems(ps.list)
 	return ps.err()
