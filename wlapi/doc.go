@@ -50,8 +50,11 @@
 // attested process itself; it is never logged. Each RPC, and each X509-SVID
 // message sent, writes an audit line (identity, pid, rpc, outcome).
 //
-// What it leaves out: federated bundles (the trust_bundles of the config
-// are for procmesh's routes, not handed to workloads), CRLs, and the
-// socket's creation (cmd/procmesh creates it with proxy.Listen, which
-// turns SO_PASSCRED on before any client can connect).
+// What it leaves out: a switch per identity (every process with an
+// identity may fetch its own credentials), a bound on the connections of
+// one identity (MaxConcurrentStreams bounds RPCs per connection),
+// federated bundles (the trust_bundles of the config are for procmesh's
+// routes, not handed to workloads), CRLs, and the socket's creation
+// (cmd/procmesh creates it with proxy.Listen, which turns SO_PASSCRED on
+// before any client can connect).
 package wlapi
