@@ -41,6 +41,9 @@ const (
 	DefaultSPIREFirstAnswerTimeout = 5 * time.Second
 	DefaultStateDir                = "/var/lib/procmesh"
 	DefaultSVIDTTL                 = time.Hour
+	DefaultJWTSVIDTTL              = 5 * time.Minute
+	DefaultJWTKeyRotation          = 24 * time.Hour
+	DefaultJWTSVIDHeader           = "Authorization"
 	DefaultMaxProcesses            = 10000
 	DefaultCacheTTL                = 5 * time.Minute
 	DefaultPolicy                  = "deny"
@@ -95,11 +98,16 @@ const (
 
 // Bounds of numeric settings.
 const (
-	MinSVIDTTL      = time.Minute
-	MaxSVIDTTL      = 24 * time.Hour
-	MinCacheTTL     = time.Second
-	MaxCacheTTL     = time.Hour
-	MaxMaxProcesses = 1_000_000
+	MinSVIDTTL = time.Minute
+	MaxSVIDTTL = 24 * time.Hour
+
+	MinJWTSVIDTTL     = time.Minute
+	MaxJWTSVIDTTL     = time.Hour
+	MinJWTKeyRotation = time.Hour
+	MaxJWTKeyRotation = 90 * 24 * time.Hour
+	MinCacheTTL       = time.Second
+	MaxCacheTTL       = time.Hour
+	MaxMaxProcesses   = 1_000_000
 )
 
 // Config is a loaded, defaulted and validated configuration file.
@@ -127,6 +135,9 @@ type Listen struct {
 	Socket string      // default /run/procmesh/egress.sock
 	Mode   os.FileMode // default 0660; never world-writable
 	Group  string      // group owning the socket; "" = procmesh's own gid
+	// WorkloadAPI (key workload_api) is the socket of the SPIFFE Workload
+	// API (package wlapi), with Mode and Group too; "" (default) = off.
+	WorkloadAPI string
 }
 
 // Identity says where SVIDs come from.
@@ -136,6 +147,12 @@ type Identity struct {
 	StateDir string        // default /var/lib/procmesh; the builtin CA lives here
 	CA       CAFiles       // operator CA; both empty = CA generated under StateDir
 	SVIDTTL  time.Duration // key svid_ttl, default 1h, between 1m and 24h
+	// JWTSVIDTTL (key jwt_svid_ttl, default 5m, between 1m and 1h) is the
+	// lifetime of the JWT-SVIDs the builtin CA signs; JWTKeyRotation (key
+	// jwt_key_rotation, default 24h, between 1h and 90 days) how long one
+	// JWT signing key signs. Provider builtin only: SPIRE sets its own.
+	JWTSVIDTTL     time.Duration
+	JWTKeyRotation time.Duration
 }
 
 // SPIRE is identity.spire: where the SPIRE agent's admin socket is.
@@ -182,8 +199,19 @@ type Route struct {
 	ALPN                 []string             // protocol IDs offered on CONNECT tunnels and the raw socket; nil = by protocol
 	Socket               string               // per-route raw socket (protocol tcp only); "" = none
 	SocketMode           os.FileMode          // key socket_mode, default = listen.mode
+	JWTSVID              JWTSVID              // key jwt_svid; zero = no token attached
 	Line                 int
 }
+
+// JWTSVID is routes[].jwt_svid: procmesh attaches the caller's JWT-SVID
+// for Audience to every HTTP request on the route, in Header.
+type JWTSVID struct {
+	Audience []string // key audience; empty = off; the first is the primary audience
+	Header   string   // key header, canonical; default Authorization ("Bearer <token>"), else the bare token
+}
+
+// On reports whether the route attaches a JWT-SVID.
+func (j JWTSVID) On() bool { return len(j.Audience) > 0 }
 
 // Policy is the ordered allow rules and the default; package policy
 // documents how they decide (PolicyRules converts them).

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -14,7 +15,7 @@ import (
 // marks the items of a list.
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "identity.spire", "cache", "attest", "trust_bundles[]",
-		"workloads[]", "workloads[].allow", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
+		"workloads[]", "workloads[].allow", "routes[]", "routes[].jwt_svid", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
 		"reload", "shutdown", "runtime", "log"}
 }
 
@@ -25,9 +26,9 @@ func keys(section string) []string {
 		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
 			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
 	case "listen":
-		return []string{"socket", "mode", "group"}
+		return []string{"socket", "mode", "group", "workload_api"}
 	case "identity":
-		return []string{"provider", "state_dir", "ca", "svid_ttl", "spire"}
+		return []string{"provider", "state_dir", "ca", "svid_ttl", "jwt_svid_ttl", "jwt_key_rotation", "spire"}
 	case "identity.spire":
 		return []string{"admin_socket", "first_answer_timeout"}
 	case "identity.ca":
@@ -44,7 +45,9 @@ func keys(section string) []string {
 		return []string{"traced", "injected_code"}
 	case "routes[]":
 		return []string{"name", "host", "upstream", "server_id", "server_trust_domain",
-			"protocol", "alpn", "socket", "socket_mode"}
+			"protocol", "alpn", "socket", "socket_mode", "jwt_svid"}
+	case "routes[].jwt_svid":
+		return []string{"audience", "header"}
 	case "policy":
 		return []string{"default", "rules"}
 	case "policy.rules[]":
@@ -89,11 +92,19 @@ func (w *walker) decode(root *yaml.Node) *Config {
 		c.Listen.Socket, _ = w.socketPath(f.get("socket"), f.key("socket"))
 		c.Listen.Mode, _ = w.mode(f.get("mode"), f.key("mode"))
 		c.Listen.Group, _ = w.str(f.get("group"), f.key("group"))
+		if n := f.get("workload_api"); n != nil {
+			c.Listen.WorkloadAPI, _ = w.socketPath(n, f.key("workload_api"))
+			if main := cmp.Or(c.Listen.Socket, DefaultSocket); c.Listen.WorkloadAPI == main {
+				w.add(n.Line, f.key("workload_api"), "%s is already listen.socket; give the Workload API a socket of its own, like /run/procmesh/workload.sock", main)
+			}
+		}
 	}
 	if f, ok := w.mapping(top.get("identity"), "identity", keys("identity")...); ok {
 		c.Identity.Provider, _ = w.oneOf(f.get("provider"), f.key("provider"), []string{"builtin", "spire"}, nil)
 		c.Identity.StateDir, _ = w.absPath(f.get("state_dir"), f.key("state_dir"), DefaultStateDir)
 		c.Identity.SVIDTTL, _ = w.duration(f.get("svid_ttl"), f.key("svid_ttl"), MinSVIDTTL, MaxSVIDTTL)
+		c.Identity.JWTSVIDTTL, _ = w.duration(f.get("jwt_svid_ttl"), f.key("jwt_svid_ttl"), MinJWTSVIDTTL, MaxJWTSVIDTTL)
+		c.Identity.JWTKeyRotation, _ = w.duration(f.get("jwt_key_rotation"), f.key("jwt_key_rotation"), MinJWTKeyRotation, MaxJWTKeyRotation)
 		if sp, ok := w.mapping(f.get("spire"), "identity.spire", keys("identity.spire")...); ok {
 			c.Identity.SPIRE.AdminSocket, _ = w.socketPath(sp.get("admin_socket"), sp.key("admin_socket"))
 			c.Identity.SPIRE.FirstAnswerTimeout, _ = w.duration(sp.get("first_answer_timeout"), sp.key("first_answer_timeout"),
@@ -230,6 +241,7 @@ func (w *walker) route(n *yaml.Node, path string) Route {
 	r.Protocol, _ = w.oneOf(f.get("protocol"), f.key("protocol"), []string{"tcp", "http1", "http2", "http3", "auto"}, nil)
 	r.ALPN = w.alpn(f.get("alpn"), f.key("alpn"))
 	r.Socket, _ = w.socketPath(f.get("socket"), f.key("socket"))
+	r.JWTSVID = w.jwtSVID(f.get("jwt_svid"), f.key("jwt_svid"))
 	if v := f.get("socket_mode"); v != nil {
 		r.SocketMode, _ = w.mode(v, f.key("socket_mode"))
 		if sock := f.get("socket"); r.SocketMode != 0 && (sock == nil || sock.Value == "") {

@@ -138,6 +138,12 @@ func (c *Config) applyDefaults() {
 	if c.Identity.SVIDTTL == 0 {
 		c.Identity.SVIDTTL = DefaultSVIDTTL
 	}
+	if c.Identity.JWTSVIDTTL == 0 {
+		c.Identity.JWTSVIDTTL = DefaultJWTSVIDTTL
+	}
+	if c.Identity.JWTKeyRotation == 0 {
+		c.Identity.JWTKeyRotation = DefaultJWTKeyRotation
+	}
 	if c.Cache.MaxProcesses == 0 {
 		c.Cache.MaxProcesses = DefaultMaxProcesses
 	}
@@ -146,6 +152,9 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
+		if r.JWTSVID.On() && r.JWTSVID.Header == "" {
+			r.JWTSVID.Header = DefaultJWTSVIDHeader
+		}
 		if r.Protocol == "" {
 			r.Protocol = DefaultProtocol
 		}

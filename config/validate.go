@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 	c.validateWorkloads(ps)
 	c.validateRoutes(ps, bundles)
 	c.validatePolicy(ps)
+	c.validateJWTRules(ps)
 	c.validateLimits(ps)
 	sortProblems(ps.list)
 	return ps.err()
@@ -103,6 +104,9 @@ func (c *Config) validateWorkloads(ps *problems) {
 func (c *Config) validateRoutes(ps *problems, bundles map[spiffeid.TrustDomain]bool) {
 	names, hosts := map[string]int{}, map[string]int{}
 	sockets := map[string]string{c.Listen.Socket: "listen.socket"}
+	if c.Listen.WorkloadAPI != "" {
+		sockets[c.Listen.WorkloadAPI] = "listen.workload_api"
+	}
 	for i, r := range c.Routes {
 		key := func(k string) string { return fmt.Sprintf("routes[%d].%s", i, k) }
 		if j, dup := names[r.Name]; dup {
@@ -130,6 +134,9 @@ func (c *Config) validateRoutes(ps *problems, bundles map[spiffeid.TrustDomain]b
 		}
 		if r.Protocol != "tcp" && r.Socket != "" {
 			ps.add(r.Line, key("socket"), "a route socket carries raw bytes and needs protocol: tcp (this route is %s); set protocol: tcp or remove socket", r.Protocol)
+		}
+		if r.JWTSVID.On() {
+			c.validateJWTSVID(ps, r, key("jwt_svid"))
 		}
 		if r.Socket != "" {
 			if other, dup := sockets[r.Socket]; dup {

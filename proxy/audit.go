@@ -25,6 +25,7 @@ type auditEvent struct {
 	status   int
 	up, down int64 // bytes client→upstream and upstream→client
 	err      error
+	jwt      string // the attached JWT-SVID's jti hash; never the token
 	written  bool
 }
 
@@ -72,6 +73,9 @@ func (e *auditEvent) write(log *zerolog.Logger) {
 		ev = ev.Str("rule", e.decision.Rule)
 	}
 	ev = ev.Str("decision", decision)
+	if e.jwt != "" {
+		ev = ev.Str("jwt_jti_sha256", e.jwt)
+	}
 	if e.status != 0 {
 		ev = ev.Int("status", e.status)
 	}

@@ -66,7 +66,14 @@ func runClient(mode string) error {
 		}
 		c := &http.Client{Transport: tr}
 		for i := 0; i < n; i++ {
-			resp, err := c.Get(target)
+			req, err := http.NewRequest(http.MethodGet, target, nil)
+			if err != nil {
+				return err
+			}
+			if v := os.Getenv("PM_AUTH"); v != "" {
+				req.Header.Set("Authorization", v) // a token of the caller's choosing
+			}
+			resp, err := c.Do(req)
 			if err != nil {
 				out.Encode(clientResult{Err: err.Error()})
 				continue

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -18,7 +19,8 @@ type decision struct {
 	route   *Route
 	req     policy.Request
 	dec     policy.Decision
-	decided bool // the policy was asked (dec is set)
+	decided bool   // the policy was asked (dec is set)
+	jwt     string // the attached JWT-SVID's jti hash, for the audit line
 }
 
 // refusal is a request the decision refused: what to answer and log.
@@ -66,6 +68,11 @@ func (s *Server) decide(ctx context.Context, r *http.Request, cc *clientConn, wr
 		return d, &refusal{status: status, msg: msg}
 	}
 	d.route = route
+	if route.JWTAudience != "" {
+		// The route's token field comes from procmesh alone: a caller
+		// cannot send its own, or another's (THREATS P9).
+		r.Header.Del(route.JWTHeader)
+	}
 	d.req = policy.Request{Source: id.ID(), Selectors: id.Process.Selectors, Route: route.Name}
 	if r.Method == http.MethodConnect {
 		d.req.Connection = true
@@ -90,7 +97,30 @@ func (s *Server) decide(ctx context.Context, r *http.Request, cc *clientConn, wr
 		return d, &refusal{status: http.StatusBadRequest,
 			msg: fmt.Sprintf("procmesh: route %q speaks %s, not HTTP; use CONNECT or its own socket\n", route.Name, route.Protocol)}
 	}
+	if route.JWTAudience != "" {
+		return d, s.attachJWT(ctx, r, d)
+	}
 	return d, nil
+}
+
+// attachJWT puts the caller's JWT-SVID in the route's token field. No
+// token, no request: it goes nowhere without one, and a tunnel, which
+// could carry none, is refused.
+func (s *Server) attachJWT(ctx context.Context, r *http.Request, d *decision) *refusal {
+	route := d.route
+	if r.Method == http.MethodConnect {
+		return &refusal{status: http.StatusForbidden, err: errors.New("CONNECT to a route that attaches a JWT-SVID"),
+			msg: fmt.Sprintf("procmesh: route %q attaches a JWT-SVID to each HTTP request, which a tunnel cannot carry; send plain http:// requests\n", route.Name)}
+	}
+	tok, err := s.jwt.token(ctx, d.id, route)
+	if err != nil {
+		err = fmt.Errorf("no JWT-SVID: %w", err)
+		return &refusal{status: http.StatusServiceUnavailable, err: err,
+			msg: fmt.Sprintf("procmesh: route %q needs a JWT-SVID for %s and none could be had: %v; the request was not sent\n", route.Name, d.id.ID(), err)}
+	}
+	r.Header[route.JWTHeader] = []string{tok.value(route.JWTHeader)}
+	d.jwt = tok.jtiHash
+	return nil
 }
 
 // refuse writes a refusal of the decision and fills the audit line.

@@ -32,6 +32,10 @@
 // so they cannot take registered callers' connection slots (F11). Request
 // fields that claim an identity (XFCC and the like) never reach an
 // upstream (P9), which learns the caller from the client certificate only.
+// A route with a JWTAudience gets the caller's JWT-SVID attached to each
+// HTTP request, from the tlsconf.JWTSource the Source also is (jwt.go): a
+// client-sent field of that name is dropped first, and without a token the
+// request is not sent.
 // Every request and connection produces one audit line naming the
 // workload, not a source address.
 //

@@ -203,7 +203,7 @@ func (fc *fastConn) serveOne() fastOutcome {
 	fc.head = fc.head[:0]
 	cc.headWriter(true) // this request is the fast path's: its head is taken
 	s.stats.fastRequests.Add(1)
-	if !fc.relay(r, d.id, d.route, d.req, &d.dec) {
+	if !fc.relay(r, d) {
 		return fastDone
 	}
 	return fastNext

@@ -8,9 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy/internal/upstream"
-	"github.com/procmesh/procmesh/workload"
 )
 
 // fastExchange is the state of one fast-path exchange, pooled and reset
@@ -45,10 +43,11 @@ func newFastExchange(l Limits) *fastExchange {
 // relay sends one fast-path request upstream and copies the response to
 // the client; it reports whether the client connection may carry another
 // request.
-func (fc *fastConn) relay(r *http.Request, id *workload.Identity, route *Route, preq policy.Request, dec *policy.Decision) (keep bool) {
+func (fc *fastConn) relay(r *http.Request, d *decision) (keep bool) {
 	s, cc := fc.srv, fc.cc
+	id, route, preq := d.id, d.route, d.req
 	ev := &auditEvent{kind: "request", start: time.Now(), method: r.Method, target: r.RequestURI,
-		id: id, route: route, decision: dec}
+		id: id, route: route, decision: &d.dec, jwt: d.jwt}
 	defer ev.write(&s.opts.Audit)
 	// The state comes from a pool, so an idle connection holds none.
 	fx, _ := s.exchanges.Get().(*fastExchange)

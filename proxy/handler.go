@@ -50,7 +50,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d, ref := s.decide(r.Context(), r, cc, writer)
 	if d != nil {
-		ev.id, ev.route = d.id, d.route
+		ev.id, ev.route, ev.jwt = d.id, d.route, d.jwt
 		if d.decided {
 			ev.decision = &d.dec
 		}

@@ -91,6 +91,8 @@ type Server struct {
 	counts   connCounts // open client connections, for the limits
 	// reqFilter: the request fields not forwarded as sent.
 	reqFilter *requestFilter
+	// jwt: the JWT-SVIDs attached on routes with a JWTAudience (jwt.go).
+	jwt *jwtCache
 
 	// The HTTP/1.1 fast path (h1fast.go): its connections, its pooled
 	// request readers and response writers, and the listener through
@@ -129,6 +131,8 @@ func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, erro
 	}
 	s.state.Store(st)
 	s.reqFilter = newRequestFilter(opts.RequestHeadersToRemove)
+	jwtSrc, _ := ids.(tlsconf.JWTSource)
+	s.jwt = newJWTCache(jwtSrc, s.base, opts.Logger)
 	s.pools = upstream.NewPools(ids, opts.Upstream, opts.Logger) // auto's protocol switches and fallbacks
 	s.rp = s.newReverseProxy()
 	// HTTP/1.1 and prior-knowledge HTTP/2 cleartext share the main socket,

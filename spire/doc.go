@@ -26,6 +26,10 @@
 // re-subscribes with exponential backoff and jitter; an expired SVID is
 // refused with an error naming the agent and what went wrong.
 //
+// JWT-SVIDs (tlsconf.JWTSource) come from FetchJWTSVIDs by the PID of a
+// process the Source tracks, under the same pidfd and fingerprint rule;
+// one SubscribeToJWTBundles stream replaces the JWT bundles atomically.
+//
 // What it leaves out: it never creates registration entries (they live in
-// SPIRE) and does not use JWT-SVIDs.
+// SPIRE).
 package spire

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -86,10 +87,13 @@ type Source struct {
 	agent  agentState
 	closed bool
 
-	// beforeSubscribe, set by tests only, runs before each subscription.
+	// beforeSubscribe, set by tests only, runs before each subscription;
+	// beforeFetchJWT before each FetchJWTSVIDs call.
 	beforeSubscribe func(attest.Fingerprint)
+	beforeFetchJWT  func(attest.Fingerprint)
 
 	bundles     bundleView
+	jwtBundles  jwtBundlePointer // SPIRE's JWT bundles, replaced at each update
 	bundleReady chan struct{}
 	bundleOnce  sync.Once
 }
@@ -130,8 +134,10 @@ func New(opts Options) (*Source, error) {
 	}
 	s.bundles.static = opts.Static
 	s.bundles.set(x509bundle.NewSet())
-	s.wg.Add(1)
+	s.jwtBundles.Store(jwtbundle.NewSet())
+	s.wg.Add(2)
 	go s.bundleLoop()
+	go s.jwtBundleLoop()
 	t := time.NewTimer(opts.FirstMessageTimeout)
 	defer t.Stop()
 	select {

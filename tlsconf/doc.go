@@ -14,6 +14,10 @@
 //     once per identity at a time, renews at half-life in the background and
 //     keeps serving still-valid SVIDs with exponential backoff while the
 //     issuer is down; Prefetch starts an issuance without waiting for it;
+//   - JWTKeys, the builtin CA's ES256 JWT signing keys under the state
+//     directory, rotated with overlap (the next key is published before it
+//     signs, the old one kept until its tokens expired), and their JWT
+//     bundle; a Store given them (StoreOptions.JWT) is a JWTSource;
 //   - LoadBundles, the trust bundles per trust domain read from PEM files;
 //   - ClientConfig and AuthorizerFor, the upstream mTLS client configuration
 //     built with go-spiffe's tlsconfig, one TLS session cache per config.
@@ -27,5 +31,6 @@
 // the builtin Store ignores them).
 //
 // Keys never leave the process except the CA key, which is written once to
-// StateDir/ca.key with mode 0600; no key is ever logged.
+// StateDir/ca.key with mode 0600, and the JWT signing keys, kept in
+// StateDir/jwt-keys.json with mode 0600; no key or token is ever logged.
 package tlsconf

@@ -2,6 +2,7 @@ package tlsconf
 
 import (
 	"context"
+	"errors"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
@@ -21,4 +22,36 @@ type JWTSource interface {
 	// domain), the local trust domain's included. The returned set must
 	// not be modified; a rotation replaces it.
 	JWTBundles() *jwtbundle.Set
+}
+
+var _ JWTSource = (*Store)(nil)
+
+// JWTSVID signs a JWT-SVID for w.ID with the Store's JWT keys
+// (StoreOptions.JWT). The Store keeps no cache of tokens: each call signs
+// a fresh one, with its own jti.
+func (s *Store) JWTSVID(ctx context.Context, w Workload, audience []string) (*jwtsvid.SVID, error) {
+	if err := checkWorkload(w); err != nil {
+		return nil, err
+	}
+	if s.opts.JWT == nil {
+		return nil, errors.New("tlsconf: this SVID store has no JWT signing key")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, errStoreClosed
+	}
+	return s.opts.JWT.Sign(w.ID, audience)
+}
+
+// JWTBundles returns the JWT keys' bundle set (empty without StoreOptions.JWT).
+func (s *Store) JWTBundles() *jwtbundle.Set {
+	if s.opts.JWT == nil {
+		return jwtbundle.NewSet()
+	}
+	return s.opts.JWT.Bundles()
 }

@@ -130,20 +130,25 @@ func randomSerial() (*big.Int, error) {
 
 // readKeyFile reads a private key file after checking that it is a regular
 // file with no group or other permission bits.
-func readKeyFile(path string) ([]byte, error) {
+func readKeyFile(path string) ([]byte, error) { return readSecretFile(path, "CA key") }
+
+// readSecretFile reads a file holding private keys (what names it in
+// errors) after checking that it is a regular file with no group or other
+// permission bits.
+func readSecretFile(path, what string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("tlsconf: CA key: %w", err)
+		return nil, fmt.Errorf("tlsconf: %s: %w", what, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("tlsconf: CA key %s is not a regular file", path)
+		return nil, fmt.Errorf("tlsconf: %s %s is not a regular file", what, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("tlsconf: CA key %s has mode %04o, open to group or others; run `chmod 600 %s`", path, perm, path)
+		return nil, fmt.Errorf("tlsconf: %s %s has mode %04o, open to group or others; run `chmod 600 %s`", what, path, perm, path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("tlsconf: CA key: %w", err)
+		return nil, fmt.Errorf("tlsconf: %s: %w", what, err)
 	}
 	return b, nil
 }

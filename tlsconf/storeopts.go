@@ -22,6 +22,10 @@ type StoreOptions struct {
 	Rand func() float64
 	// Logger receives issuance failures and recoveries. Default: no logging.
 	Logger zerolog.Logger
+	// JWT, when set, signs the JWT-SVIDs the Store hands out as a
+	// JWTSource, and its keys are the JWT bundle. The caller owns it.
+	// Default nil: JWTSVID fails, JWTBundles is empty.
+	JWT *JWTKeys
 }
 
 // Defaults of StoreOptions.

@@ -30,6 +30,7 @@ type node struct {
 	ca       *tlsconf.CA
 	bundles  *x509bundle.Set
 	store    *tlsconf.Store // provider builtin
+	jwtKeys  *tlsconf.JWTKeys
 	spire    *spire.Source  // provider spire
 	src      tlsconf.Source // store or spire
 	att      *attest.Attestor
@@ -183,7 +184,19 @@ func (n *node) buildSource() error {
 	if n.bundles, err = loadBundles(cfg, n.ca); err != nil {
 		return err
 	}
-	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log})
+	// The JWT signing keys live next to the CA; the Store signs JWT-SVIDs
+	// with them (routes' jwt_svid).
+	n.jwtKeys, err = tlsconf.LoadOrCreateJWTKeys(tlsconf.JWTKeyOptions{
+		TrustDomain: cfg.TrustDomain,
+		StateDir:    cfg.Identity.StateDir,
+		TTL:         cfg.Identity.JWTSVIDTTL,
+		Rotation:    cfg.Identity.JWTKeyRotation,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	n.store = tlsconf.NewStore(n.ca, n.bundles, tlsconf.StoreOptions{Logger: log, JWT: n.jwtKeys})
 	n.src = n.store
 	return nil
 }
@@ -234,6 +247,10 @@ func buildState(cfg *config.Config) (*proxy.State, error) {
 			ServerTrustDomain: r.ServerTrustDomain,
 			Protocol:          r.Protocol,
 			ALPN:              strings.Join(r.ALPN, ","),
+		}
+		if r.JWTSVID.On() {
+			routes[i].JWTAudience = strings.Join(r.JWTSVID.Audience, " ")
+			routes[i].JWTHeader = r.JWTSVID.Header
 		}
 	}
 	pol, err := buildPolicy(cfg)

@@ -169,6 +169,16 @@ func explainRequest(w io.Writer, cfg *config.Config, pol *policy.Policy, req pol
 	}
 	fmt.Fprintf(w, "route\t%s (%s, %s:%d)\n", route.Name, route.Protocol, cfg.Path, route.Line)
 	req.Route = route.Name
+	if j := route.JWTSVID; j.On() {
+		fmt.Fprintf(w, "token\tthe caller's JWT-SVID for %s in %s (jwt_svid); a %s the client sends is dropped before policy\n",
+			strings.Join(j.Audience, " "), j.Header, j.Header)
+		t.header = t.header.Clone()
+		t.header.Del(j.Header)
+		if t.method == http.MethodConnect {
+			fmt.Fprintf(w, "kind\trefused (403): route %s attaches a JWT-SVID to each HTTP request, which a tunnel cannot carry\n", route.Name)
+			return
+		}
+	}
 	switch {
 	case t.method == http.MethodConnect:
 		req.Connection = true

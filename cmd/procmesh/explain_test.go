@@ -154,3 +154,36 @@ func TestCheckRules(t *testing.T) {
 		t.Fatalf("check: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestExplainJWTSVIDRoute: explain says a route attaches the caller's
+// JWT-SVID, decides without the client's own token field, as the proxy
+// does, and refuses CONNECT to it.
+func TestExplainJWTSVIDRoute(t *testing.T) {
+	dir := t.TempDir()
+	cfg := configHead(dir) + `routes:
+  - {name: sts, host: sts.test, upstream: "127.0.0.1:1", server_id: spiffe://example.org/sts, jwt_svid: {audience: [https://sts.example]}}
+policy:
+  rules:
+    - {name: tests-to-sts, from: ["spiffe://example.org/tests"], to: [sts]}
+`
+	path := filepath.Join(dir, "procmesh.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := fmt.Sprint(os.Getpid())
+	for args, want := range map[[2]string][]string{
+		{"GET", "http://sts.test/x"}:       {"token the caller's JWT-SVID for https://sts.example in Authorization (jwt_svid)", "decision allow by tests-to-sts"},
+		{"CONNECT", "http://sts.test:443"}: {"kind refused (403): route sts attaches a JWT-SVID"},
+	} {
+		code, out, errOut := run("explain", "-config", path, "-pid", pid, "-method", args[0], "-url", args[1], "-header", "Authorization: Bearer forged")
+		if code != 0 {
+			t.Fatalf("explain exited %d: %s", code, errOut)
+		}
+		out = squeeze(out)
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s %s: output lacks %q:\n%s", args[0], args[1], w, out)
+			}
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/proxy"
+	"github.com/procmesh/procmesh/wlapi"
 )
 
 // cmdRun serves until SIGTERM or SIGINT, then drains in-flight work for up
@@ -53,7 +54,8 @@ type running struct {
 	srv      *proxy.Server
 	sockets  []*proxy.Socket
 	reloader *reloader
-	errc     chan error // a Serve or ServeRaw that returned
+	errc     chan error    // a Serve or ServeRaw that returned
+	wl       *wlapi.Server // nil: no listen.workload_api
 }
 
 // start builds the node for cfg, opens its sockets and serves them in the
@@ -68,8 +70,8 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 		n.Close()
 		return nil, err
 	}
-	rn := &running{n: n, srv: srv, errc: make(chan error, 1+len(cfg.Routes))}
-	if err := rn.listen(cfg); err != nil {
+	rn := &running{n: n, srv: srv, errc: make(chan error, 2+len(cfg.Routes))}
+	if err := rn.listen(cfg, log); err != nil {
 		rn.stop(0)
 		return nil, err
 	}
@@ -78,7 +80,7 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 }
 
 // listen opens the main socket and every route socket and serves them.
-func (rn *running) listen(cfg *config.Config) error {
+func (rn *running) listen(cfg *config.Config, log zerolog.Logger) error {
 	gid, err := groupID(cfg.Listen.Group)
 	if err != nil {
 		return err
@@ -101,12 +103,13 @@ func (rn *running) listen(cfg *config.Config) error {
 		name := r.Name
 		go func() { rn.errc <- rn.srv.ServeRaw(s, name) }()
 	}
-	return nil
+	return rn.serveWorkloadAPI(cfg, gid, log)
 }
 
 // stop drains for up to drain, then closes everything. It reports whether
 // the drain deadline cut work short.
 func (rn *running) stop(drain time.Duration) error {
+	rn.stopWorkloadAPI(drain)
 	err := shutdown(rn.srv, drain)
 	for _, s := range rn.sockets {
 		s.Close()

@@ -79,6 +79,14 @@ type Route struct {
 	// offer the upstream (config routes[].alpn); empty takes the
 	// protocol's default (TunnelALPN). A string keeps Route comparable.
 	ALPN string
+	// JWTAudience, when set, is the audience (space-separated; the first
+	// is the primary one) of the caller's JWT-SVID that procmesh attaches
+	// to every HTTP request on the route, in the JWTHeader field (canonical
+	// form; Authorization carries "Bearer <token>", another field the bare
+	// token). A client-sent JWTHeader is dropped first; a request without
+	// a token never goes out, and CONNECT to the route is refused (config
+	// routes[].jwt_svid). Package proxy attaches it; pools only compare it.
+	JWTAudience, JWTHeader string
 }
 
 // Authorizer checks the upstream's SPIFFE ID: ServerID, or any ID in

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/procmesh/procmesh/config"
+	"github.com/procmesh/procmesh/proxy"
+	"github.com/procmesh/procmesh/wlapi"
+)
+
+// serveWorkloadAPI opens listen.workload_api, when set, and serves the
+// SPIFFE Workload API on it (package wlapi) over the node's resolver and
+// identity source: callers are attested as egress callers are. The socket
+// is created as listen's (mode, group, SO_PASSCRED before any client can
+// connect). A change of listen.workload_api takes effect at the next
+// restart, as listen's other keys.
+func (rn *running) serveWorkloadAPI(cfg *config.Config, gid int, log zerolog.Logger) error {
+	if cfg.Listen.WorkloadAPI == "" {
+		return nil
+	}
+	srv, err := wlapi.New(wlapi.Options{
+		Resolver:            rn.n.resolver,
+		Source:              rn.n.src,
+		Alive:               rn.n.att.Alive,
+		AttestTimeout:       max(30*time.Second, cfg.Identity.SPIRE.FirstAnswerTimeout+5*time.Second),
+		MaxUnattestedPerUID: cfg.Limits.MaxUnattestedConnectionsPerUID,
+		Logger:              log,
+		Audit:               log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	s, err := proxy.Listen(proxy.ListenOptions{Path: cfg.Listen.WorkloadAPI, Mode: cfg.Listen.Mode, GID: gid})
+	if err != nil {
+		return err
+	}
+	rn.wl = srv
+	rn.sockets = append(rn.sockets, s)
+	go func() { rn.errc <- srv.Serve(s) }()
+	log.Info().Str("socket", cfg.Listen.WorkloadAPI).Msg("SPIFFE Workload API served")
+	return nil
+}
+
+// stopWorkloadAPI ends the Workload API's streams and closes its
+// connections, waiting for RPCs in flight up to drain.
+func (rn *running) stopWorkloadAPI(drain time.Duration) {
+	if rn.wl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	rn.wl.Shutdown(ctx)
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/procmesh/procmesh/config"
+	"github.com/procmesh/procmesh/internal/logtest"
+)
+
+// TestRunServesWorkloadAPI starts procmesh from a file with
+// listen.workload_api: the test process, registered by path, gets its SVID
+// from go-spiffe's X509Source; a reload that moves the socket is kept for
+// the next restart; stopping procmesh ends the source's stream, and the
+// audit line says so.
+func TestRunServesWorkloadAPI(t *testing.T) {
+	dir, err := os.MkdirTemp("", "pm-wl-") // socket paths are short
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	self, _ := os.Executable()
+	path := filepath.Join(dir, "procmesh.yaml")
+	text := func(sock string) string {
+		return fmt.Sprintf(`trust_domain: example.org
+listen: {socket: %s/egress.sock, workload_api: %s}
+identity: {state_dir: %s/state}
+reload: {watch: false}
+workloads:
+  - {spiffe_id: spiffe://example.org/tests, selectors: ["unix:path:%s"]}
+`, dir, sock, dir, self)
+	}
+	sock := filepath.Join(dir, "workload.sock")
+	if err := os.WriteFile(path, []byte(text(sock)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &logtest.Buffer{}
+	rn, err := start(path, cfg, zerolog.New(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			rn.stop(5 * time.Second)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+sock)))
+	if err != nil {
+		t.Fatalf("X509Source: %v\n%s", err, log.String())
+	}
+	defer src.Close()
+	svid, err := src.GetX509SVID()
+	if err != nil || svid.ID.String() != "spiffe://example.org/tests" {
+		t.Fatalf("SVID %v, %v", svid, err)
+	}
+
+	if err := os.WriteFile(path, []byte(text(filepath.Join(dir, "other.sock"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := rn.reloader.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if len(log.Lines(`"key":"listen"`, "next restart")) != 1 {
+		t.Fatalf("a changed listen.workload_api is not reported as restart-only:\n%s", log.String())
+	}
+
+	rn.stop(5 * time.Second)
+	stopped = true
+	if len(log.Lines(`"rpc":"FetchX509SVID"`, `"outcome":"Unavailable"`, "shutting down")) == 0 {
+		t.Fatalf("no audit line for the stream ended by the shutdown:\n%s", log.String())
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("the Workload API socket is left after stop: %v", err)
+	}
+}

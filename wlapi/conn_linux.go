@@ -1,0 +1,181 @@
+//go:build linux
+
+package wlapi
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/internal/credread"
+)
+
+// peerConn is an accepted connection whose every read is attributed to its
+// writer (THREATS I12): bytes another process than the connecting one
+// wrote fail the read, and every read after it.
+type peerConn struct {
+	*net.UnixConn
+	raw syscall.RawConn
+	pid int32  // SO_PEERCRED: the process that connected
+	uid uint32 // its effective uid at connect
+
+	mu      sync.Mutex // one read at a time uses cr
+	cr      credread.Reader
+	foreign atomic.Pointer[ForeignWriterError]
+	// onForeign, when set, is told of the first foreign writer.
+	onForeign func(*ForeignWriterError)
+}
+
+// newPeerConn reads the connecting process of c.
+func newPeerConn(c *net.UnixConn) (*peerConn, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("wlapi: %w", err)
+	}
+	pc := &peerConn{UnixConn: c, raw: raw}
+	var cerr error
+	if err := raw.Control(func(fd uintptr) { pc.pid, pc.uid, cerr = credread.PeerCred(int(fd)) }); err != nil {
+		return nil, fmt.Errorf("wlapi: %w", err)
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("wlapi: %w", cerr)
+	}
+	if pc.pid <= 0 {
+		return nil, fmt.Errorf("wlapi: the connecting process is in a PID namespace procmesh cannot see (SO_PEERCRED pid %d)", pc.pid)
+	}
+	return pc, nil
+}
+
+// Read reads what the connecting process wrote. Bytes of another writer
+// are dropped and fail this read and every later one with a
+// *ForeignWriterError.
+func (c *peerConn) Read(p []byte) (int, error) {
+	if fw := c.foreign.Load(); fw != nil {
+		return 0, fw
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var (
+		n    int
+		pid  int32
+		rerr error
+	)
+	err := c.raw.Read(func(fd uintptr) bool {
+		n, pid, rerr = c.cr.Read(int(fd), p)
+		return rerr != syscall.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return 0, err // closed, deadline
+	case rerr != nil:
+		return 0, os.NewSyscallError("recvmsg", rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	case pid != c.pid:
+		fw := &ForeignWriterError{Writer: pid, Connector: c.pid}
+		if pid > 0 {
+			fw.WriterExe, _ = os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
+		}
+		if c.foreign.CompareAndSwap(nil, fw) && c.onForeign != nil {
+			c.onForeign(fw)
+		}
+		return 0, c.foreign.Load()
+	}
+	return n, nil
+}
+
+// ForeignWriter is the first process other than the connecting one that
+// wrote on the connection, nil when there was none.
+func (c *peerConn) ForeignWriter() *ForeignWriterError { return c.foreign.Load() }
+
+// pin is a pidfd of the connecting process, readable once it exits.
+type pin struct {
+	f *os.File
+}
+
+// pinPeer pins the process that connected c: SO_PEERPIDFD names it with no
+// PID race; on kernels without it (before 6.5), pidfd_open of the
+// SO_PEERCRED PID, which the caller must check is still the attested
+// process (alive) after opening.
+func pinPeer(c *net.UnixConn) (*pin, error) {
+	peer, err := attest.ReadPeer(c, true)
+	if err != nil {
+		return nil, fmt.Errorf("wlapi: %w", err)
+	}
+	fd := peer.PIDFD
+	peer.PIDFD = -1 // kept here, not closed with peer
+	if fd < 0 {
+		fd, err = unix.PidfdOpen(int(peer.PID), unix.PIDFD_NONBLOCK)
+		if err != nil {
+			return nil, fmt.Errorf("wlapi: pidfd_open %d: %w (the Workload API needs Linux 5.10 or later)", peer.PID, err)
+		}
+	} else if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("wlapi: pidfd of process %d: %w", peer.PID, err)
+	}
+	// A non-blocking pidfd goes into the runtime's poller: a stream
+	// waiting for its process's exit parks a goroutine, not a thread.
+	return &pin{f: os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(int(peer.PID)))}, nil
+}
+
+// wait returns when the process exits or the pin is closed.
+func (p *pin) wait() {
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool { return exited(int(fd)) })
+}
+
+// exited reports whether the pinned process has exited.
+func (p *pin) exited() bool {
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := true
+	if err := rc.Control(func(fd uintptr) { gone = exited(int(fd)) }); err != nil {
+		return true
+	}
+	return gone
+}
+
+// exited reports whether the pidfd is readable: its process has exited.
+func exited(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
+func (p *pin) close() { p.f.Close() }
+
+// setPassCred turns on per-write credentials on l, when it is a Unix
+// socket listener, so that the connections it accepts carry them.
+func setPassCred(l net.Listener) error {
+	sc, ok := l.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return nil // not a Unix socket: every connection is refused anyway
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("wlapi: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = credread.SetPassCred(int(fd)) }); err != nil {
+		return fmt.Errorf("wlapi: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("wlapi: per-write credentials on %s: %w", l.Addr(), serr)
+	}
+	return nil
+}
