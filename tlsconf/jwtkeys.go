@@ -207,10 +207,15 @@ func newJWTKey(priv *ecdsa.PrivateKey, activate time.Time, maxTTL time.Duration)
 	return &jwtKey{kid: kid, priv: priv, activate: activate, maxTTL: maxTTL, signer: signer}, nil
 }
 
-// active returns the key that signs at now: the last one activated.
+// active returns the key that signs at now: the last one activated, or
+// the oldest (published since it was made) when the clock went back
+// before every activation.
 func (k *JWTKeys) active(now time.Time) *jwtKey {
-	var cur *jwtKey
-	for _, key := range k.keys {
+	if len(k.keys) == 0 {
+		return nil
+	}
+	cur := k.keys[0]
+	for _, key := range k.keys[1:] {
 		if !key.activate.After(now) {
 			cur = key
 		}
@@ -233,10 +238,10 @@ func (k *JWTKeys) maintain(now time.Time) error {
 		changed = true
 	}
 	cur := k.active(now)
-	if cur != nil && cur.maxTTL < o.TTL {
+	if i := slices.Index(keys, cur); i >= 0 && cur.maxTTL < o.TTL {
 		c := *cur // the TTL grew (a restart with a new config)
 		c.maxTTL = o.TTL
-		keys[slices.Index(keys, cur)] = &c
+		keys[i] = &c
 		cur, changed = &c, true
 	}
 	prepublish := o.Rotation / 2

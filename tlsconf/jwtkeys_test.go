@@ -202,3 +202,33 @@ func TestJWTKeysRotateWithOverlap(t *testing.T) {
 		t.Fatalf("after an idle period: %v", got)
 	}
 }
+
+// A restart with a longer TTL keeps the current key in the bundle for the
+// longer tokens it now signs; a clock set back before every activation
+// still signs, with the oldest published key.
+func TestJWTKeysTTLGrowsAndClockGoesBack(t *testing.T) {
+	clock := newFakeClock()
+	dir := filepath.Join(t.TempDir(), "state")
+	const rot = time.Hour
+	k := newJWTKeys(t, dir, 5*time.Minute, rot, clock.Now)
+	_, a, err := k.signToken(idBilling, []string{"a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = newJWTKeys(t, dir, 30*time.Minute, rot, clock.Now)
+	clock.Add(rot/2 + time.Minute) // the next key is published
+	if got := bundleKIDs(t, k); len(got) != 2 {
+		t.Fatalf("no next key: %v", got)
+	}
+	clock.Add(rot/2 + 9*time.Minute) // it has signed for 10m; a signed 30m tokens
+	if _, kid, _ := k.signToken(idBilling, []string{"a"}); kid == a {
+		t.Fatal("the old key still signs")
+	}
+	if got := bundleKIDs(t, k); !got[a] {
+		t.Fatal("the old key left the bundle before its 30m tokens expired")
+	}
+	clock.Add(-3 * rot)
+	if _, kid, err := k.signToken(idBilling, []string{"a"}); err != nil || kid != a {
+		t.Fatalf("with the clock set back: %s, %v; want the oldest key %s", kid, err, a)
+	}
+}
