@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	c.validateRoutes(ps, bundles)
 	c.validatePolicy(ps)
 	c.validateLimits(ps)
+	c.validateInbound(ps, bundles)
 	sortProblems(ps.list)
 	return ps.err()
 }
