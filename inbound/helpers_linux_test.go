@@ -309,7 +309,7 @@ func (e *env) listener(name, sock, protocol string, rules ...policy.Rule) inboun
 	if protocol == "tcp" {
 		pass = "proxy-v2"
 	}
-	return inbound.Listener{Name: name, Listen: "127.0.0.1:0", Service: sock, Protocol: protocol, Identity: appID, Policy: pol, PassIdentity: pass}
+	return inbound.Listener{Name: name, Listen: freeAddr(e.t), Service: sock, Protocol: protocol, Identity: appID, Policy: pol, PassIdentity: pass}
 }
 
 func (e *env) apply(ls ...inbound.Listener) {
@@ -463,4 +463,17 @@ func slowHandshakeClosed(t *testing.T, addr string) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("a connection that sent no handshake was still open after 10s")
 	}
+}
+
+// freeAddr returns a loopback address with a port free a moment ago: a
+// listener's address is its identity across Apply calls, so it must not
+// be ":0".
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
