@@ -168,9 +168,10 @@ routes:
   - {name: orders, host: orders.test, upstream: "10.77.0.2:8443", server_id: spiffe://example.org/orders}
   - {name: rpc, host: rpc.test, upstream: "10.77.0.2:8444", server_id: spiffe://example.org/orders, protocol: http2}
   - {name: wrong, host: wrong.test, upstream: "10.77.0.2:8445", server_id: spiffe://example.org/orders}
+  - {name: later, host: later.test, upstream: "10.77.0.2:8446", server_id: spiffe://example.org/orders}
 policy:
   rules:
-    - {from: %[6]s, to: [orders, rpc, wrong]}
+    - {from: %[6]s, to: [orders, rpc, wrong, later]}
 `, a, pki.certA, pki.keyA, bin["caller1"], bin["caller2"], callers)
 	cfgB := common + fmt.Sprintf(`listen: {socket: %[1]s/egress.sock}
 identity: {state_dir: %[1]s/state, ca: {cert: %[2]s, key: %[3]s}}
@@ -186,8 +187,8 @@ inbound:
 	startHelper(t, nsB, bin["app"], "app", filepath.Join(b, "app.sock"))
 	startHelper(t, nsB, bin["app"], "grpc", filepath.Join(b, "grpc.sock"))
 	startHelper(t, nsB, bin["wrong"], "app", filepath.Join(b, "wrong.sock"))
-	logB := startNode(t, nsB, filepath.Join(dir, "procmesh"), filepath.Join(b, "procmesh.yaml"), cfgB, filepath.Join(b, "egress.sock"))
-	logA := startNode(t, nsA, filepath.Join(dir, "procmesh"), filepath.Join(a, "procmesh.yaml"), cfgA, filepath.Join(a, "egress.sock"))
+	logB, procB := startNode(t, nsB, filepath.Join(dir, "procmesh"), filepath.Join(b, "procmesh.yaml"), cfgB, filepath.Join(b, "egress.sock"))
+	logA, _ := startNode(t, nsA, filepath.Join(dir, "procmesh"), filepath.Join(a, "procmesh.yaml"), cfgA, filepath.Join(a, "egress.sock"))
 	egress := filepath.Join(a, "egress.sock")
 	dump := func() string { return "\nnode A:\n" + logA.String() + "\nnode B:\n" + logB.String() }
 
@@ -220,6 +221,36 @@ inbound:
 	}
 	if !strings.Contains(logB.String(), `"inbound":"wrong"`) || !strings.Contains(logB.String(), "has no identity") {
 		t.Errorf("node B did not audit the wrong program's service%s", dump())
+	}
+
+	// Reload B: orders now allows caller1 only, and a new listener opens.
+	if out := runIn(t, nsA, bin["caller1"], "get", egress, "later.test"); strings.HasPrefix(out, "200 ") {
+		t.Fatalf("later.test answered before B listens on it: %q", out)
+	}
+	cfgB2 := strings.Replace(cfgB, `name: orders, listen: "10.77.0.2:8443", service: `+b+`/app.sock, identity: spiffe://example.org/orders, policy: {rules: [{from: `+callers+`}]}`,
+		`name: orders, listen: "10.77.0.2:8443", service: `+b+`/app.sock, identity: spiffe://example.org/orders, policy: {rules: [{from: ["spiffe://example.org/caller1"]}]}`, 1)
+	cfgB2 += fmt.Sprintf("  - {name: later, listen: \"10.77.0.2:8446\", service: %s/app.sock, identity: spiffe://example.org/orders, policy: {rules: [{from: %s}]}}\n", b, callers)
+	if cfgB2 == cfgB {
+		t.Fatal("test bug: B's config did not change")
+	}
+	if err := os.WriteFile(filepath.Join(b, "procmesh.yaml"), []byte(cfgB2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	procB.Process.Signal(syscall.SIGHUP)
+	for i := 0; !strings.Contains(logB.String(), `"inbound":4`) || !strings.Contains(logB.String(), "config reloaded"); i++ {
+		if i == 600 {
+			t.Fatalf("node B did not reload%s", dump())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := runIn(t, nsA, bin["caller1"], "get", egress, "later.test"); !strings.HasPrefix(out, "200 ") {
+		t.Fatalf("caller1 on the listener the reload added: %q%s", out, dump())
+	}
+	if out := runIn(t, nsA, bin["caller2"], "get", egress, "orders.test"); strings.HasPrefix(out, "200 ") {
+		t.Fatalf("caller2 still served after the reload removed it from the policy: %q%s", out, dump())
+	}
+	if out := runIn(t, nsA, bin["caller1"], "get", egress, "orders.test"); !strings.HasPrefix(out, "200 ") {
+		t.Fatalf("caller1 after the reload: %q%s", out, dump())
 	}
 }
 
@@ -265,7 +296,7 @@ func startHelper(t *testing.T, ns, bin, mode, sock string) {
 
 // startNode writes cfg and runs procmesh on it inside ns; SIGTERM at
 // cleanup must drain and exit 0.
-func startNode(t *testing.T, ns, procmesh, path, cfg, sock string) *logtest.Buffer {
+func startNode(t *testing.T, ns, procmesh, path, cfg, sock string) (*logtest.Buffer, *exec.Cmd) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -291,7 +322,7 @@ func startNode(t *testing.T, ns, procmesh, path, cfg, sock string) *logtest.Buff
 		}
 	})
 	waitSocket(t, sock, out)
-	return out
+	return out, cmd
 }
 
 func waitSocket(t *testing.T, sock string, out *logtest.Buffer) {
