@@ -135,3 +135,41 @@ func TestInboundReload(t *testing.T) {
 		t.Fatal("removed listener still accepts")
 	}
 }
+
+// TestInboundDrain: Shutdown stops accepting and lets a request in flight
+// finish.
+func TestInboundDrain(t *testing.T) {
+	e := newEnv(t, proxy.Limits{})
+	a := startApp(t, bins.app, "http")
+	e.apply(e.listener("orders", a.sock, "http1", policy.Rule{From: []spiffeid.ID{frontID}}))
+	addr := e.addr("orders")
+	c := e.httpClient(e.svid(frontID), false)
+	got := make(chan int, 1)
+	go func() {
+		resp, err := c.Get("https://" + addr + "/slow")
+		if err != nil {
+			got <- 0
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	waitFor(t, func() bool { return len(a.out.Lines("request GET /slow")) > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- e.srv.Shutdown(ctx) }()
+	waitFor(t, func() bool {
+		c, err := tls.Dial("tcp", addr, e.clientTLS(e.svid(frontID), appID))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if code := <-got; code != 200 {
+		t.Fatalf("request in flight at shutdown: %d", code)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
