@@ -79,6 +79,6 @@ func (l *listener) audit(e *auditEvent) {
 // a failed handshake (no certificate, an untrusted or expired one, an ID
 // no rule could allow, or a service that is not the identity's) or a
 // connection limit.
-func (l *listener) auditConn(p *peer, addr net.Addr, _ string, err error, up, down int64, start time.Time) {
-	l.audit(&auditEvent{kind: "inbound_handshake", listener: l.cfg.Load().Name, peer: p, addr: addr, start: start, err: err, up: up, down: down})
+func (l *listener) auditConn(p *peer, addr net.Addr, err error, start time.Time) {
+	l.audit(&auditEvent{kind: "inbound_handshake", listener: l.cfg.Load().Name, peer: p, addr: addr, start: start, err: err})
 }

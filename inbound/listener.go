@@ -108,7 +108,7 @@ func (l *listener) acceptLoop() {
 		}
 		delay = 0
 		if !l.srv.admit() {
-			l.auditConn(nil, c.RemoteAddr(), "deny", errLimit("limits.max_connections"), 0, 0, time.Now())
+			l.auditConn(nil, c.RemoteAddr(), errLimit("limits.max_connections"), time.Now())
 			c.Close()
 			continue
 		}
@@ -125,13 +125,13 @@ func (l *listener) serveConn(c net.Conn) {
 	start := time.Now()
 	tc, p, err := l.handshake(c)
 	if err != nil {
-		l.auditConn(p, c.RemoteAddr(), "deny", err, 0, 0, start)
+		l.auditConn(p, c.RemoteAddr(), err, start)
 		c.Close()
 		l.srv.release()
 		return
 	}
 	if !l.srv.admitID(p.id) {
-		l.auditConn(p, c.RemoteAddr(), "deny", errLimit("limits.max_connections_per_identity"), 0, 0, start)
+		l.auditConn(p, c.RemoteAddr(), errLimit("limits.max_connections_per_identity"), start)
 		tc.Close()
 		l.srv.release()
 		return

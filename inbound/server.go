@@ -133,7 +133,7 @@ func (s *Server) Apply(ls []Listener, drain time.Duration) error {
 		}
 		if old != nil && old.cfg.Load().Listen == l.Listen {
 			// Same address, another protocol: the old one must let go
-			// of the port first.
+			// of the port first (its connections drain below).
 			old.closeListener()
 		}
 		nl, err := s.open(l)
@@ -141,7 +141,7 @@ func (s *Server) Apply(ls []Listener, drain time.Duration) error {
 			for _, o := range opened {
 				o.closeListener()
 			}
-			return err
+			return fmt.Errorf("inbound %q: %w", l.Name, err)
 		}
 		opened[l.Name] = nl
 	}

@@ -63,7 +63,8 @@ type service struct {
 	ttl      time.Duration
 	now      func() time.Time
 
-	mu      sync.Mutex
+	probe   sync.Mutex // held while probing
+	mu      sync.Mutex // guards the verdict
 	key     sockKey
 	until   time.Time
 	verdict error
@@ -93,14 +94,17 @@ func (s *service) check(ctx context.Context) error {
 	if err != nil {
 		return &ServiceError{Service: s.path, Reason: "no socket: " + err.Error() + "; start the service", Err: err}
 	}
-	now := s.now()
-	s.mu.Lock()
-	if key == s.key && now.Before(s.until) {
-		v := s.verdict
-		s.mu.Unlock()
+	if v, ok := s.cached(key); ok {
 		return v
 	}
-	s.mu.Unlock()
+	// One probe at a time: handshakes that arrive meanwhile wait for its
+	// verdict instead of each connecting to the service.
+	s.probe.Lock()
+	defer s.probe.Unlock()
+	if v, ok := s.cached(key); ok {
+		return v
+	}
+	now := s.now()
 	c, _, err := s.dial(ctx)
 	if c != nil {
 		c.Close()
@@ -109,6 +113,16 @@ func (s *service) check(ctx context.Context) error {
 	s.key, s.until, s.verdict = key, now.Add(s.ttl), err
 	s.mu.Unlock()
 	return err
+}
+
+// cached returns the verdict on the socket key, if it is fresh.
+func (s *service) cached(key sockKey) (error, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if key == s.key && s.now().Before(s.until) {
+		return s.verdict, true
+	}
+	return nil, false
 }
 
 // dial connects to the service and attests the process that created its

@@ -61,10 +61,6 @@ func (l *listener) serveTCP(tc *tls.Conn, p *peer, start time.Time) {
 	}
 	c := &tcpConn{tls: tc, svc: sc, peer: p}
 	l.mu.Lock()
-	if l.closing.Load() && l.tcp == nil {
-		l.mu.Unlock()
-		return
-	}
 	l.tcp[c] = struct{}{}
 	l.mu.Unlock()
 	defer func() {
