@@ -173,3 +173,21 @@ func TestInboundDrain(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// TestInboundRename: a reload that renames a listener (or changes its
+// protocol) on the same address takes the address over.
+func TestInboundRename(t *testing.T) {
+	e := newEnv(t, proxy.Limits{})
+	a := startApp(t, bins.app, "http")
+	l := e.listener("old", a.sock, "http1", policy.Rule{From: []spiffeid.ID{frontID}})
+	e.apply(l)
+	renamed := e.listener("new", a.sock, "http2", policy.Rule{From: []spiffeid.ID{frontID}})
+	renamed.Listen = l.Listen
+	e.apply(renamed)
+	if e.srv.Addr("old") != nil || e.addr("new") != l.Listen {
+		t.Fatalf("after the rename: old %v, new %v", e.srv.Addr("old"), e.srv.Addr("new"))
+	}
+	if _, resp := getSeen(t, e.httpClient(e.svid(frontID), true), "https://"+l.Listen+"/", nil); resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("renamed listener: %s %s", resp.Proto, resp.Status)
+	}
+}

@@ -112,8 +112,9 @@ func New(opts Options) (*Server, error) {
 // changed one is retuned in place (identity, service, policy,
 // pass_identity) or, when its address or protocol changed, closed and
 // opened again. Open tcp connections that the new policy no longer allows
-// are closed. All new listeners are opened before anything changes: an
-// address that cannot be bound fails the whole Apply.
+// are closed. All new listeners are opened before anything else changes:
+// an address that cannot be bound fails the whole Apply (a listener whose
+// address a new one was to take over stays closed then).
 func (s *Server) Apply(ls []Listener, drain time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,15 +127,23 @@ func (s *Server) Apply(ls []Listener, drain time.Duration) error {
 	}
 	var stop []*listener
 	opened := map[string]*listener{}
+	// Addresses held by listeners that go away or are reopened: a new
+	// listener on one (a renamed item, a changed protocol) takes it over
+	// once the old one lets go of the port (its connections drain below).
+	leaving := map[string]*listener{}
+	for name, old := range s.listeners {
+		c := old.cfg.Load()
+		if w, keep := want[name]; !keep || w.Listen != c.Listen || w.Protocol != c.Protocol {
+			leaving[c.Listen] = old
+		}
+	}
 	for _, l := range ls {
 		old := s.listeners[l.Name]
 		if old != nil && old.cfg.Load().Listen == l.Listen && old.cfg.Load().Protocol == l.Protocol {
 			continue
 		}
-		if old != nil && old.cfg.Load().Listen == l.Listen {
-			// Same address, another protocol: the old one must let go
-			// of the port first (its connections drain below).
-			old.closeListener()
+		if o := leaving[l.Listen]; o != nil {
+			o.closeListener()
 		}
 		nl, err := s.open(l)
 		if err != nil {
