@@ -191,13 +191,13 @@ type app struct {
 }
 
 // startApp runs bin in mode serving a fresh socket and waits for it.
-func startApp(t *testing.T, bin, mode string) *app {
+func startApp(t testing.TB, bin, mode string) *app {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "svc.sock")
 	return startAppAt(t, bin, mode, sock)
 }
 
-func startAppAt(t *testing.T, bin, mode, sock string) *app {
+func startAppAt(t testing.TB, bin, mode, sock string) *app {
 	t.Helper()
 	a := &app{sock: sock, out: &logtest.Buffer{}}
 	a.cmd = exec.Command(bin)
@@ -226,7 +226,7 @@ func (a *app) stop() {
 	a.cmd.Wait()
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
 		if cond() {
@@ -240,7 +240,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // env is a node: a builtin CA for example.org, the entries of bins.app and
 // bins.other, a resolver, an inbound server, and an audit log.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ca      *tlsconf.CA
 	caDir   string
 	store   *tlsconf.Store
@@ -250,7 +250,7 @@ type env struct {
 	log     *logtest.Buffer
 }
 
-func newEnv(t *testing.T, lim proxy.Limits) *env {
+func newEnv(t testing.TB, lim proxy.Limits) *env {
 	t.Helper()
 	e := &env{t: t, audit: &logtest.Buffer{}, log: &logtest.Buffer{}}
 	var err error
@@ -355,7 +355,7 @@ func (e *env) httpClient(svid *x509svid.SVID, h2 bool) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
-func getSeen(t *testing.T, c *http.Client, url string, hdr http.Header) (seen, *http.Response) {
+func getSeen(t testing.TB, c *http.Client, url string, hdr http.Header) (seen, *http.Response) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	for k, v := range hdr {
@@ -393,7 +393,7 @@ func (e *env) auditLines(subs ...string) []string {
 
 // reapHandoff waits for a handoff helper to exit, leaving its child
 // serving the socket it created, and kills that child at cleanup.
-func reapHandoff(t *testing.T, a *app) {
+func reapHandoff(t testing.TB, a *app) {
 	t.Helper()
 	a.cmd.Wait()
 	var pid int
@@ -408,7 +408,7 @@ func reapHandoff(t *testing.T, a *app) {
 
 // expiredSVID signs an X509-SVID for id with e's CA key that expired an
 // hour ago.
-func expiredSVID(t *testing.T, e *env, id spiffeid.ID) *x509svid.SVID {
+func expiredSVID(t testing.TB, e *env, id spiffeid.ID) *x509svid.SVID {
 	t.Helper()
 	dir := e.caDir
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
@@ -451,7 +451,7 @@ func expiredSVID(t *testing.T, e *env, id spiffeid.ID) *x509svid.SVID {
 
 // slowHandshakeClosed: a TCP connection that never starts its handshake
 // is closed by procmesh (limits.header_read_timeout).
-func slowHandshakeClosed(t *testing.T, addr string) {
+func slowHandshakeClosed(t testing.TB, addr string) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -468,7 +468,7 @@ func slowHandshakeClosed(t *testing.T, addr string) {
 // freeAddr returns a loopback address with a port free a moment ago: a
 // listener's address is its identity across Apply calls, so it must not
 // be ":0".
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
