@@ -19,6 +19,7 @@ import (
 	"github.com/procmesh/procmesh/inbound"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
+	"github.com/procmesh/procmesh/tlsconf"
 )
 
 // TestInboundTCPProxyV2: a tcp listener writes a PROXY v2 header whose TLV
@@ -189,5 +190,34 @@ func TestInboundRename(t *testing.T) {
 	}
 	if _, resp := getSeen(t, e.httpClient(e.svid(frontID), true), "https://"+l.Listen+"/", nil); resp.StatusCode != 200 || resp.ProtoMajor != 2 {
 		t.Fatalf("renamed listener: %s %s", resp.Proto, resp.Status)
+	}
+}
+
+// TestInboundFederation: a caller of another trust domain whose bundle the
+// Source has is verified and authorised by its own ID; without the bundle
+// it is refused in the handshake.
+func TestInboundFederation(t *testing.T) {
+	e := newEnv(t, proxy.Limits{})
+	partnerTD := spiffeid.RequireTrustDomainFromString("partner.test")
+	partnerCA, err := tlsconf.LoadOrCreateCA(tlsconf.CAOptions{TrustDomain: partnerTD, StateDir: t.TempDir() + "/partner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := spiffeid.RequireFromPath(partnerTD, "/web")
+	svid, err := partnerCA.Mint(web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, bins.app, "http")
+	e.apply(e.listener("orders", a.sock, "http1", policy.Rule{From: []spiffeid.ID{web}}))
+	url := "https://" + e.addr("orders") + "/"
+	if resp, err := e.httpClient(svid, false).Get(url); err == nil {
+		resp.Body.Close()
+		t.Fatal("a caller of a trust domain without a bundle was served")
+	}
+	e.bundles.Add(partnerCA.Bundle())
+	s, resp := getSeen(t, e.httpClient(svid, false), url, nil)
+	if resp.StatusCode != 200 || len(s.XFCC) != 1 || !strings.HasSuffix(s.XFCC[0], ";URI=spiffe://partner.test/web") {
+		t.Fatalf("federated caller: %s, app saw %q", resp.Status, s.XFCC)
 	}
 }
