@@ -100,7 +100,9 @@ func runTwoNodeHelper(mode string, args []string) int {
 	return 0
 }
 
-type xfccGRPC struct{ testgrpc.UnimplementedTestServiceServer }
+type xfccGRPC struct {
+	testgrpc.UnimplementedTestServiceServer
+}
 
 func (xfccGRPC) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
