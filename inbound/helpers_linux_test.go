@@ -103,6 +103,8 @@ type seen struct {
 	Path   string   `json:"path"`
 	XFCC   []string `json:"xfcc"`
 	Proto  string   `json:"proto"`
+
+	TrailerXFCC []string `json:"trailer_xfcc"`
 }
 
 // runHelper serves sock until stdin reaches EOF. Modes: http (HTTP/1.1
@@ -129,7 +131,9 @@ func runHelper(mode, sock string) int {
 	switch mode {
 	case "http", "inherited-http":
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s := seen{Method: r.Method, Path: r.URL.Path, XFCC: r.Header.Values("X-Forwarded-Client-Cert"), Proto: r.Proto}
+			io.Copy(io.Discard, r.Body) // so that trailers are read
+			s := seen{Method: r.Method, Path: r.URL.Path, XFCC: r.Header.Values("X-Forwarded-Client-Cert"), Proto: r.Proto,
+				TrailerXFCC: r.Trailer.Values("X-Forwarded-Client-Cert")}
 			fmt.Printf("request %s %s\n", r.Method, r.URL.Path)
 			if r.URL.Path == "/slow" {
 				time.Sleep(3 * time.Second)

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,20 @@ import (
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 )
+
+// trailerBody sets a forged XFCC trailer when its body ends.
+type trailerBody struct {
+	r       io.Reader
+	trailer http.Header
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.trailer.Set("X-Forwarded-Client-Cert", "URI=spiffe://example.org/admin")
+	}
+	return n, err
+}
 
 func certHash(der []byte) string {
 	sum := sha256.Sum256(der)
@@ -126,6 +142,26 @@ func TestThreat_N2_XFCCSanitised(t *testing.T) {
 		want := inbound.XFCC(appID.String(), certHash(svid.Certificates[0].Raw), frontID.String())
 		if len(s.XFCC) != 1 || s.XFCC[0] != want {
 			t.Fatalf("h2=%v: app saw XFCC %q, want only %q", h2, s.XFCC, want)
+		}
+	}
+	// In a trailer, over HTTP/1.1 (chunked) and h2. httputil.ReverseProxy
+	// forwards a clone of the request's trailers made before the body is
+	// read, so trailer values never reach the app today; this guards the
+	// guarantee should the forwarding path change.
+	for _, h2 := range []bool{false, true} {
+		body := &trailerBody{r: strings.NewReader("body")}
+		req, _ := http.NewRequest("POST", "https://"+e.addr("orders")+"/", body)
+		req.Trailer = http.Header{"X-Forwarded-Client-Cert": nil}
+		body.trailer = req.Trailer
+		resp, err := e.httpClient(svid, h2).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s seen
+		json.NewDecoder(resp.Body).Decode(&s)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(s.TrailerXFCC) != 0 {
+			t.Fatalf("h2=%v: %s; the app saw XFCC trailer %q", h2, resp.Status, s.TrailerXFCC)
 		}
 	}
 	if strings.Contains(a.out.String(), "admin") {
