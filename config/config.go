@@ -128,6 +128,7 @@ type Config struct {
 	Shutdown     Shutdown
 	Runtime      Runtime
 	Log          Log
+	Inbound      []Inbound // key inbound; default none
 }
 
 // Listen is the main (HTTP forward proxy) Unix socket.

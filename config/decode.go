@@ -16,7 +16,7 @@ import (
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "identity.spire", "cache", "attest", "trust_bundles[]",
 		"workloads[]", "workloads[].allow", "routes[]", "routes[].jwt_svid", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
-		"reload", "shutdown", "runtime", "log"}
+		"reload", "shutdown", "runtime", "log", "inbound[]", "inbound[].policy", "inbound[].policy.rules[]"}
 }
 
 // keys lists the keys a section accepts, in the order messages show them.
@@ -24,7 +24,7 @@ func keys(section string) []string {
 	switch section {
 	case "":
 		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
-			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
+			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log", "inbound"}
 	case "listen":
 		return []string{"socket", "mode", "group", "workload_api"}
 	case "identity":
@@ -71,6 +71,12 @@ func keys(section string) []string {
 		return []string{"max_procs", "gc_percent", "memory_limit"}
 	case "log":
 		return []string{"level", "file", "flush_interval"}
+	case "inbound[]":
+		return []string{"name", "listen", "service", "protocol", "identity", "policy", "pass_identity"}
+	case "inbound[].policy":
+		return []string{"default", "rules"}
+	case "inbound[].policy.rules[]":
+		return []string{"name", "from", "methods", "paths", "headers", "mode"}
 	}
 	return nil
 }
@@ -141,6 +147,10 @@ func (w *walker) decode(root *yaml.Node) *Config {
 		for i, n := range items {
 			c.Policy.Rules = append(c.Policy.Rules, w.rule(n, fmt.Sprintf("policy.rules[%d]", i)))
 		}
+	}
+	items, _ = w.list(top.get("inbound"), "inbound")
+	for i, n := range items {
+		c.Inbound = append(c.Inbound, w.inbound(n, fmt.Sprintf("inbound[%d]", i)))
 	}
 	w.limits(top.get("limits"), &c.Limits)
 	w.upstream(top.get("upstream"), &c.Upstream)

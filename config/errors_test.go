@@ -40,7 +40,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing trust_domain", "listen: {}\n", `test.yaml:1: missing required key "trust_domain" (the trust domain of this node's workloads, like example.org)`},
 
 		// Keys.
-		{"unknown key top", "trust_domain: example.org\nlisten_on: x\n", `test.yaml:2: unknown key "listen_on" at top level (known: trust_domain, listen, identity, cache, attest, trust_bundles, workloads, routes, policy, limits, upstream, reload, shutdown, runtime, log)`},
+		{"unknown key top", "trust_domain: example.org\nlisten_on: x\n", `test.yaml:2: unknown key "listen_on" at top level (known: trust_domain, listen, identity, cache, attest, trust_bundles, workloads, routes, policy, limits, upstream, reload, shutdown, runtime, log, inbound)`},
 		{"unknown key nested", "trust_domain: example.org\nlisten:\n  socket: /run/x.sock\n  foo: 1\n", `test.yaml:4: unknown key "foo" in listen (known: socket, mode, group, workload_api)`},
 		{"unknown key deeper", "trust_domain: example.org\nidentity:\n  ca:\n    chain: /x\n", `test.yaml:4: unknown key "chain" in identity.ca (known: cert, key)`},
 		{"unknown key in list item", "trust_domain: example.org\n" + route + "  - {name: b, host: b.test, upstream: \"127.0.0.1:1\", server_id: spiffe://example.org/b, tls: true}\n",

@@ -176,6 +176,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.applyLimitDefaults()
 	c.applyAttestDefaults()
+	c.applyInboundDefaults()
 }
 
 // applyLimitDefaults fills limits, upstream, reload and shutdown. A zero

@@ -18,9 +18,15 @@ import (
 // with its own line; Validate checks the rules against each other and
 // against the routes (see validatePolicy).
 
-func (w *walker) rule(n *yaml.Node, path string) Rule {
+func (w *walker) rule(n *yaml.Node, path string) Rule { return w.ruleOf(n, path, "policy.rules[]") }
+
+// ruleOf decodes a rule of section: "policy.rules[]", or
+// "inbound[].policy.rules[]", whose rules have no to (the inbound listener
+// is the route) and no selectors (a remote caller has none on this node).
+func (w *walker) ruleOf(n *yaml.Node, path, section string) Rule {
+	inbound := section != "policy.rules[]"
 	r := Rule{Line: n.Line}
-	f, ok := w.mapping(n, path, keys("policy.rules[]")...)
+	f, ok := w.mapping(n, path, keys(section)...)
 	if !ok {
 		w.notNull(n, path)
 		return r
@@ -28,7 +34,9 @@ func (w *walker) rule(n *yaml.Node, path string) Rule {
 	r.Name, _ = w.label(f.get("name"), f.key("name"), "rule name", "billing-to-echo")
 
 	fromNode, selNode := f.get("from"), f.get("selectors")
-	if fromNode == nil && selNode == nil && !f.written["from"] && !f.written["selectors"] {
+	if inbound && fromNode == nil && !f.written["from"] {
+		w.add(f.line, path, `missing required key "from" (callers' SPIFFE IDs or prefixes, like ["spiffe://example.org/frontend", "spiffe://partner.test/*"])`)
+	} else if fromNode == nil && selNode == nil && !f.written["from"] && !f.written["selectors"] {
 		w.add(f.line, path, `missing required key "from" (callers' SPIFFE IDs or prefixes, like ["spiffe://example.org/billing", "spiffe://example.org/team-a/*"]; or set selectors)`)
 	}
 	froms, fromOK := w.list(fromNode, f.key("from"))
@@ -47,7 +55,10 @@ func (w *walker) rule(n *yaml.Node, path string) Rule {
 		w.add(line, path, "no callers: list SPIFFE IDs or prefixes in from, or selectors")
 	}
 
-	v := w.require(f, "to", `route names, like ["echo"]`)
+	var v *yaml.Node
+	if !inbound {
+		v = w.require(f, "to", `route names, like ["echo"]`)
+	}
 	items, ok := w.list(v, f.key("to"))
 	if v != nil && ok && len(items) == 0 {
 		w.add(v.Line, f.key("to"), "empty; list the route names this rule allows")

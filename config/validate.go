@@ -19,7 +19,10 @@ import (
 // unique, every route's server identity covered by a trust bundle, route
 // sockets only for protocol tcp, policy rules naming existing routes and
 // callers of this trust domain, no policy rule that can never decide a
-// request (see policy.New), and limits consistent with each other. Problems
+// request (see policy.New), limits consistent with each other, and inbound
+// listeners (names, addresses and sockets unique, identities registered,
+// callers' trust domains with a bundle, pass_identity fitting the
+// protocol; see validateInbound). Problems
 // name c.Path and the Line of the item at fault. Validate reads nothing but
 // c and changes nothing; Parse calls it once every setting on its own is
 // well-formed.
@@ -37,6 +40,7 @@ func (c *Config) Validate() error {
 	c.validatePolicy(ps)
 	c.validateJWTRules(ps)
 	c.validateLimits(ps)
+	c.validateInbound(ps, bundles)
 	sortProblems(ps.list)
 	return ps.err()
 }

@@ -138,6 +138,11 @@ const (
 	keyRequestBodyBytes    = "limits.max_request_body_bytes"
 )
 
+// WithDefaults returns l with every zero field at its default and every
+// negative one at 0 (off), as Server applies them; package inbound applies
+// the same limits to its listeners.
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }
+
 func (l Limits) withDefaults() Limits {
 	l.MaxRequestHeaderBytes = defaults.PositiveOr(l.MaxRequestHeaderBytes, DefaultMaxRequestHeaderBytes)
 	l.MaxRequestHeaders = defaults.PositiveOr(l.MaxRequestHeaders, DefaultMaxRequestHeaders)

@@ -173,6 +173,14 @@ func (r *Resolver) ResolvePID(ctx context.Context, pid int32) (*Identity, error)
 		return nil, fmt.Errorf("workload: %w", err)
 	}
 	defer peer.Close()
+	return r.ResolvePeer(ctx, peer)
+}
+
+// ResolvePeer attests the process peer names, with no connect-time record:
+// the serving end of a Unix socket procmesh connected to (package inbound),
+// whose SO_PEERCRED names the process that called listen(). peer stays
+// the caller's to close; its pidfd, when it has one, pins the process.
+func (r *Resolver) ResolvePeer(ctx context.Context, peer *attest.Peer) (*Identity, error) {
 	fp, err := r.att.Fingerprint(peer)
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/procmesh/procmesh/config"
+	"github.com/procmesh/procmesh/inbound"
 	"github.com/procmesh/procmesh/proxy"
 )
 
@@ -27,6 +28,7 @@ type reloader struct {
 	path    string
 	n       *node
 	srv     *proxy.Server
+	in      *inbound.Server // nil in tests that build no inbound server
 	log     zerolog.Logger
 	started *config.Config // keys only a restart applies are compared to this
 	// flushLog, when set, writes out buffered log lines after each reload,
@@ -71,6 +73,17 @@ func (r *reloader) reload(why string) error {
 	if err != nil {
 		return r.reject(why, err)
 	}
+	listeners, err := inboundListeners(cfg)
+	if err != nil {
+		return r.reject(why, err)
+	}
+	// Inbound first: an address that cannot be bound rejects the reload
+	// before anything else changed.
+	if r.in != nil {
+		if err := r.in.Apply(listeners, cfg.Shutdown.DrainTimeout); err != nil {
+			return r.reject(why, fmt.Errorf("inbound: %w", err))
+		}
+	}
 	for _, key := range restartOnly(r.started, cfg) {
 		r.log.Warn().Str("key", key).Msg("config key changed; it takes effect at the next restart, the running value is kept")
 	}
@@ -81,7 +94,7 @@ func (r *reloader) reload(why string) error {
 	r.srv.SetState(st)
 	r.n.cfg = cfg
 	r.log.Info().Str("reason", why).Str("config", r.path).Int("workloads", len(cfg.Workloads)).
-		Int("routes", len(cfg.Routes)).Int("policy_rules", len(cfg.Policy.Rules)).Msg("config reloaded")
+		Int("routes", len(cfg.Routes)).Int("inbound", len(cfg.Inbound)).Int("policy_rules", len(cfg.Policy.Rules)).Msg("config reloaded")
 	return nil
 }
 

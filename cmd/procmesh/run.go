@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/procmesh/procmesh/config"
+	"github.com/procmesh/procmesh/inbound"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/wlapi"
 )
@@ -52,6 +53,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 type running struct {
 	n        *node
 	srv      *proxy.Server
+	in       *inbound.Server // the inbound listeners (THREATS N1-N4)
 	sockets  []*proxy.Socket
 	reloader *reloader
 	errc     chan error    // a Serve or ServeRaw that returned
@@ -75,7 +77,12 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 		rn.stop(0)
 		return nil, err
 	}
+	if rn.in, err = startInbound(cfg, n, log); err != nil {
+		rn.stop(0)
+		return nil, err
+	}
 	rn.reloader = newReloader(path, n, srv, log)
+	rn.reloader.in = rn.in
 	return rn, nil
 }
 
@@ -110,7 +117,17 @@ func (rn *running) listen(cfg *config.Config, log zerolog.Logger) error {
 // the drain deadline cut work short.
 func (rn *running) stop(drain time.Duration) error {
 	rn.stopWorkloadAPI(drain)
-	err := shutdown(rn.srv, drain)
+	inDone := make(chan error, 1)
+	go func() {
+		if rn.in == nil {
+			inDone <- nil
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), drain)
+		defer cancel()
+		inDone <- rn.in.Shutdown(ctx)
+	}()
+	err := errors.Join(shutdown(rn.srv, drain), <-inDone)
 	for _, s := range rn.sockets {
 		s.Close()
 	}
@@ -145,7 +162,7 @@ func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Log
 		go func() { defer watchers.Done(); rn.reloader.watch(watchCtx, cfg.Reload.Debounce) }()
 	}
 	log.Info().Str("socket", cfg.Listen.Socket).Str("trust_domain", cfg.TrustDomain.String()).
-		Int("routes", len(cfg.Routes)).Int("workloads", len(cfg.Workloads)).Bool("watch_config", cfg.Reload.Watch).
+		Int("routes", len(cfg.Routes)).Int("inbound", len(cfg.Inbound)).Int("workloads", len(cfg.Workloads)).Bool("watch_config", cfg.Reload.Watch).
 		Str("version", version()).Msg("procmesh ready")
 
 	var serveErr error
@@ -197,4 +214,20 @@ func groupID(name string) (int, error) {
 		return 0, fmt.Errorf("procmesh: listen.group %q has non-numeric gid %q", name, g.Gid)
 	}
 	return id, nil
+}
+
+// startInbound opens cfg's inbound listeners.
+func startInbound(cfg *config.Config, n *node, log zerolog.Logger) (*inbound.Server, error) {
+	in, err := inbound.New(inboundOptions(cfg, n, log))
+	if err != nil {
+		return nil, err
+	}
+	ls, err := inboundListeners(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := in.Apply(ls, cfg.Shutdown.DrainTimeout); err != nil {
+		return nil, fmt.Errorf("procmesh: inbound: %w", err)
+	}
+	return in, nil
 }
