@@ -20,6 +20,7 @@ package config
 import (
 	"crypto/tls"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -139,6 +140,12 @@ type Listen struct {
 	// WorkloadAPI (key workload_api) is the socket of the SPIFFE Workload
 	// API (package wlapi), with Mode and Group too; "" (default) = off.
 	WorkloadAPI string
+	// WorkloadAPIIDs (key workload_api_ids) are the identities whose
+	// processes may use the Workload API, which hands a process its private
+	// key: exact IDs or prefixes ("spiffe://example.org/team/*";
+	// "spiffe://example.org/*" is the whole trust domain). Required when
+	// WorkloadAPI is set; applied live on reload.
+	WorkloadAPIIDs []Caller
 }
 
 // Identity says where SVIDs come from.
@@ -240,6 +247,14 @@ type Rule struct {
 type Caller struct {
 	ID     spiffeid.ID
 	Prefix bool
+}
+
+// Matches reports whether id is the caller's ID or, for a prefix, below it.
+func (c Caller) Matches(id spiffeid.ID) bool {
+	if !c.Prefix {
+		return id == c.ID
+	}
+	return strings.HasPrefix(id.String(), c.ID.String()+"/")
 }
 
 // String writes the caller as in the file.

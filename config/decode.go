@@ -26,7 +26,7 @@ func keys(section string) []string {
 		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
 			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log", "inbound"}
 	case "listen":
-		return []string{"socket", "mode", "group", "workload_api"}
+		return []string{"socket", "mode", "group", "workload_api", "workload_api_ids"}
 	case "identity":
 		return []string{"provider", "state_dir", "ca", "svid_ttl", "jwt_svid_ttl", "jwt_key_rotation", "spire"}
 	case "identity.spire":
@@ -103,6 +103,17 @@ func (w *walker) decode(root *yaml.Node) *Config {
 			if main := cmp.Or(c.Listen.Socket, DefaultSocket); c.Listen.WorkloadAPI == main {
 				w.add(n.Line, f.key("workload_api"), "%s is already listen.socket; give the Workload API a socket of its own, like /run/procmesh/workload.sock", main)
 			}
+		}
+		idsNode := f.get("workload_api_ids")
+		ids, _ := w.list(idsNode, f.key("workload_api_ids"))
+		for i, item := range ids {
+			if id, ok := w.caller(item, fmt.Sprintf("%s[%d]", f.key("workload_api_ids"), i)); ok {
+				c.Listen.WorkloadAPIIDs = append(c.Listen.WorkloadAPIIDs, id)
+			}
+		}
+		if n := f.get("workload_api"); n != nil && c.Listen.WorkloadAPI != "" && len(ids) == 0 {
+			w.add(n.Line, f.key("workload_api"), "the Workload API hands each caller its private key, so list in listen.workload_api_ids the SPIFFE IDs (or prefixes like spiffe://%s/team/*) whose processes may fetch theirs; spiffe://%s/* allows every identity of the trust domain",
+				c.TrustDomain.Name(), c.TrustDomain.Name())
 		}
 	}
 	if f, ok := w.mapping(top.get("identity"), "identity", keys("identity")...); ok {

@@ -41,7 +41,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Keys.
 		{"unknown key top", "trust_domain: example.org\nlisten_on: x\n", `test.yaml:2: unknown key "listen_on" at top level (known: trust_domain, listen, identity, cache, attest, trust_bundles, workloads, routes, policy, limits, upstream, reload, shutdown, runtime, log, inbound)`},
-		{"unknown key nested", "trust_domain: example.org\nlisten:\n  socket: /run/x.sock\n  foo: 1\n", `test.yaml:4: unknown key "foo" in listen (known: socket, mode, group, workload_api)`},
+		{"unknown key nested", "trust_domain: example.org\nlisten:\n  socket: /run/x.sock\n  foo: 1\n", `test.yaml:4: unknown key "foo" in listen (known: socket, mode, group, workload_api, workload_api_ids)`},
 		{"unknown key deeper", "trust_domain: example.org\nidentity:\n  ca:\n    chain: /x\n", `test.yaml:4: unknown key "chain" in identity.ca (known: cert, key)`},
 		{"unknown key in list item", "trust_domain: example.org\n" + route + "  - {name: b, host: b.test, upstream: \"127.0.0.1:1\", server_id: spiffe://example.org/b, tls: true}\n",
 			`test.yaml:4: unknown key "tls" in routes[1] (known: name, host, upstream, server_id, server_trust_domain, protocol, alpn, socket, socket_mode, jwt_svid)`},
@@ -51,8 +51,12 @@ func TestParseErrors(t *testing.T) {
 		{"missing key in item", "trust_domain: example.org\nroutes:\n  - name: echo\n    host: echo.test\n    server_id: spiffe://example.org/echo\n",
 			`test.yaml:3: routes[0]: missing required key "upstream" (host:port to connect to, like 127.0.0.1:8443)`},
 		{"empty required value", "trust_domain: \"\"\n", `test.yaml:1: trust_domain: empty; this key is required (the trust domain of this node's workloads, like example.org)`},
-		{"workload_api on listen.socket", "trust_domain: example.org\nlisten:\n  workload_api: /run/procmesh/egress.sock\n",
+		{"workload_api on listen.socket", "trust_domain: example.org\nlisten:\n  workload_api: /run/procmesh/egress.sock\n  workload_api_ids: [spiffe://example.org/*]\n",
 			"test.yaml:3: listen.workload_api: /run/procmesh/egress.sock is already listen.socket; give the Workload API a socket of its own, like /run/procmesh/workload.sock"},
+		{"workload_api without ids", "trust_domain: example.org\nlisten:\n  workload_api: /run/procmesh/workload.sock\n",
+			"test.yaml:3: listen.workload_api: the Workload API hands each caller its private key, so list in listen.workload_api_ids the SPIFFE IDs (or prefixes like spiffe://example.org/team/*) whose processes may fetch theirs; spiffe://example.org/* allows every identity of the trust domain"},
+		{"workload_api_ids bad", "trust_domain: example.org\nlisten: {workload_api: /run/w.sock, workload_api_ids: [\"spiffe://example.org/a*\"]}\n",
+			`test.yaml:2: listen.workload_api_ids[0]: "spiffe://example.org/a*": * is only allowed as the whole last segment, like spiffe://example.org/team-a/*`},
 		{"workload_api relative", "trust_domain: example.org\nlisten: {workload_api: workload.sock}\n",
 			`test.yaml:2: listen.workload_api: "workload.sock" is not an absolute path; write it like /run/procmesh/egress.sock`},
 		{"empty list item", "trust_domain: example.org\nworkloads:\n  -\n", "test.yaml:3: workloads[0]: empty item; remove the lone '-' or fill it in"},
@@ -134,7 +138,7 @@ func TestParseErrors(t *testing.T) {
 			"test.yaml:3: routes[0].socket_mode: set without socket; socket_mode is the mode of the route's own socket"},
 		{"socket clash", "trust_domain: example.org\nlisten: {socket: /run/p.sock}\nroutes:\n  - {name: db, host: db.test, upstream: \"h:1\", server_id: spiffe://example.org/db, protocol: tcp, socket: /run/./p.sock}\n",
 			"test.yaml:4: routes[0].socket: /run/p.sock is already used by listen.socket"},
-		{"socket clash workload_api", "trust_domain: example.org\nlisten: {workload_api: /run/w.sock}\nroutes:\n  - {name: db, host: db.test, upstream: \"h:1\", server_id: spiffe://example.org/db, protocol: tcp, socket: /run/w.sock}\n",
+		{"socket clash workload_api", "trust_domain: example.org\nlisten: {workload_api: /run/w.sock, workload_api_ids: [spiffe://example.org/*]}\nroutes:\n  - {name: db, host: db.test, upstream: \"h:1\", server_id: spiffe://example.org/db, protocol: tcp, socket: /run/w.sock}\n",
 			"test.yaml:4: routes[0].socket: /run/w.sock is already used by listen.workload_api"},
 		{"duplicate route name", "trust_domain: example.org\n" + route + "  - {name: echo, host: b.test, upstream: \"h:1\", server_id: spiffe://example.org/b}\n",
 			`test.yaml:4: routes[1].name: "echo" is already the name of routes[0] (line 3)`},
@@ -187,7 +191,7 @@ func TestParseCollectsAllProblems(t *testing.T) {
 	want := []Problem{
 		{"test.yaml", 2, "log.level", `"loud" is not one of trace, debug, info, warn, error`},
 		{"test.yaml", 4, "listen.mode", `"0777" is world-writable: every user on the node could connect; use "0660" and set the group`},
-		{"test.yaml", 5, "", `unknown key "sock" in listen (known: socket, mode, group, workload_api)`},
+		{"test.yaml", 5, "", `unknown key "sock" in listen (known: socket, mode, group, workload_api, workload_api_ids)`},
 		{"test.yaml", 6, "identity.svid_ttl", `"forever" is not a duration; write it like 90s, 5m or 1h30m`},
 	}
 	if len(ce.Problems) != len(want) {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -52,6 +54,11 @@ type Options struct {
 	// MaxConcurrentStreams bounds the RPCs in flight on one connection.
 	// Default 16 (go-spiffe's sources use one or two).
 	MaxConcurrentStreams uint32
+	// Allowed reports whether a process of identity id may use the
+	// Workload API at all, which hands it its private key (config
+	// listen.workload_api_ids; SetAllowed changes it live). Nil: every
+	// identity may.
+	Allowed func(id spiffeid.ID) bool
 	// Logger receives operational events. Default: no logging.
 	Logger zerolog.Logger
 	// Audit receives one line per RPC and per X509-SVID sent. Default: none.
@@ -89,8 +96,26 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	allowed atomic.Pointer[func(spiffeid.ID) bool] // nil: every identity
+
 	mu         sync.Mutex
 	unattested map[uint32]int
+}
+
+// SetAllowed replaces Options.Allowed (a reload); RPCs and stream
+// messages after it are judged by allowed.
+func (s *Server) SetAllowed(allowed func(id spiffeid.ID) bool) {
+	if allowed == nil {
+		s.allowed.Store(nil)
+		return
+	}
+	s.allowed.Store(&allowed)
+}
+
+// mayUse reports whether id may use the Workload API.
+func (s *Server) mayUse(id spiffeid.ID) bool {
+	f := s.allowed.Load()
+	return f == nil || (*f)(id)
 }
 
 // New returns a Server; Serve serves it on a listener.
@@ -100,6 +125,7 @@ func New(opts Options) (*Server, error) {
 	}
 	opts = opts.withDefaults()
 	s := &Server{opts: opts, unattested: make(map[uint32]int)}
+	s.SetAllowed(opts.Allowed)
 	s.jwt, _ = opts.Source.(tlsconf.JWTSource)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.grpc = grpc.NewServer(

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -421,5 +422,31 @@ func TestWorkloadAPI_RateLimitedClosesTheConnection(t *testing.T) {
 	e.waitAudit(`"rpc":"connection"`, `"outcome":"Unavailable"`, "faster than allowed")
 	if l := e.audit.Lines(`"rpc":"FetchX509SVID"`, `"outcome":"Unavailable"`); len(l) != 0 {
 		t.Fatalf("the limited connection was served RPCs: %s", l)
+	}
+}
+
+// Only the identities the operator listed may use the Workload API, which
+// hands a process its private key (listen.workload_api_ids): a registered
+// process whose identity is not listed gets PermissionDenied naming the
+// key, the listed one its SVID; a change applies to the next RPC.
+func TestThreat_I13_IdentityNotListedRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, b := e.client("a"), e.client("b")
+	e.setEntries(
+		registry.Entry{ID: idA, Selectors: []string{pathSel(a)}},
+		registry.Entry{ID: idB, Selectors: []string{pathSel(b)}},
+	)
+	e.srv.SetAllowed(func(id spiffeid.ID) bool { return id == idA })
+	if r := one(t, e.run(a, -1, "fetch")); r.ID != idA.String() {
+		t.Fatalf("listed identity got %+v; want its SVID", r)
+	}
+	r := one(t, e.run(b, -1, "fetch"))
+	if r.Code != codes.PermissionDenied.String() || r.ID != "" || !strings.Contains(r.Err, "listen.workload_api_ids") {
+		t.Fatalf("unlisted identity got %+v; want PermissionDenied naming listen.workload_api_ids", r)
+	}
+	e.waitAudit(`"rpc":"FetchX509SVID"`, `"outcome":"PermissionDenied"`, `"spiffe_id":"`+idB.String()+`"`)
+	e.srv.SetAllowed(nil)
+	if r := one(t, e.run(b, -1, "fetch")); r.ID != idB.String() {
+		t.Fatalf("after the list allowed every identity, b got %+v", r)
 	}
 }

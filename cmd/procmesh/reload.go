@@ -16,6 +16,7 @@ import (
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/inbound"
 	"github.com/procmesh/procmesh/proxy"
+	"github.com/procmesh/procmesh/wlapi"
 )
 
 // reloader applies a changed config file to a running node: registration
@@ -29,6 +30,7 @@ type reloader struct {
 	n       *node
 	srv     *proxy.Server
 	in      *inbound.Server // nil in tests that build no inbound server
+	wl      *wlapi.Server   // nil: no listen.workload_api
 	log     zerolog.Logger
 	started *config.Config // keys only a restart applies are compared to this
 	// flushLog, when set, writes out buffered log lines after each reload,
@@ -92,6 +94,9 @@ func (r *reloader) reload(why string) error {
 	syncBundles(r.n.bundles, bundles)
 	r.n.resolver.SetRegistry(reg)
 	r.srv.SetState(st)
+	if r.wl != nil {
+		r.wl.SetAllowed(workloadAPIAllowed(cfg))
+	}
 	r.n.cfg = cfg
 	r.log.Info().Str("reason", why).Str("config", r.path).Int("workloads", len(cfg.Workloads)).
 		Int("routes", len(cfg.Routes)).Int("inbound", len(cfg.Inbound)).Int("policy_rules", len(cfg.Policy.Rules)).Msg("config reloaded")
@@ -127,12 +132,14 @@ func restartOnly(old, cfg *config.Config) []string {
 	oldLimits.Line, newLimits.Line = 0, 0
 	oldUp, newUp := old.Upstream, cfg.Upstream
 	oldUp.QUIC.Line, newUp.QUIC.Line = 0, 0
+	oldListen, newListen := old.Listen, cfg.Listen // workload_api_ids is applied live
+	oldListen.WorkloadAPIIDs, newListen.WorkloadAPIIDs = nil, nil
 	oldAtt, newAtt := old.Attest, cfg.Attest
 	oldAtt.Line, newAtt.Line = 0, 0
 	var keys []string
 	for key, pair := range map[string][2]any{
 		"trust_domain": {old.TrustDomain, cfg.TrustDomain},
-		"listen":       {old.Listen, cfg.Listen},
+		"listen":       {oldListen, newListen},
 		"identity":     {old.Identity, cfg.Identity},
 		"cache":        {old.Cache, cfg.Cache},
 		"attest":       {oldAtt, newAtt},

@@ -83,6 +83,7 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 	}
 	rn.reloader = newReloader(path, n, srv, log)
 	rn.reloader.in = rn.in
+	rn.reloader.wl = rn.wl
 	return rn, nil
 }
 

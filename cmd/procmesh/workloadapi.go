@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/proxy"
@@ -16,7 +18,7 @@ import (
 // identity source: callers are attested as egress callers are. The socket
 // is created as listen's (mode, group, SO_PASSCRED before any client can
 // connect). A change of listen.workload_api takes effect at the next
-// restart, as listen's other keys.
+// restart, as listen's other keys; listen.workload_api_ids at once.
 func (rn *running) serveWorkloadAPI(cfg *config.Config, gid int, log zerolog.Logger) error {
 	if cfg.Listen.WorkloadAPI == "" {
 		return nil
@@ -27,6 +29,7 @@ func (rn *running) serveWorkloadAPI(cfg *config.Config, gid int, log zerolog.Log
 		Alive:               rn.n.att.Alive,
 		AttestTimeout:       max(30*time.Second, cfg.Identity.SPIRE.FirstAnswerTimeout+5*time.Second),
 		MaxUnattestedPerUID: cfg.Limits.MaxUnattestedConnectionsPerUID,
+		Allowed:             workloadAPIAllowed(cfg),
 		Logger:              log,
 		Audit:               log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
 	})
@@ -53,4 +56,12 @@ func (rn *running) stopWorkloadAPI(drain time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	rn.wl.Shutdown(ctx)
+}
+
+// workloadAPIAllowed is listen.workload_api_ids as a test of a SPIFFE ID.
+func workloadAPIAllowed(cfg *config.Config) func(spiffeid.ID) bool {
+	ids := cfg.Listen.WorkloadAPIIDs
+	return func(id spiffeid.ID) bool {
+		return slices.ContainsFunc(ids, func(c config.Caller) bool { return c.Matches(id) })
+	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/internal/logtest"
@@ -28,17 +30,17 @@ func TestRunServesWorkloadAPI(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	self, _ := os.Executable()
 	path := filepath.Join(dir, "procmesh.yaml")
-	text := func(sock string) string {
+	text := func(sock, ids string) string {
 		return fmt.Sprintf(`trust_domain: example.org
-listen: {socket: %s/egress.sock, workload_api: %s}
+listen: {socket: %s/egress.sock, workload_api: %s, workload_api_ids: [%s]}
 identity: {state_dir: %s/state}
 reload: {watch: false}
 workloads:
   - {spiffe_id: spiffe://example.org/tests, selectors: ["unix:path:%s"]}
-`, dir, sock, dir, self)
+`, dir, sock, ids, dir, self)
 	}
 	sock := filepath.Join(dir, "workload.sock")
-	if err := os.WriteFile(path, []byte(text(sock)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(text(sock, "spiffe://example.org/tests")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -68,7 +70,23 @@ workloads:
 		t.Fatalf("SVID %v, %v", svid, err)
 	}
 
-	if err := os.WriteFile(path, []byte(text(filepath.Join(dir, "other.sock"))), 0o600); err != nil {
+	// listen.workload_api_ids is applied at once: a reload that no longer
+	// lists the identity refuses its next RPC, and is not reported as a
+	// restart-only change.
+	if err := os.WriteFile(path, []byte(text(sock, "spiffe://example.org/others/*")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := rn.reloader.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(log.Lines(`"key":"listen"`, "next restart")); n != 0 {
+		t.Fatalf("a changed listen.workload_api_ids is reported as restart-only:\n%s", log.String())
+	}
+	if _, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+sock)); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("after a reload that no longer lists the identity, FetchX509SVID: %v; want PermissionDenied", err)
+	}
+
+	if err := os.WriteFile(path, []byte(text(filepath.Join(dir, "other.sock"), "spiffe://example.org/others/*")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := rn.reloader.reload("test"); err != nil {
