@@ -120,12 +120,13 @@ type Config struct {
 	Shutdown     Shutdown
 	Runtime      Runtime
 	Log          Log
+	Admin        Admin
 }
 
 // Listen is the main (HTTP forward proxy) Unix socket.
 type Listen struct {
 	Socket string      // default /run/procmesh/egress.sock
-	Mode   os.FileMode // default 0660; never world-writable
+	Mode   os.FileMode // default 0660; world-writable (0666) allowed: connections without an identity are bounded per uid (F11)
 	Group  string      // group owning the socket; "" = procmesh's own gid
 }
 

@@ -15,7 +15,7 @@ import (
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "identity.spire", "cache", "attest", "trust_bundles[]",
 		"workloads[]", "workloads[].allow", "routes[]", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
-		"reload", "shutdown", "runtime", "log"}
+		"reload", "shutdown", "runtime", "log", "admin"}
 }
 
 // keys lists the keys a section accepts, in the order messages show them.
@@ -23,7 +23,7 @@ func keys(section string) []string {
 	switch section {
 	case "":
 		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
-			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log"}
+			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log", "admin"}
 	case "listen":
 		return []string{"socket", "mode", "group"}
 	case "identity":
@@ -68,6 +68,8 @@ func keys(section string) []string {
 		return []string{"max_procs", "gc_percent", "memory_limit"}
 	case "log":
 		return []string{"level", "file", "flush_interval"}
+	case "admin":
+		return []string{"listen", "allow_non_loopback", "pprof", "max_identity_labels"}
 	}
 	return nil
 }
@@ -156,6 +158,7 @@ func (w *walker) decode(root *yaml.Node) *Config {
 			c.Log.FlushInterval, _ = w.durationOrOff(v, f.key("flush_interval"), time.Millisecond, time.Minute)
 		}
 	}
+	w.admin(top.get("admin"), &c.Admin)
 	return c
 }
 

@@ -48,7 +48,7 @@ func (fc *fastConn) relay(r *http.Request, id *workload.Identity, route *Route, 
 	s, cc := fc.srv, fc.cc
 	ev := &auditEvent{kind: "request", start: time.Now(), method: r.Method, target: r.RequestURI,
 		id: id, route: route, decision: dec}
-	defer ev.write(&s.opts.Audit)
+	defer ev.write(&s.opts)
 	// The state comes from a pool, so an idle connection holds none.
 	fx, _ := s.exchanges.Get().(*fastExchange)
 	if fx == nil {
