@@ -183,6 +183,15 @@ func TestAdminListener(t *testing.T) {
 		t.Errorf("explain of the test process:\n%s", text)
 	}
 
+	code, out, errOut := run("status", "-admin", addr)
+	if code != 0 || !strings.Contains(out, "spiffe://example.org/tests") || !strings.Contains(out, fmt.Sprintf("pid %d ", os.Getpid())) ||
+		!strings.Contains(out, "echo (http1)") || !strings.Contains(out, fmt.Sprintf("procmesh explain -pid %d", helper)) {
+		t.Errorf("procmesh status: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = run("status", "-config", e.path); code != 0 || !strings.Contains(out, "spiffe://example.org/tests") {
+		t.Errorf("procmesh status -config: %d\n%s%s", code, out, errOut)
+	}
+
 	if err := e.rn.reloader.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +208,27 @@ func TestAdminListener(t *testing.T) {
 	json.Unmarshal([]byte(js), &st)
 	if len(st.Reloads) != 2 || st.Reloads[0].Applied || !st.Reloads[1].Applied || !strings.Contains(st.Reloads[0].Error, "rejected") {
 		t.Errorf("reload history: %+v", st.Reloads)
+	}
+}
+
+// TestAdminUnixSocket: admin.listen as a socket path serves the same
+// endpoints on a 0600 socket, and `procmesh status -admin PATH` reads it.
+func TestAdminUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "admin.sock")
+	e := newReloadEnvWith(t, fmt.Sprintf("admin: {listen: %s}\n", sock))
+	if status, err := e.get(e.client(), "http://echo.test/"); err != nil || status != http.StatusOK {
+		t.Fatalf("GET echo.test: %d %v", status, err)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin socket mode %o; want 0600", fi.Mode().Perm())
+	}
+	code, out, errOut := run("status", "-admin", sock)
+	if code != 0 || !strings.Contains(out, "spiffe://example.org/tests") {
+		t.Fatalf("procmesh status -admin %s: %d\n%s%s", sock, code, out, errOut)
 	}
 }
