@@ -21,6 +21,17 @@ run: build
 # need the SPIRE binaries (spire-bin).
 test: vet lint spire-bin test-tools
 	ENVOY_BIN="$$(./bench/install-envoy.sh)" && export ENVOY_BIN && $(GO) test -race -count=1 $(PKGS)
+	$(MAKE) test-browser
+
+# test/browser, a module of its own (chromedp and k8s.io/api stay out of
+# procmesh's): the status page in headless Chromium and the Kubernetes
+# manifests decoded strictly. Without -race: it drives binaries it builds.
+# A cold compile costs about 190 CPU-seconds (mostly k8s.io/api and
+# cdproto). SCREENSHOT=FILE saves the status page's screenshot there
+# (docs/status-page.png is one).
+.PHONY: test-browser
+test-browser: test-tools
+	cd test/browser && $(GO) vet ./... && PROCMESH_SCREENSHOT="$(SCREENSHOT)" $(GO) test -count=1 ./...
 
 # Programs the tests run (they fail, not skip, without them), installed
 # with apt-get when missing: promtool checks the admin listener's metrics

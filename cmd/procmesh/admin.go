@@ -73,7 +73,7 @@ func (rn *running) stopAdmin() {
 // bundles).
 func (rn *running) ready() []admin.Check {
 	checks := []admin.Check{{Name: "listeners", OK: len(rn.sockets) > 0,
-		Detail: fmt.Sprintf("%d Unix sockets bound", len(rn.sockets))}}
+		Detail: fmt.Sprintf("Unix sockets bound: %d", len(rn.sockets))}}
 	n := rn.n
 	switch {
 	case n.spire != nil:
