@@ -27,7 +27,10 @@ type Sources struct {
 	Pools     func() []proxy.Pool
 	Store     func() tlsconf.StoreStats
 	SPIRE     func() spire.Stats
-	Now       func() time.Time // default time.Now
+	// Provided is the SPIFFE ID a Provider gave a cached process, for
+	// processes whose ID the Provider decides (SPIRE).
+	Provided func(attest.Fingerprint) (spiffeid.ID, bool)
+	Now      func() time.Time // default time.Now
 }
 
 // Monitor counts requests, connections, refusals and reloads, keeps the

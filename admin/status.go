@@ -101,6 +101,9 @@ func (m *Monitor) Status(info Info, checks []Check) *Status {
 	if src.Processes != nil {
 		for _, cp := range src.Processes() {
 			p := Process{PID: cp.Process.PID, Exe: cp.Process.ExePath, UID: cp.Process.UID, Cgroup: cp.Process.Cgroup}
+			if cp.ByProvider && src.Provided != nil {
+				cp.ID, _ = src.Provided(cp.Fingerprint)
+			}
 			if cp.ID.IsZero() {
 				st.Unmatched = append(st.Unmatched, p)
 				continue

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/admin"
+	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/internal/explain"
 	"github.com/procmesh/procmesh/proxy"
@@ -30,6 +32,12 @@ func newMonitor(cfg *config.Config, n *node) *admin.Monitor {
 	}
 	if n.spire != nil {
 		src.SPIRE = n.spire.Stats
+		src.Provided = func(fp attest.Fingerprint) (spiffeid.ID, bool) {
+			if ans, ok := n.spire.Lookup(fp); ok && len(ans.SVIDs) > 0 {
+				return ans.SVIDs[0].ID, true
+			}
+			return spiffeid.ID{}, false
+		}
 	}
 	return admin.NewMonitor(version(), cfg.Admin.MaxIdentityLabels, src)
 }
