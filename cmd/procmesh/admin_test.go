@@ -14,8 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/procmesh/procmesh/admin"
+	"github.com/procmesh/procmesh/config"
+	"github.com/procmesh/procmesh/internal/logtest"
 )
 
 // TestAdminHelperGet is not a test: re-executed from a copy of the test
@@ -230,5 +235,60 @@ func TestAdminUnixSocket(t *testing.T) {
 	code, out, errOut := run("status", "-admin", sock)
 	if code != 0 || !strings.Contains(out, "spiffe://example.org/tests") {
 		t.Fatalf("procmesh status -admin %s: %d\n%s%s", sock, code, out, errOut)
+	}
+}
+
+// TestAdminReloadNeedsRestart: a reload that moves the admin listener
+// applies the rest of the file, keeps the listener where it is, and logs
+// that admin takes effect at the next restart.
+func TestAdminReloadNeedsRestart(t *testing.T) {
+	addr := freeAddr(t)
+	e := newReloadEnvWith(t, fmt.Sprintf("admin: {listen: %q}\n", addr))
+	other := freeAddr(t)
+	e.extra = fmt.Sprintf("admin: {listen: %q}\n", other)
+	e.write(e.config(true, true))
+	if err := e.rn.reloader.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(e.log.String(), `"key":"admin"`) || !strings.Contains(e.log.String(), "takes effect at the next restart") {
+		t.Fatalf("no restart note for admin:\n%s", e.log.String())
+	}
+	if status, _ := adminGet(t, addr, "/healthz"); status != http.StatusOK {
+		t.Fatalf("the admin listener moved or stopped: %d", status)
+	}
+	if _, err := net.DialTimeout("tcp", other, time.Second); err == nil {
+		t.Fatal("a reload opened a second admin listener")
+	}
+}
+
+// TestThreat_F11_WorldConnectableSocket: listen.mode "0666" makes a socket
+// every uid can connect to, and procmesh says at start what bounds them.
+func TestThreat_F11_WorldConnectableSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "procmesh.yaml")
+	cfgText := strings.Replace(configHead(dir), "listen:\n", "listen:\n  mode: \"0666\"\n", 1)
+	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &logtest.Buffer{}
+	rn, err := start(path, cfg, zerolog.New(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rn.stop(time.Second)
+	fi, err := os.Stat(filepath.Join(dir, "egress.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o666 {
+		t.Fatalf("socket mode %o; want 0666", fi.Mode().Perm())
+	}
+	if !strings.Contains(log.String(), "listen.mode lets every uid on the node connect") ||
+		!strings.Contains(log.String(), `"max_unattested_connections_per_uid":64`) {
+		t.Fatalf("no note at start:\n%s", log.String())
 	}
 }
