@@ -217,11 +217,12 @@ func TestAdminListener(t *testing.T) {
 }
 
 // TestAdminUnixSocket: admin.listen as a socket path serves the same
-// endpoints on a 0600 socket, and `procmesh status -admin PATH` reads it.
+// endpoints on a 0600 socket, `procmesh status -admin PATH` reads it, and
+// admin.pprof serves the profiler.
 func TestAdminUnixSocket(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "admin.sock")
-	e := newReloadEnvWith(t, fmt.Sprintf("admin: {listen: %s}\n", sock))
+	e := newReloadEnvWith(t, fmt.Sprintf("admin: {listen: %s, pprof: true}\n", sock))
 	if status, err := e.get(e.client(), "http://echo.test/"); err != nil || status != http.StatusOK {
 		t.Fatalf("GET echo.test: %d %v", status, err)
 	}
@@ -235,6 +236,18 @@ func TestAdminUnixSocket(t *testing.T) {
 	code, out, errOut := run("status", "-admin", sock)
 	if code != 0 || !strings.Contains(out, "spiffe://example.org/tests") {
 		t.Fatalf("procmesh status -admin %s: %d\n%s%s", sock, code, out, errOut)
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://admin/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
+		t.Fatalf("/debug/pprof/ with admin.pprof: %d\n%s", resp.StatusCode, body)
 	}
 }
 
