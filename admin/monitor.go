@@ -82,7 +82,7 @@ func NewMonitor(version string, maxIDs int, src Sources) *Monitor {
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}},
 		[]string{"kind", "route"})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "procmesh_attestation_refusals_total",
-		Help: "Callers that got no identity, by reason: connect_record (THREATS I11), foreign_writer (I12), provider (I14), foreign_mount_namespace (I16), traced and injected_code (I17), no_entry, rate_limited, process_gone, other."},
+		Help: "Requests and connections refused because the caller got no identity, by reason: connect_record (THREATS I11), foreign_writer (I12), provider (I14), foreign_mount_namespace (I16), traced and injected_code (I17), no_entry, rate_limited, process_gone, other."},
 		[]string{"reason"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "procmesh_request_errors_total",
 		Help: "Requests and connections ended by an error, by route and kind: dial and tls (the upstream), timeout, canceled, limit, foreign_writer, other."},

@@ -80,8 +80,8 @@ type Check struct {
 
 // Info is what the Monitor does not know of itself.
 type Info struct {
-	Started                        time.Time
-	ConfigPath, Provider, TrustDom string
+	Started                           time.Time
+	ConfigPath, Provider, TrustDomain string
 }
 
 // Status assembles the status from the Sources, the refusals and reloads
@@ -89,7 +89,7 @@ type Info struct {
 func (m *Monitor) Status(info Info, checks []Check) *Status {
 	src := m.sources()
 	st := &Status{Version: m.version, Started: info.Started, Now: src.Now(), ConfigPath: info.ConfigPath,
-		Provider: info.Provider, TrustDomain: info.TrustDom, Ready: checks}
+		Provider: info.Provider, TrustDomain: info.TrustDomain, Ready: checks}
 	ids := map[string]*Identity{}
 	get := func(id spiffeid.ID) *Identity {
 		s := id.String()

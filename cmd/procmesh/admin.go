@@ -55,7 +55,7 @@ func (rn *running) startAdmin(cfg *config.Config, log zerolog.Logger) error {
 		Logger:  log,
 		Monitor: rn.monitor,
 		Info: admin.Info{Started: time.Now(), ConfigPath: cfg.Path, Provider: cfg.Identity.Provider,
-			TrustDom: cfg.TrustDomain.String()},
+			TrustDomain: cfg.TrustDomain.String()},
 		Ready:   rn.ready,
 		Explain: rn.explain,
 	})
