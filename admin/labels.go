@@ -1,6 +1,10 @@
 package admin
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
 
 // otherLabel is the label value of SPIFFE IDs beyond the cap, noneLabel of
 // events without one.
@@ -14,27 +18,34 @@ const (
 // "other", so the series count is bounded whatever processes connect.
 type labelCap struct {
 	max  int
-	mu   sync.Mutex
-	seen map[string]struct{}
+	mu   sync.RWMutex
+	seen map[spiffeid.ID]string
 }
 
 func newLabelCap(max int) *labelCap {
-	return &labelCap{max: max, seen: make(map[string]struct{})}
+	return &labelCap{max: max, seen: make(map[spiffeid.ID]string)}
 }
 
-// value returns the label value for id ("" = none).
-func (c *labelCap) value(id string) string {
-	if id == "" {
+// value returns the label value for id (zero: none).
+func (c *labelCap) value(id spiffeid.ID) string {
+	if id.IsZero() {
 		return noneLabel
+	}
+	c.mu.RLock()
+	v, ok := c.seen[id]
+	c.mu.RUnlock()
+	if ok {
+		return v
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.seen[id]; ok {
-		return id
+	if v, ok := c.seen[id]; ok {
+		return v
 	}
 	if len(c.seen) >= c.max {
 		return otherLabel
 	}
-	c.seen[id] = struct{}{}
-	return id
+	v = id.String()
+	c.seen[id] = v
+	return v
 }

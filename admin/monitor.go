@@ -48,6 +48,12 @@ type Monitor struct {
 	refusals    *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
+	// The children of the vectors by their label values, so that a request
+	// costs map lookups, not label hashing and allocations. Bounded as the
+	// label values are.
+	reqCounters  sync.Map // reqKey -> prometheus.Counter
+	connCounters sync.Map // connKey -> prometheus.Counter
+	durations    sync.Map // durKey -> prometheus.Observer
 
 	mu         sync.Mutex
 	recent     []Refusal // newest last, at most maxRecent
@@ -114,27 +120,29 @@ func (m *Monitor) sources() Sources {
 // Registry is the metrics registry /metrics serves.
 func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
 
+type (
+	reqKey struct {
+		route, decision, id string
+		code                int
+	}
+	connKey struct{ route, decision, id string }
+	durKey  struct{ kind, route string }
+)
+
 // Observe counts one request or connection and remembers a refusal.
 func (m *Monitor) Observe(ev proxy.Event) {
 	route := ev.Route
 	if route == "" {
 		route = noneLabel
 	}
-	id := ""
-	if !ev.ID.IsZero() {
-		id = ev.ID.String()
-	}
+	id := m.ids.value(ev.ID)
 	switch ev.Kind {
 	case "request":
-		code := "none"
-		if ev.Status != 0 {
-			code = strconv.Itoa(ev.Status)
-		}
-		m.requests.WithLabelValues(route, ev.Decision, code, m.ids.value(id)).Inc()
+		m.requestCounter(reqKey{route: route, decision: ev.Decision, id: id, code: ev.Status}).Inc()
 	default:
-		m.connections.WithLabelValues(route, ev.Decision, m.ids.value(id)).Inc()
+		m.connCounter(connKey{route: route, decision: ev.Decision, id: id}).Inc()
 	}
-	m.duration.WithLabelValues(ev.Kind, route).Observe(ev.Duration.Seconds())
+	m.durationObserver(durKey{kind: ev.Kind, route: route}).Observe(ev.Duration.Seconds())
 	if k := proxy.ErrorKind(ev.Err); k != "" {
 		m.errors.WithLabelValues(route, k).Inc()
 	}
@@ -142,6 +150,36 @@ func (m *Monitor) Observe(ev proxy.Event) {
 		m.refusals.WithLabelValues(k).Inc()
 		m.remember(ev, k)
 	}
+}
+
+// requestCounter, connCounter and durationObserver return the child of
+// their vector for k, made once.
+func (m *Monitor) requestCounter(k reqKey) prometheus.Counter {
+	if c, ok := m.reqCounters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	code := "none"
+	if k.code != 0 {
+		code = strconv.Itoa(k.code)
+	}
+	c, _ := m.reqCounters.LoadOrStore(k, m.requests.WithLabelValues(k.route, k.decision, code, k.id))
+	return c.(prometheus.Counter)
+}
+
+func (m *Monitor) connCounter(k connKey) prometheus.Counter {
+	if c, ok := m.connCounters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := m.connCounters.LoadOrStore(k, m.connections.WithLabelValues(k.route, k.decision, k.id))
+	return c.(prometheus.Counter)
+}
+
+func (m *Monitor) durationObserver(k durKey) prometheus.Observer {
+	if o, ok := m.durations.Load(k); ok {
+		return o.(prometheus.Observer)
+	}
+	o, _ := m.durations.LoadOrStore(k, m.duration.WithLabelValues(k.kind, k.route))
+	return o.(prometheus.Observer)
 }
 
 // remember keeps a refusal for the status page.
@@ -284,7 +322,7 @@ func (s scrape) Collect(ch chan<- prometheus.Metric) {
 			first, seen = left, true
 		}
 		// "other" shows the soonest expiry of the IDs it stands for.
-		l := m.ids.value(id.String())
+		l := m.ids.value(id)
 		if v, ok := byLabel[l]; !ok || left < v {
 			byLabel[l] = left
 		}

@@ -67,13 +67,14 @@ func (e *auditEvent) event() Event {
 // SPIRE agent issued nothing, I14), "no_entry" (I7), "rate_limited" (F12),
 // "process_gone", "other"; "" for nil.
 func RefusalKind(err error) string {
+	if err == nil {
+		return "" // before the targets of errors.As, which escape
+	}
 	var nm *workload.NoMatchError
 	var cr *workload.ConnectRecordError
 	var rl *workload.RateLimitError
 	var fw *foreignWriterError
 	switch {
-	case err == nil:
-		return ""
 	case errors.As(err, &cr):
 		return "connect_record"
 	case errors.As(err, &fw):
@@ -104,14 +105,15 @@ func RefusalKind(err error) string {
 // "canceled", "dial" (connecting to the upstream), "tls" (the upstream
 // handshake or its certificate), "other"; "" for nil.
 func ErrorKind(err error) string {
+	if err == nil {
+		return ""
+	}
 	var le *limitError
 	var fw *foreignWriterError
 	var op *net.OpError
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError
 	switch {
-	case err == nil:
-		return ""
 	case errors.As(err, &le):
 		return "limit"
 	case errors.As(err, &fw):
