@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,11 +43,22 @@ func TestThreat_I17_TracedRefusalCounted(t *testing.T) {
 		// through every signal stop until it exits.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		var buf strings.Builder
+		// An *os.File as stdout: the child writes it itself, with no
+		// copying goroutine that Wait (which a tracer cannot use) would
+		// have to end.
+		r, w, err := os.Pipe()
+		if err != nil {
+			out <- err.Error()
+			pid <- 0
+			return
+		}
+		defer r.Close()
 		cmd := exec.Command(other, "-test.run=^TestAdminHelperGet$")
 		cmd.Env = append(os.Environ(), "PROCMESH_HELPER_SOCK="+e.sock)
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		if err := injecttest.TraceMe(cmd); err != nil {
+		cmd.Stdout, cmd.Stderr = w, w
+		err = injecttest.TraceMe(cmd)
+		w.Close()
+		if err != nil {
 			out <- err.Error()
 			pid <- 0
 			return
@@ -64,7 +76,8 @@ func TestThreat_I17_TracedRefusalCounted(t *testing.T) {
 				syscall.PtraceCont(cmd.Process.Pid, int(ws.StopSignal()))
 			}
 		}
-		out <- buf.String()
+		b, _ := io.ReadAll(r)
+		out <- string(b)
 	}()
 	p := <-pid
 	var got string
