@@ -8,15 +8,17 @@
 # Makefile puts that `envoy` first on the suite's PATH.
 #
 # With arguments, only those of the Debian tools: `bench/install.sh caddy`
-# (what `make test` runs for peers.TestCaddyValidate) installs Caddy when
-# missing and nothing else.
+# installs Caddy when missing and nothing else. `make test` runs it for
+# every program its tests run for real (test-tools): haproxy, caddy, and
+# promtool, chromium and systemd-analyze (packages prometheus, chromium,
+# systemd), so one apt-get run installs them all.
 set -euo pipefail
 here=$(dirname "$0")
 only=("$@")
 for t in "${only[@]}"; do
   case $t in
-  haproxy | nginx | caddy | h2load | cc | envoy) ;;
-  *) echo "bench/install.sh: unknown tool $t (haproxy, nginx, caddy, h2load, cc, envoy)" >&2; exit 2 ;;
+  haproxy | nginx | caddy | h2load | cc | envoy | promtool | chromium | systemd-analyze) ;;
+  *) echo "bench/install.sh: unknown tool $t (haproxy, nginx, caddy, h2load, cc, envoy, promtool, chromium, systemd-analyze)" >&2; exit 2 ;;
   esac
 done
 want() { [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
@@ -27,6 +29,11 @@ if want nginx; then
   [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 fi
 if want caddy; then command -v caddy >/dev/null || need+=(caddy); fi
+if [ ${#only[@]} -gt 0 ]; then # test programs: only when asked for
+  if want promtool; then command -v promtool >/dev/null || need+=(prometheus); fi
+  if want chromium; then command -v chromium >/dev/null || need+=(chromium); fi
+  if want systemd-analyze; then command -v systemd-analyze >/dev/null || need+=(systemd); fi
+fi
 if want h2load; then command -v h2load >/dev/null || need+=(nghttp2-client); fi
 if want cc; then command -v cc >/dev/null || need+=(gcc libc6-dev); fi
 if want envoy; then python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv); fi

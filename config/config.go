@@ -130,12 +130,13 @@ type Config struct {
 	Runtime      Runtime
 	Log          Log
 	Inbound      []Inbound // key inbound; default none
+	Admin        Admin
 }
 
 // Listen is the main (HTTP forward proxy) Unix socket.
 type Listen struct {
 	Socket string      // default /run/procmesh/egress.sock
-	Mode   os.FileMode // default 0660; never world-writable
+	Mode   os.FileMode // default 0660; world-writable (0666) allowed: connections without an identity are bounded per uid (F11)
 	Group  string      // group owning the socket; "" = procmesh's own gid
 	// WorkloadAPI (key workload_api) is the socket of the SPIFFE Workload
 	// API (package wlapi), with Mode and Group too; "" (default) = off.

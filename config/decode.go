@@ -16,7 +16,7 @@ import (
 func sections() []string {
 	return []string{"", "listen", "identity", "identity.ca", "identity.spire", "cache", "attest", "trust_bundles[]",
 		"workloads[]", "workloads[].allow", "routes[]", "routes[].jwt_svid", "policy", "policy.rules[]", "limits", "upstream", "upstream.quic",
-		"reload", "shutdown", "runtime", "log", "inbound[]", "inbound[].policy", "inbound[].policy.rules[]"}
+		"reload", "shutdown", "runtime", "log", "inbound[]", "inbound[].policy", "inbound[].policy.rules[]", "admin"}
 }
 
 // keys lists the keys a section accepts, in the order messages show them.
@@ -24,7 +24,7 @@ func keys(section string) []string {
 	switch section {
 	case "":
 		return []string{"trust_domain", "listen", "identity", "cache", "attest", "trust_bundles",
-			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log", "inbound"}
+			"workloads", "routes", "policy", "limits", "upstream", "reload", "shutdown", "runtime", "log", "inbound", "admin"}
 	case "listen":
 		return []string{"socket", "mode", "group", "workload_api", "workload_api_ids"}
 	case "identity":
@@ -77,6 +77,8 @@ func keys(section string) []string {
 		return []string{"default", "rules"}
 	case "inbound[].policy.rules[]":
 		return []string{"name", "from", "methods", "paths", "headers", "mode"}
+	case "admin":
+		return []string{"listen", "allow_non_loopback", "pprof", "max_identity_labels"}
 	}
 	return nil
 }
@@ -188,6 +190,7 @@ func (w *walker) decode(root *yaml.Node) *Config {
 			c.Log.FlushInterval, _ = w.durationOrOff(v, f.key("flush_interval"), time.Millisecond, time.Minute)
 		}
 	}
+	w.admin(top.get("admin"), &c.Admin)
 	return c
 }
 

@@ -40,7 +40,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing trust_domain", "listen: {}\n", `test.yaml:1: missing required key "trust_domain" (the trust domain of this node's workloads, like example.org)`},
 
 		// Keys.
-		{"unknown key top", "trust_domain: example.org\nlisten_on: x\n", `test.yaml:2: unknown key "listen_on" at top level (known: trust_domain, listen, identity, cache, attest, trust_bundles, workloads, routes, policy, limits, upstream, reload, shutdown, runtime, log, inbound)`},
+		{"unknown key top", "trust_domain: example.org\nlisten_on: x\n", `test.yaml:2: unknown key "listen_on" at top level (known: trust_domain, listen, identity, cache, attest, trust_bundles, workloads, routes, policy, limits, upstream, reload, shutdown, runtime, log, inbound, admin)`},
 		{"unknown key nested", "trust_domain: example.org\nlisten:\n  socket: /run/x.sock\n  foo: 1\n", `test.yaml:4: unknown key "foo" in listen (known: socket, mode, group, workload_api, workload_api_ids)`},
 		{"unknown key deeper", "trust_domain: example.org\nidentity:\n  ca:\n    chain: /x\n", `test.yaml:4: unknown key "chain" in identity.ca (known: cert, key)`},
 		{"unknown key in list item", "trust_domain: example.org\n" + route + "  - {name: b, host: b.test, upstream: \"127.0.0.1:1\", server_id: spiffe://example.org/b, tls: true}\n",
@@ -76,7 +76,6 @@ func TestParseErrors(t *testing.T) {
 		{"duration too long", "trust_domain: example.org\nidentity: {svid_ttl: 48h}\n", "test.yaml:2: identity.svid_ttl: 48h is above the maximum of 24h"},
 
 		// Modes.
-		{"world-writable mode", "trust_domain: example.org\nlisten: {mode: \"0666\"}\n", `test.yaml:2: listen.mode: "0666" is world-writable: every user on the node could connect; use "0660" and set the group`},
 		{"non-octal mode", "trust_domain: example.org\nlisten: {mode: \"0680\"}\n", `test.yaml:2: listen.mode: "0680" is not an octal file mode; write four octal digits, like "0660"`},
 		{"three-digit mode", "trust_domain: example.org\nlisten: {mode: \"660\"}\n", `test.yaml:2: listen.mode: "660" is not an octal file mode; write four octal digits, like "0660"`},
 		{"unquoted mode", "trust_domain: example.org\nlisten: {mode: 0660}\n", `test.yaml:2: listen.mode: write the mode quoted, like "0660"; unquoted, YAML reads 0660 as a number, not a mode`},
@@ -181,7 +180,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseCollectsAllProblems(t *testing.T) {
 	src := "trust_domain: example.org\n" +
 		"log: {level: loud}\n" +
-		"listen:\n  mode: \"0777\"\n  sock: /x\n" +
+		"listen:\n  mode: \"0444\"\n  sock: /x\n" +
 		"identity: {svid_ttl: forever}\n"
 	_, err := Parse("test.yaml", []byte(src))
 	var ce *Error
@@ -190,7 +189,7 @@ func TestParseCollectsAllProblems(t *testing.T) {
 	}
 	want := []Problem{
 		{"test.yaml", 2, "log.level", `"loud" is not one of trace, debug, info, warn, error`},
-		{"test.yaml", 4, "listen.mode", `"0777" is world-writable: every user on the node could connect; use "0660" and set the group`},
+		{"test.yaml", 4, "listen.mode", `"0444" is writable by no one, so no process could connect; use "0660"`},
 		{"test.yaml", 5, "", `unknown key "sock" in listen (known: socket, mode, group, workload_api, workload_api_ids)`},
 		{"test.yaml", 6, "identity.svid_ttl", `"forever" is not a duration; write it like 90s, 5m or 1h30m`},
 	}

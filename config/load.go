@@ -230,6 +230,7 @@ func (c *Config) applyLimitDefaults() {
 	setSize(&q.MaxConnectionReceiveWindow, DefaultQUICMaxConnectionReceiveWindow)
 	setDur(&c.Reload.Debounce, DefaultReloadDebounce)
 	setDur(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
+	setInt(&c.Admin.MaxIdentityLabels, DefaultMaxIdentityLabels)
 }
 
 func sortProblems(list []Problem) {

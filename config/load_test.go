@@ -89,6 +89,7 @@ func TestLoadFull(t *testing.T) {
 		Shutdown: Shutdown{DrainTimeout: 5 * time.Minute},
 		Runtime:  Runtime{MaxProcs: 2, GCPercent: 400, MemoryLimit: 256 << 20},
 		Log:      Log{Level: zerolog.DebugLevel, File: "/var/log/procmesh.json", FlushInterval: 0},
+		Admin:    Admin{Listen: "127.0.0.1:9902", Pprof: true, MaxIdentityLabels: 50, Line: 122},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load(full.yaml)\n got %+v\nwant %+v", c, want)
@@ -135,6 +136,7 @@ func TestDefaults(t *testing.T) {
 		Shutdown: Shutdown{DrainTimeout: 30 * time.Second},
 		Runtime:  Runtime{GCPercent: 100},
 		Log:      Log{Level: zerolog.InfoLevel, FlushInterval: 100 * time.Millisecond},
+		Admin:    Admin{MaxIdentityLabels: DefaultMaxIdentityLabels},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)
@@ -225,7 +227,7 @@ func TestLoadIOErrors(t *testing.T) {
 // can keep the last good config and log where the new one is wrong.
 func TestThreat_F5_LoadInvalidFileNamesFileLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "procmesh.yaml")
-	src := "trust_domain: example.org\nlisten:\n  mode: \"0666\"\nroutes:\n  - {name: e, host: e.test, upstream: nohost}\n"
+	src := "trust_domain: example.org\nlisten:\n  mode: \"0444\"\nroutes:\n  - {name: e, host: e.test, upstream: nohost}\n"
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,11 @@ func (w *walker) duration(n *yaml.Node, path string, lo, hi time.Duration) (time
 }
 
 // mode parses a socket's file mode: a quoted string of four octal digits,
-// not world-writable, writable by someone (connect(2) needs write permission).
+// writable by someone (connect(2) needs write permission). A world-writable
+// mode ("0666") is accepted: attestation, not the file mode, decides what a
+// caller gets, and connections without an identity are bounded per uid
+// (limits.max_unattested_connections_per_uid, THREATS F11); procmesh logs a
+// note at start.
 func (w *walker) mode(n *yaml.Node, path string) (os.FileMode, bool) {
 	if n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
 		w.add(n.Line, path, "write the mode quoted, like \"0660\"; unquoted, YAML reads %s as a number, not a mode", n.Value)
@@ -59,8 +63,6 @@ func (w *walker) mode(n *yaml.Node, path string) (os.FileMode, bool) {
 	switch {
 	case len(s) != 4 || s[0] != '0' || err != nil:
 		w.add(n.Line, path, "%q is not an octal file mode; write four octal digits, like \"0660\"", s)
-	case v&0o002 != 0:
-		w.add(n.Line, path, "%q is world-writable: every user on the node could connect; use \"0660\" and set the group", s)
 	case v&0o222 == 0:
 		w.add(n.Line, path, "%q is writable by no one, so no process could connect; use \"0660\"", s)
 	default:

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -29,13 +27,16 @@ type auditEvent struct {
 	written  bool
 }
 
-// write emits e to log, once.
-func (e *auditEvent) write(log *zerolog.Logger) {
+// write emits e to the audit log and the Observer, once.
+func (e *auditEvent) write(o *Options) {
 	if e.written {
 		return
 	}
 	e.written = true
-	ev := log.Log().Str("event", e.kind)
+	if o.Observer != nil {
+		o.Observer.Observe(e.event())
+	}
+	ev := o.Audit.Log().Str("event", e.kind)
 	if e.id != nil {
 		p := e.id.Process
 		ev = ev.Int32("pid", p.PID).Uint32("uid", p.UID).Uint32("gid", p.GID).

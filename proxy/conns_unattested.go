@@ -61,7 +61,7 @@ func (s *Server) shedUnattested(cc *clientConn) bool {
 	status, msg := refusalStatus(ci.err)
 	lim := s.unattestedLimit(cc.bucket.uid)
 	ev.status, ev.err = status, lim
-	ev.write(&s.opts.Audit)
+	ev.write(&s.opts)
 	// The answer is written before any request is read: whatever the
 	// client sends, it is refused. An HTTP/1.1 client reads it as the
 	// answer to its first request; the drain on Close lets it send that.

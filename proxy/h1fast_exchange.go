@@ -127,7 +127,7 @@ func (x *exchange) roundTrip(up *upstream.Conn) (*http.Response, error) {
 func (x *exchange) finish() {
 	ev := x.ev
 	ev.up, ev.down, ev.status = x.body.n.Load(), x.down, x.status
-	ev.write(&x.fc.srv.opts.Audit)
+	ev.write(&x.fc.srv.opts)
 }
 
 // maxInterim bounds the 1xx responses before a final one, as net/http's

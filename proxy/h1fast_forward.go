@@ -48,7 +48,7 @@ func (fc *fastConn) relay(r *http.Request, d *decision) (keep bool) {
 	id, route, preq := d.id, d.route, d.req
 	ev := &auditEvent{kind: "request", start: time.Now(), method: r.Method, target: r.RequestURI,
 		id: id, route: route, decision: &d.dec, jwt: d.jwt}
-	defer ev.write(&s.opts.Audit)
+	defer ev.write(&s.opts)
 	// The state comes from a pool, so an idle connection holds none.
 	fx, _ := s.exchanges.Get().(*fastExchange)
 	if fx == nil {

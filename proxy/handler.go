@@ -19,7 +19,7 @@ import (
 // tunnel.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	ev := &auditEvent{kind: "request", start: time.Now(), method: r.Method, target: r.RequestURI}
-	defer ev.write(&s.opts.Audit)
+	defer ev.write(&s.opts)
 
 	cc := clientConnOf(r.Context())
 	if cc != nil && r.ProtoMajor == 2 {

@@ -17,14 +17,14 @@ import (
 // once for the connection, dial the route over mTLS, splice bytes.
 func (s *Server) serveRaw(c *clientConn, routeName string) {
 	ev := &auditEvent{kind: "connection", start: time.Now()}
-	defer ev.write(&s.opts.Audit)
+	defer ev.write(&s.opts)
 	defer c.Close()
 
 	if c.overTotal {
 		// Shed before attesting: under a flood, attestation is the cost.
 		lim := c.admit(spiffeid.ID{})
 		ev.err = lim
-		ev.write(&s.opts.Audit)
+		ev.write(&s.opts)
 		tellAndClose(c.UnixConn, lim.message())
 		return
 	}
@@ -35,14 +35,14 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 	if err != nil {
 		ev.refusal = err
 		_, msg := refusalStatus(err)
-		ev.write(&s.opts.Audit)
+		ev.write(&s.opts)
 		tellAndClose(c.UnixConn, msg)
 		return
 	}
 	ev.id = id
 	if lim := c.admit(id.ID()); lim != nil {
 		ev.err = lim
-		ev.write(&s.opts.Audit)
+		ev.write(&s.opts)
 		tellAndClose(c.UnixConn, lim.message())
 		return
 	}
@@ -57,7 +57,7 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 	dec := st.Policy.Decide(req)
 	ev.decision = &dec
 	if !dec.Allow {
-		ev.write(&s.opts.Audit) // before the client hears of it
+		ev.write(&s.opts) // before the client hears of it
 		tellAndClose(c.UnixConn, "procmesh: denied by policy: "+dec.Reason+"\n")
 		return
 	}

@@ -45,6 +45,9 @@ type Options struct {
 	Logger zerolog.Logger
 	// Audit receives one line per request and per connection. Default: none.
 	Audit zerolog.Logger
+	// Observer, when set, is told of every request and connection, once,
+	// as its audit line is written (metrics, the status page). Default: none.
+	Observer Observer
 	// Upstream tunes upstream connections; zero values take defaults.
 	Upstream UpstreamOptions
 	// CopyBufferSize is the buffer for copying tunnels, raw sockets and

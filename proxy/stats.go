@@ -1,6 +1,10 @@
 package proxy
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
 
 // Stats counts how the main socket's HTTP/1.1 requests were served.
 type Stats struct {
@@ -19,4 +23,20 @@ type stats struct {
 // Stats returns the Server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{FastRequests: s.stats.fastRequests.Load(), Handoffs: s.stats.handoffs.Load()}
+}
+
+// Pool is one upstream pool: the connections of one identity to one route.
+type Pool struct {
+	ID       spiffeid.ID
+	Route    string
+	Protocol string
+}
+
+// Pools lists the upstream pools open now.
+func (s *Server) Pools() []Pool {
+	var out []Pool
+	s.pools.Each(func(id spiffeid.ID, r *Route) {
+		out = append(out, Pool{ID: id, Route: r.Name, Protocol: r.Protocol})
+	})
+	return out
 }

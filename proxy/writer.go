@@ -46,6 +46,9 @@ func (c *clientConn) foreignWriter(pid int32) error {
 	}
 	c.srv.opts.Audit.Log().Str("event", "connection").Int32("pid", c.peerPID).Int32("writer_pid", pid).
 		Str("writer_exe", fw.writerExe).Str("refused", fw.Error()).Str("decision", "deny").Send()
+	if o := c.srv.opts.Observer; o != nil {
+		o.Observe(Event{Kind: "connection", Decision: "deny", Refusal: fw, PID: c.peerPID})
+	}
 	return fw
 }
 

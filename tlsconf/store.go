@@ -38,6 +38,8 @@ type Store struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
+
+	counters storeCounters
 }
 
 type entry struct {
@@ -186,6 +188,7 @@ func (s *Store) finishIssue(e *entry, ch chan struct{}, svid *x509svid.SVID, err
 	if err == nil {
 		err = checkIssued(e.id, svid, now)
 	}
+	s.counters.count(e, now, err)
 	log := s.opts.Logger.With().Str("spiffe_id", e.id.String()).Logger()
 	if err != nil {
 		e.failures++

@@ -75,6 +75,7 @@ type Resolver struct {
 	opts     Options
 	hits     atomic.Uint64
 	misses   atomic.Uint64
+	evicted  atomic.Uint64 // processes pushed out of a full cache
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -310,7 +311,9 @@ func (r *Resolver) store(fp attest.Fingerprint, proc *attest.Process, reg *regis
 	}
 	c := &cached{proc: proc, reg: reg, expires: expires}
 	c.entry, c.matched = reg.MatchProcess(proc.Selectors, Needs(proc))
-	r.cache.Add(fp, c)
+	if r.cache.Add(fp, c) {
+		r.evicted.Add(1)
+	}
 	return c, nil
 }
 
@@ -319,11 +322,14 @@ type Stats struct {
 	Cached int    // processes in the cache now
 	Hits   uint64 // connections resolved from the cache
 	Misses uint64 // attestations made (one per process per TTL, F4)
+	// Evictions is the processes pushed out because the cache was full
+	// (cache.max_processes); exited processes dropped are not counted.
+	Evictions uint64
 }
 
 // Stats reports cache counters.
 func (r *Resolver) Stats() Stats {
-	return Stats{Cached: r.cache.Len(), Hits: r.hits.Load(), Misses: r.misses.Load()}
+	return Stats{Cached: r.cache.Len(), Hits: r.hits.Load(), Misses: r.misses.Load(), Evictions: r.evicted.Load()}
 }
 
 // Close stops the sweeper and waits for it. It is idempotent.

@@ -10,6 +10,8 @@
 //	procmesh explain -config FILE -pid N [-url URL -method M -header 'N: v']
 //	                                 show how procmesh sees a process and
 //	                                 decides its requests
+//	procmesh status -config FILE     print the status page of a running
+//	                                 procmesh (its admin listener)
 //	procmesh version                 print the version
 package main
 
@@ -30,6 +32,9 @@ commands:
                             show a process's selectors, matched entry, SPIFFE ID
                             and the policy decision for every route, or with
                             -url the rule trace for that one request
+  status [-config FILE | -admin ADDR]
+                            print a running procmesh's identities, processes,
+                            pools, recent refusals and reloads (admin.listen)
   version                   print the version
 
 Run 'procmesh <command> -h' for a command's flags.
@@ -58,6 +63,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return cmdCABundle(args[2:], stdout, stderr)
 	case "explain":
 		return cmdExplain(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "procmesh", version())
 		return 0

@@ -36,6 +36,8 @@ type reloader struct {
 	// flushLog, when set, writes out buffered log lines after each reload,
 	// so the outcome is in the log file at once.
 	flushLog func() error
+	// observe, when set, is told of every reload's outcome (admin.Monitor).
+	observe func(why string, err error)
 
 	mu  sync.Mutex
 	sum [sha256.Size]byte // content last tried, applied or rejected
@@ -51,6 +53,21 @@ func newReloader(path string, n *node, srv *proxy.Server, log zerolog.Logger) *r
 
 // reload loads the file and applies it. why says what asked for it.
 func (r *reloader) reload(why string) error {
+	err := r.apply(why)
+	if r.observe != nil {
+		r.observe(why, err)
+	}
+	return err
+}
+
+// config is the config in force.
+func (r *reloader) config() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n.cfg
+}
+
+func (r *reloader) apply(why string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.flushLog != nil {
@@ -136,6 +153,8 @@ func restartOnly(old, cfg *config.Config) []string {
 	oldListen.WorkloadAPIIDs, newListen.WorkloadAPIIDs = nil, nil
 	oldAtt, newAtt := old.Attest, cfg.Attest
 	oldAtt.Line, newAtt.Line = 0, 0
+	oldAdmin, newAdmin := old.Admin, cfg.Admin
+	oldAdmin.Line, newAdmin.Line = 0, 0
 	var keys []string
 	for key, pair := range map[string][2]any{
 		"trust_domain": {old.TrustDomain, cfg.TrustDomain},
@@ -147,6 +166,7 @@ func restartOnly(old, cfg *config.Config) []string {
 		"limits":       {oldLimits, newLimits},
 		"upstream":     {oldUp, newUp},
 		"runtime":      {old.Runtime, cfg.Runtime},
+		"admin":        {oldAdmin, newAdmin},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			keys = append(keys, key)

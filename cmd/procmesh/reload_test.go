@@ -36,11 +36,16 @@ type reloadEnv struct {
 	up   *echo.Server
 	rn   *running
 	log  *logtest.Buffer
+	// extra is appended to every config the env writes.
+	extra string
 }
 
-func newReloadEnv(t *testing.T) *reloadEnv {
+func newReloadEnv(t *testing.T) *reloadEnv { return newReloadEnvWith(t, "") }
+
+// newReloadEnvWith is newReloadEnv with extra appended to the config.
+func newReloadEnvWith(t *testing.T, extra string) *reloadEnv {
 	t.Helper()
-	e := &reloadEnv{t: t, dir: t.TempDir(), log: &logtest.Buffer{}}
+	e := &reloadEnv{t: t, dir: t.TempDir(), log: &logtest.Buffer{}, extra: extra}
 	e.path = filepath.Join(e.dir, "procmesh.yaml")
 	e.sock = filepath.Join(e.dir, "egress.sock")
 
@@ -110,7 +115,7 @@ policy:
   default: deny
   rules:
     - {name: tests, from: ["spiffe://example.org/tests"], to: %s}
-`, e.dir, e.dir, e.dir, workloads, upstream, upstream, to)
+`, e.dir, e.dir, e.dir, workloads, upstream, upstream, to) + e.extra
 }
 
 // write replaces the config file atomically, as an editor or a ConfigMap

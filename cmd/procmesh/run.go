@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/procmesh/procmesh/admin"
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/inbound"
 	"github.com/procmesh/procmesh/proxy"
@@ -56,8 +57,10 @@ type running struct {
 	in       *inbound.Server // the inbound listeners (THREATS N1-N4)
 	sockets  []*proxy.Socket
 	reloader *reloader
-	errc     chan error    // a Serve or ServeRaw that returned
-	wl       *wlapi.Server // nil: no listen.workload_api
+	errc     chan error     // a Serve or ServeRaw that returned
+	wl       *wlapi.Server  // nil: no listen.workload_api
+	monitor  *admin.Monitor // nil: no admin listener
+	admin    *admin.Server
 }
 
 // start builds the node for cfg, opens its sockets and serves them in the
@@ -67,12 +70,15 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 	if err != nil {
 		return nil, err
 	}
-	srv, err := proxy.New(n.resolver, n.src, n.state, proxyOptions(cfg, log))
+	mon := newMonitor(cfg, n)
+	popts := proxyOptions(cfg, log)
+	popts.Observer = observe(mon)
+	srv, err := proxy.New(n.resolver, n.src, n.state, popts)
 	if err != nil {
 		n.Close()
 		return nil, err
 	}
-	rn := &running{n: n, srv: srv, errc: make(chan error, 2+len(cfg.Routes))}
+	rn := &running{n: n, srv: srv, errc: make(chan error, 2+len(cfg.Routes)), monitor: mon}
 	if err := rn.listen(cfg, log); err != nil {
 		rn.stop(0)
 		return nil, err
@@ -84,6 +90,13 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 	rn.reloader = newReloader(path, n, srv, log)
 	rn.reloader.in = rn.in
 	rn.reloader.wl = rn.wl
+	if mon != nil {
+		rn.reloader.observe = mon.Reloaded
+	}
+	if err := rn.startAdmin(cfg, log); err != nil {
+		rn.stop(0)
+		return nil, err
+	}
 	return rn, nil
 }
 
@@ -93,6 +106,7 @@ func (rn *running) listen(cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	noteWorldConnectable(cfg, log)
 	main, err := proxy.Listen(proxy.ListenOptions{Path: cfg.Listen.Socket, Mode: cfg.Listen.Mode, GID: gid})
 	if err != nil {
 		return err
@@ -129,6 +143,7 @@ func (rn *running) stop(drain time.Duration) error {
 		inDone <- rn.in.Shutdown(ctx)
 	}()
 	err := errors.Join(shutdown(rn.srv, drain), <-inDone)
+	rn.stopAdmin()
 	for _, s := range rn.sockets {
 		s.Close()
 	}
@@ -165,6 +180,7 @@ func serve(path string, cfg *config.Config, drain time.Duration, log zerolog.Log
 	log.Info().Str("socket", cfg.Listen.Socket).Str("trust_domain", cfg.TrustDomain.String()).
 		Int("routes", len(cfg.Routes)).Int("inbound", len(cfg.Inbound)).Int("workloads", len(cfg.Workloads)).Bool("watch_config", cfg.Reload.Watch).
 		Str("version", version()).Msg("procmesh ready")
+	notifySystemd("READY=1", log)
 
 	var serveErr error
 loop:
@@ -172,6 +188,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			log.Info().Dur("drain_timeout", drain).Msg("signal received; draining")
+			notifySystemd("STOPPING=1", log)
 			break loop
 		case <-hup:
 			if err := out.Reopen(); err != nil {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/procmesh/procmesh/admin"
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/echo"
 	"github.com/procmesh/procmesh/internal/logtest"
@@ -130,6 +132,7 @@ func TestRunWithSPIRE(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "procmesh.yaml")
+	adminAddr := freeAddr(t)
 	cfgText := fmt.Sprintf(`trust_domain: example.org
 listen: {socket: %s/egress.sock}
 identity:
@@ -144,7 +147,8 @@ policy:
   default: deny
   rules:
     - {name: tests, from: ["spiffe://example.org/tests"], to: [echo]}
-`, dir, sp.AdminSocket, dir, up.Addr())
+admin: {listen: "%s"}
+`, dir, sp.AdminSocket, dir, up.Addr(), adminAddr)
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -175,5 +179,37 @@ policy:
 	get()
 	if n := len(up.Records()); n != 2 {
 		t.Fatalf("the upstream saw %d requests, want 2", n)
+	}
+	checkAdminSPIRE(t, adminAddr, curl)
+}
+
+// checkAdminSPIRE: with the SPIRE provider the admin listener reports the
+// agent's state and is ready; once curl exited, its SVID is gone (THREATS
+// I14) and the status page lists curl nowhere, not as a process without an
+// identity.
+func checkAdminSPIRE(t *testing.T, addr, curl string) {
+	t.Helper()
+	_, body := adminGet(t, addr, "/metrics")
+	if metricValue(t, body, "procmesh_spire_agent_up") != 1 || metricValue(t, body, "procmesh_spire_bundles_received") != 1 ||
+		metricValue(t, body, "procmesh_svids") != 0 || metricValue(t, body, "procmesh_spire_streams") != 0 {
+		t.Errorf("SPIRE metrics:\n%s", body)
+	}
+	if status, body := adminGet(t, addr, "/readyz"); status != 200 || !strings.Contains(body, "ok identity: the SPIRE agent answers") {
+		t.Errorf("/readyz: %d %s", status, body)
+	}
+	_, js := adminGet(t, addr, "/status.json")
+	var st admin.Status
+	if err := json.Unmarshal([]byte(js), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Unmatched {
+		if p.Exe == curl {
+			t.Errorf("curl, which exited, is listed as a process without an identity: %s", js)
+		}
+	}
+	for _, id := range st.Identities {
+		if id.SVIDExpiry != nil || len(id.Processes) > 0 {
+			t.Errorf("an identity outlives its process: %s", js)
+		}
 	}
 }

@@ -313,6 +313,16 @@ func (ps *Pools) Retain(keep func(id spiffeid.ID, route *Route) bool) {
 	}
 }
 
+// Each calls fn with the identity and route of every open pool, under the
+// pools' lock (fn must not call back into ps).
+func (ps *Pools) Each(fn func(id spiffeid.ID, route *Route)) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for k, p := range ps.m {
+		fn(k.id, &p.route)
+	}
+}
+
 // CloseAll closes every pool and the HTTP/3 socket.
 func (ps *Pools) CloseAll() {
 	ps.mu.Lock()

@@ -1,4 +1,4 @@
-package main
+package explain
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 	"github.com/procmesh/procmesh/workload"
 )
 
-// explainSPIRE asks the SPIRE agent about the process fp as the proxy
+// identifySPIRE asks the SPIRE agent about the process fp as the proxy
 // would (a stream by PID, through the admin socket: explain must run as
 // the same binary, with the same entry, as procmesh) and prints what it
 // answered. It returns the process's SPIFFE ID, or false when there is
 // none.
-func explainSPIRE(w io.Writer, cfg *config.Config, att *attest.Attestor, fp attest.Fingerprint) (spiffeid.ID, bool) {
+func identifySPIRE(w io.Writer, cfg *config.Config, att *attest.Attestor, fp attest.Fingerprint) (spiffeid.ID, bool) {
 	sock := cfg.Identity.SPIRE.AdminSocket
 	fmt.Fprintf(w, "identity\tSPIRE agent at %s (Delegated Identity API, by PID)\n", sock)
 	src, err := spire.New(spire.Options{AdminSocket: sock, FirstMessageTimeout: cfg.Identity.SPIRE.FirstAnswerTimeout, Alive: att.Alive, MaxStreams: 1})

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/procmesh/procmesh/internal/logtest"
+)
+
+// TestSystemdNotify: `procmesh run` under a Type=notify unit sends READY=1
+// to $NOTIFY_SOCKET only once its socket accepts connections, and
+// STOPPING=1 when SIGTERM starts the drain.
+func TestSystemdNotify(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/procmesh")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	path, dir := writeConfig(t, "")
+	notify := filepath.Join(dir, "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(filepath.Join(bin, "procmesh"), "run", "-config", path)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
+	out := &logtest.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	read := func() string {
+		ln.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 256)
+		n, err := ln.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v\n%s", err, out.String())
+		}
+		return string(buf[:n])
+	}
+	if msg := read(); msg != "READY=1" {
+		t.Fatalf("first notification %q; want READY=1", msg)
+	}
+	c, err := net.Dial("unix", filepath.Join(dir, "egress.sock"))
+	if err != nil {
+		t.Fatalf("READY=1 came before the socket accepts: %v", err)
+	}
+	c.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if msg := read(); msg != "STOPPING=1" {
+		t.Fatalf("notification after SIGTERM %q; want STOPPING=1", msg)
+	}
+	if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), "procmesh stopped") {
+		t.Fatalf("procmesh after SIGTERM: %v\n%s", err, out.String())
+	}
+}
