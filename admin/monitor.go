@@ -227,6 +227,8 @@ var (
 	descHashBytes     = prometheus.NewDesc("procmesh_exe_hash_bytes_total", "Bytes of executables read to be hashed.", nil, nil)
 	descFast          = prometheus.NewDesc("procmesh_http1_fast_requests_total", "HTTP/1.1 requests the fast path forwarded.", nil, nil)
 	descHandoffs      = prometheus.NewDesc("procmesh_http1_handoffs_total", "Connections the HTTP/1.1 fast path handed to net/http.", nil, nil)
+	descDials         = prometheus.NewDesc("procmesh_upstream_dials_total", "Upstream connections dialled (TCP and QUIC, successful or not), by route.", []string{"route"}, nil)
+	descH1Conns       = prometheus.NewDesc("procmesh_upstream_http1_connections", "HTTP/1.1 connections held by the pools of http1 routes, by route and state (idle, busy).", []string{"route", "state"}, nil)
 	descPools         = prometheus.NewDesc("procmesh_upstream_pools", "Upstream connection pools open, one per (identity, route), by route.", []string{"route"}, nil)
 	descMints         = prometheus.NewDesc("procmesh_svid_mints_total", "SVIDs the builtin CA issued for an identity that had no valid one.", nil, nil)
 	descRenewals      = prometheus.NewDesc("procmesh_svid_renewals_total", "SVIDs the builtin CA issued while the previous one was still valid.", nil, nil)
@@ -244,7 +246,7 @@ var (
 
 func (s scrape) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheEntries, descCacheHits, descCacheMisses, descCacheEvicted, descHashFiles,
-		descHashBytes, descFast, descHandoffs, descPools, descMints, descRenewals, descMintFailures, descExpiry, descMinExpiry,
+		descHashBytes, descFast, descHandoffs, descDials, descH1Conns, descPools, descMints, descRenewals, descMintFailures, descExpiry, descMinExpiry,
 		descSVIDs, descSPIREUp, descSPIREStreams, descSPIREBundles, descSPIREDownSecs, descBuild, descGeneration} {
 		ch <- d
 	}
@@ -278,14 +280,29 @@ func (s scrape) Collect(ch chan<- prometheus.Metric) {
 		st := src.Proxy()
 		counter(descFast, uint64(st.FastRequests))
 		counter(descHandoffs, uint64(st.Handoffs))
+		for r, n := range st.Dials {
+			ch <- prometheus.MustNewConstMetric(descDials, prometheus.CounterValue, float64(n), r)
+		}
 	}
 	if src.Pools != nil {
 		byRoute := map[string]int{}
+		type conns struct{ idle, busy int }
+		h1 := map[string]conns{}
 		for _, p := range src.Pools() {
 			byRoute[p.Route]++
+			if p.Protocol == proxy.ProtocolHTTP1 {
+				c := h1[p.Route]
+				c.idle += p.Idle
+				c.busy += p.Open - p.Idle
+				h1[p.Route] = c
+			}
 		}
 		for r, n := range byRoute {
 			gauge(descPools, float64(n), r)
+		}
+		for r, c := range h1 {
+			gauge(descH1Conns, float64(c.idle), r, "idle")
+			gauge(descH1Conns, float64(c.busy), r, "busy")
 		}
 	}
 	var expiries map[spiffeid.ID]time.Time

@@ -13,6 +13,9 @@ type Stats struct {
 	// Handoffs is the connections the fast path handed to net/http, at
 	// the first request it does not serve itself (h1fast.go).
 	Handoffs int64
+	// Dials is the upstream connections dialled (TCP and QUIC, successful
+	// or not) per route name since the Server started.
+	Dials map[string]uint64
 }
 
 // stats are the Server's counters behind Stats.
@@ -22,7 +25,7 @@ type stats struct {
 
 // Stats returns the Server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{FastRequests: s.stats.fastRequests.Load(), Handoffs: s.stats.handoffs.Load()}
+	return Stats{FastRequests: s.stats.fastRequests.Load(), Handoffs: s.stats.handoffs.Load(), Dials: s.pools.Dials()}
 }
 
 // Pool is one upstream pool: the connections of one identity to one route.
@@ -30,13 +33,16 @@ type Pool struct {
 	ID       spiffeid.ID
 	Route    string
 	Protocol string
+	// Open and Idle are the HTTP/1.1 connections of an http1 route's
+	// pool; 0 for the other protocols.
+	Open, Idle int
 }
 
 // Pools lists the upstream pools open now.
 func (s *Server) Pools() []Pool {
 	var out []Pool
-	s.pools.Each(func(id spiffeid.ID, r *Route) {
-		out = append(out, Pool{ID: id, Route: r.Name, Protocol: r.Protocol})
+	s.pools.Each(func(id spiffeid.ID, r *Route, open, idle int) {
+		out = append(out, Pool{ID: id, Route: r.Name, Protocol: r.Protocol, Open: open, Idle: idle})
 	})
 	return out
 }

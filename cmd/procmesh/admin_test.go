@@ -148,6 +148,12 @@ func TestAdminListener(t *testing.T) {
 	if v := metricValue(t, body, `procmesh_upstream_pools{route="echo"}`); v != 1 {
 		t.Errorf("echo pools = %v; want 1", v)
 	}
+	if v := metricValue(t, body, `procmesh_upstream_dials_total{route="echo"}`); v < 1 {
+		t.Errorf("echo dials = %v; want at least the pool's first connection", v)
+	}
+	if v := metricValue(t, body, `procmesh_upstream_http1_connections{route="echo",state="idle"}`) + metricValue(t, body, `procmesh_upstream_http1_connections{route="echo",state="busy"}`); v < 1 {
+		t.Errorf("echo's http1 connections = %v; want the pool's kept connection", v)
+	}
 	metricValue(t, body, `procmesh_request_duration_seconds_count{kind="request",route="echo"}`)
 
 	if status, body := adminGet(t, addr, "/healthz"); status != 200 || body != "ok\n" {

@@ -96,6 +96,13 @@ func (hp *H1Pool) Get(probe bool) (up *Conn, reused bool, err error) {
 	return up, false, nil
 }
 
+// counts returns the pool's open connections and how many of them are idle.
+func (hp *H1Pool) counts() (open, idle int) {
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	return len(hp.all), len(hp.idle)
+}
+
 // Host is the Host of the pool's requests: the route's host.
 func (hp *H1Pool) Host() string { return hp.host }
 

@@ -88,6 +88,7 @@ type h3Transport struct {
 	maxHeader   int
 	dialTimeout time.Duration
 	headerWait  time.Duration // ResponseHeaderTimeout; 0: none
+	dials       *atomic.Uint64
 
 	mu       sync.Mutex
 	target   string
@@ -102,9 +103,10 @@ type h3Gen struct {
 	retired  bool
 }
 
-func newH3Transport(ps *Pools, route *Route, conf *tls.Config) *h3Transport {
+func newH3Transport(ps *Pools, p *Pool, route *Route, conf *tls.Config) *h3Transport {
 	o := ps.opts
 	return &h3Transport{
+		dials:       p.dials,
 		udp:         ps.udp,
 		tls:         conf,
 		quic:        quicConfig(o),
@@ -337,6 +339,7 @@ func (t *h3Transport) dialQUIC(ctx context.Context, addr string, tlsConf *tls.Co
 	if conf == nil {
 		conf = t.quic
 	}
+	t.dials.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, t.dialTimeout)
 	defer cancel()
 	ua, err := resolveUDP(ctx, addr)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -149,6 +150,7 @@ type Pool struct {
 	auto      *autoTransport  // auto; nil otherwise
 	h1        *H1Pool         // http1: the fast path's connections; nil otherwise
 	dialer    *net.Dialer
+	dials     *atomic.Uint64 // the route's dial counter (Pools.Dials)
 }
 
 // Pools holds the upstream connections of every (identity, route).
@@ -159,12 +161,16 @@ type Pools struct {
 	udp  *quicEndpoint
 	mu   sync.Mutex
 	m    map[poolKey]*Pool
+	// dials counts the upstream connections dialled per route name, TCP
+	// and QUIC, for all identities; it outlives the route's pools.
+	dials map[string]*atomic.Uint64
 }
 
 // NewPools makes the pools of all identities; log receives pool events:
 // an auto route moving to HTTP/3 or back to TCP.
 func NewPools(src tlsconf.Source, opts Options, log zerolog.Logger) *Pools {
-	return &Pools{src: src, opts: opts.withDefaults(), log: log, udp: &quicEndpoint{}, m: make(map[poolKey]*Pool)}
+	return &Pools{src: src, opts: opts.withDefaults(), log: log, udp: &quicEndpoint{}, m: make(map[poolKey]*Pool),
+		dials: make(map[string]*atomic.Uint64)}
 }
 
 // Get returns the pool of w's identity for route, creating it, or
@@ -189,7 +195,12 @@ func (ps *Pools) Get(w tlsconf.Workload, route *Route) *Pool {
 func (ps *Pools) newPool(w tlsconf.Workload, route *Route) *Pool {
 	svid := &svidSource{src: ps.src, w: w, timeout: ps.opts.DialTimeout}
 	d := &net.Dialer{Timeout: ps.opts.DialTimeout, KeepAlive: 30 * time.Second}
-	p := &Pool{route: *route, dialer: d}
+	dials := ps.dials[route.Name]
+	if dials == nil {
+		dials = new(atomic.Uint64)
+		ps.dials[route.Name] = dials
+	}
+	p := &Pool{route: *route, dialer: d, dials: dials}
 	newTLS := func(next ...string) *tls.Config {
 		conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.Authorizer(), next...)
 		conf.ServerName = route.Host
@@ -207,7 +218,7 @@ func (ps *Pools) newPool(w tlsconf.Workload, route *Route) *Pool {
 	case ProtocolHTTP3:
 		// Tunnels still go over TCP; they get their own session cache.
 		p.tls = newTLS(route.TunnelALPN()...)
-		p.h3 = newH3Transport(ps, route, newTLS("h3"))
+		p.h3 = newH3Transport(ps, p, route, newTLS("h3"))
 		p.transport = p.h3
 	case ProtocolAuto:
 		conf := newTLS("h2", "http/1.1")
@@ -215,7 +226,7 @@ func (ps *Pools) newPool(w tlsconf.Workload, route *Route) *Pool {
 		p.tls = conf.Clone()
 		p.tls.NextProtos = route.TunnelALPN()
 		p.tcp = ps.newTCPTransport(p, conf, false)
-		p.h3 = newH3Transport(ps, route, newTLS("h3"))
+		p.h3 = newH3Transport(ps, p, route, newTLS("h3"))
 		p.auto = newAutoTransport(route, tcpErrors{p.tcp, ps.opts.MaxResponseHeaderBytes}, p.h3, ps.opts.AltSvcBrokenBackoff, log)
 		p.transport = p.auto
 	default: // http1; tcp routes have no HTTP transport but share the shape
@@ -250,6 +261,7 @@ func (p *Pool) DialTLS(ctx context.Context) (*tls.Conn, error) {
 func (p *Pool) dialTLSWith(ctx context.Context, conf *tls.Config, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
 	defer cancel()
+	p.dials.Add(1)
 	raw, err := p.dialer.DialContext(ctx, "tcp", p.route.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", p.route.Upstream, err)
@@ -313,14 +325,32 @@ func (ps *Pools) Retain(keep func(id spiffeid.ID, route *Route) bool) {
 	}
 }
 
-// Each calls fn with the identity and route of every open pool, under the
-// pools' lock (fn must not call back into ps).
-func (ps *Pools) Each(fn func(id spiffeid.ID, route *Route)) {
+// Each calls fn with the identity and route of every open pool, and the
+// HTTP/1.1 connections it holds (open, and idle among them; 0 for the
+// other protocols, whose connections net/http and quic-go keep), under
+// the pools' lock (fn must not call back into ps).
+func (ps *Pools) Each(fn func(id spiffeid.ID, route *Route, open, idle int)) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for k, p := range ps.m {
-		fn(k.id, &p.route)
+		open, idle := 0, 0
+		if p.h1 != nil {
+			open, idle = p.h1.counts()
+		}
+		fn(k.id, &p.route, open, idle)
 	}
+}
+
+// Dials returns how many upstream connections were dialled (TCP and
+// QUIC, successful or not) per route name, since ps was made.
+func (ps *Pools) Dials() map[string]uint64 {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	out := make(map[string]uint64, len(ps.dials))
+	for r, n := range ps.dials {
+		out[r] = n.Load()
+	}
+	return out
 }
 
 // CloseAll closes every pool and the HTTP/3 socket.

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/url"
@@ -148,4 +149,28 @@ func waitGoroutines(n int) bool {
 		}
 	}
 	return false
+}
+
+// TestPoolsCountDials: every protocol's new connection is counted for its
+// route, and a reused one is not.
+func TestPoolsCountDials(t *testing.T) {
+	pe := newPoolsEnv(t)
+	for _, proto := range []string{ProtocolHTTP1, ProtocolHTTP2, ProtocolHTTP3} {
+		for range 2 {
+			resp := pe.get(t, proto, "/dials")
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if got := pe.ps.Dials()[proto]; got != 1 {
+			t.Errorf("%s: %d dials for two requests on a kept connection; want 1", proto, got)
+		}
+	}
+	c, err := pe.ps.Get(pe.w, pe.route(ProtocolTCP)).DialTLS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := pe.ps.Dials()[ProtocolTCP]; got != 1 {
+		t.Errorf("tcp: %d dials; want 1", got)
+	}
 }

@@ -73,6 +73,7 @@ func (ps *Pools) newTCPTransport(p *Pool, conf *tls.Config, h2only bool) *http.T
 		tr.TLSClientConfig = conf.Clone()
 		tr.TLSHandshakeTimeout = o.DialTimeout
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			p.dials.Add(1)
 			return p.dialer.DialContext(ctx, "tcp", upstream)
 		}
 	}
