@@ -65,6 +65,9 @@ type env struct {
 	variantLogs  []string       // the procmesh variants' log files
 	recordStatus string         // procmesh explain's connect record line (with the variants)
 	contenders   []*contestant  // procmesh, its variants, haproxy, nginx, envoy, caddy, direct
+
+	app     *peers.Proc    // the inbound scenario's Unix-socket app
+	inbound []*inboundSide // the inbound scenario's terminators and direct mTLS
 }
 
 func (e *env) errorf(format string, args ...any) {
@@ -177,6 +180,7 @@ func (e *env) teardown() {
 	for _, c := range e.contenders {
 		c.stop()
 	}
+	e.stopInbound()
 	e.upstream.Stop(5 * time.Second)
 	if !e.cfg.KeepRunDir {
 		os.RemoveAll(e.dir)
