@@ -67,7 +67,10 @@ func (e *env) inboundPlan() *plan {
 	kaCPU.SetNA(report.Direct, "no terminator process")
 	ncCPU.SetNA(report.Direct, "no terminator process")
 
-	sides := e.startInbound()
+	sides, negotiated := e.startInbound()
+	if len(negotiated) > 0 {
+		sc.Notes = append(sc.Notes, "Fairness: what the client's first handshake with each negotiated (the client offers TLS 1.3 and X25519 only; HAProxy and nginx are pinned to TLS_AES_128_GCM_SHA256, Go servers pick it on AES hardware): "+strings.Join(negotiated, "; ")+".")
+	}
 	for _, s := range sides {
 		if !s.ok() {
 			for _, m := range sc.Metrics {
@@ -126,12 +129,12 @@ func (e *env) inboundPlan() *plan {
 // startInbound starts the app and every terminator, and probes each with
 // one request. A terminator that is not installed, whose configuration is
 // refused or that fails its first request gets that as its status.
-func (e *env) startInbound() []*inboundSide {
+func (e *env) startInbound() (sides []*inboundSide, negotiated []string) {
 	client, err := e.pki.Client("inbound-client")
 	direct := &inboundSide{contestant: &contestant{name: report.Direct, status: "ok"}, addr: e.up.H1, tls: e.directH1}
 	if err != nil {
 		e.errorf("inbound: %v", err)
-		return []*inboundSide{direct}
+		return []*inboundSide{direct}, nil
 	}
 	appSock := e.path("app.sock")
 	appExe := e.path("bin/procmesh-bench-app") // a path of its own: procmesh registers the app by it
@@ -147,7 +150,7 @@ func (e *env) startInbound() []*inboundSide {
 	}
 	var lim = e.inputs(pki.Files{})
 	base := peers.Inbound{Dir: e.dir, App: appSock, ClientID: client.ID, MaxConns: lim.MaxConns, FDLimit: lim.FDLimit}
-	sides := []*inboundSide{
+	sides = []*inboundSide{
 		e.procmeshInbound(base, appExe, client),
 		e.haproxyInbound(base, client),
 		e.nginxInbound(base, client),
@@ -171,16 +174,20 @@ func (e *env) startInbound() []*inboundSide {
 		}
 		s.proc, s.status = p, "ok"
 	}
+
 	for _, s := range sides {
 		if s.ok() {
-			if err := probeInbound(e.ctx, s); err != nil {
+			hs, err := probeInbound(e.ctx, s)
+			if err != nil {
 				s.status = "failed its first request: " + firstLine(err.Error())
 				e.errorf("inbound %s: %v", s.name, err)
+			} else {
+				negotiated = append(negotiated, s.name+": "+hs)
 			}
 		}
 		fmt.Fprintf(e.cfg.Progress, "  inbound %-8s %-14s %s\n", s.name, s.version, s.status)
 	}
-	return sides
+	return sides, negotiated
 }
 
 // stopInbound stops the terminators and the app once the scenario is over.
@@ -194,17 +201,26 @@ func (e *env) stopInbound() {
 	}
 }
 
-func probeInbound(ctx context.Context, s *inboundSide) error {
+// probeInbound sends one request through s and returns what its
+// handshake negotiated, for the fairness note.
+func probeInbound(ctx context.Context, s *inboundSide) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	c, err := s.dial()(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	h := load.NewH1Conn(c, load.Request(pki.InboundHost, "/1k"))
 	defer h.Close()
-	_, err = h.Do()
-	return err
+	if _, err = h.Do(); err != nil {
+		return "", err
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return "", nil
+	}
+	st := tc.ConnectionState()
+	return fmt.Sprintf("%s, %s, %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID), nil
 }
 
 // freeAddr returns a loopback TCP address nothing listens on right now.
