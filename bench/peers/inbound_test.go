@@ -109,6 +109,10 @@ func TestProcmeshInboundConfigLoads(t *testing.T) {
 		`from: ["spiffe://bench.test/inbound-client"]`,
 		`selectors: ["unix:path:/usr/local/bin/procmesh-bench-app", "unix:uid:0"]`,
 	)
+	in.Callers = []string{"spiffe://bench.test/loadgen"}
+	if with := ProcmeshInbound(in, filepath.Join(dir, "state"), "/x", "/y"); !strings.Contains(with, `from: ["spiffe://bench.test/inbound-client", "spiffe://bench.test/loadgen"]`) {
+		t.Errorf("the inbound policy does not allow the end-to-end caller:\n%s", with)
+	}
 	if len(cfg.Workloads) != 1 || cfg.Workloads[0].SPIFFEID.String() != AppID {
 		t.Errorf("workloads = %+v, want the app's entry only", cfg.Workloads)
 	}
@@ -212,4 +216,58 @@ func TestCaddyInboundValidate(t *testing.T) {
 	if _, ok := caddyValidate(t, bin, in.Dir, CaddyInbound(bad)); ok {
 		t.Error("caddy validate accepts a missing trusted CA file: the check cannot fail")
 	}
+}
+
+// TestE2EEgressConfigs checks the end-to-end path's egress halves:
+// HAProxy's (validated by haproxy -c with real certificates, verifying the
+// inbound HAProxy by the name its certificate carries) and procmesh's
+// (through procmesh's loader: one route to the inbound listener whose
+// server_id is the app's ID, the caller registered).
+func TestE2EEgressConfigs(t *testing.T) {
+	in := inboundFiles(t)
+	p, err := pki.New(filepath.Join(in.Dir, "state"), filepath.Join(in.Dir, "certs"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := p.Client("haproxy-egress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e := E2E{Dir: in.Dir, Socket: filepath.Join(in.Dir, "hap-e2e.sock"), Inbound: "127.0.0.1:9443", ServerID: AppID, Client: client, GID: 4242}
+	hap := HAProxyEgress(e2e)
+	mustContain(t, "haproxy-egress.cfg", hap,
+		"nbthread 2",
+		"http-reuse safe",
+		"ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256",
+		"ssl-default-server-options ssl-min-ver TLSv1.3",
+		"bind unix@"+e2e.Socket+" mode 660 gid 4242",
+		"server inbound 127.0.0.1:9443 ssl verify required ca-file "+client.Bundle+" crt "+client.CertKey+" sni str(inbound.bench.test) alpn http/1.1",
+	)
+	if bin, err := exec.LookPath("haproxy"); err != nil {
+		t.Errorf("HAProxy validates the end-to-end configuration: ./bench/install.sh haproxy installs it (make test does): %v", err)
+	} else {
+		file := filepath.Join(in.Dir, "haproxy-egress.cfg")
+		os.WriteFile(file, []byte(hap), 0o644)
+		if out, err := exec.Command(bin, "-c", "-q", "-f", file).CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c refuses the generated egress half: %v\n%s", err, out)
+		}
+	}
+
+	e2e.Socket = filepath.Join(in.Dir, "pm-e2e.sock")
+	gen := ProcmeshEgress(e2e, filepath.Join(in.Dir, "state"), "/usr/local/bin/procmesh-bench", filepath.Join(in.Dir, "pm.log"), []string{"X25519"})
+	file := filepath.Join(in.Dir, "procmesh-egress.yaml")
+	if err := os.WriteFile(file, []byte(gen), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("procmesh rejects the generated egress half: %v", err)
+	}
+	if _, err := registry.New(cfg.RegistryEntries()); err != nil {
+		t.Fatalf("procmesh rejects the generated entries: %v", err)
+	}
+	if len(cfg.Routes) != 1 || cfg.Routes[0].Upstream != "127.0.0.1:9443" || cfg.Routes[0].Host != HostE2E {
+		t.Errorf("routes = %+v, want one to the inbound listener for %s", cfg.Routes, HostE2E)
+	}
+	mustContain(t, "procmesh-egress.yaml", gen, "server_id: "+AppID, "tls_curves: [X25519]", "to: [inbound]")
 }

@@ -68,6 +68,7 @@ type env struct {
 
 	app     *peers.Proc    // the inbound scenario's Unix-socket app
 	inbound []*inboundSide // the inbound scenario's terminators and direct mTLS
+	e2e     []*e2ePath     // its end-to-end paths' egress halves
 }
 
 func (e *env) errorf(format string, args ...any) {

@@ -52,7 +52,7 @@ func (c Config) Estimate() time.Duration {
 		d += time.Duration(c.MemTrials) * (proxies*perProxy + restartCost + time.Duration(c.CachedProcs)*perCachedProc + 2*time.Second)
 	}
 	if c.wants("inbound") {
-		d += inboundStartCost + trials*inboundContestants*2*step(c.KAWarmup, c.KADuration) // keep-alive, new connection per request
+		d += inboundStartCost + trials*(inboundContestants*2+e2eContestants)*step(c.KAWarmup, c.KADuration) // keep-alive, new connection per request; end to end
 	}
 	if c.Profile && c.wants("profile") {
 		d += profileBuild + 3*(c.ProfileDuration+2*time.Second) + time.Duration(min(c.IdleConns, 2000))*perIdleConn + 2*time.Second

@@ -61,7 +61,14 @@ func (e *env) inboundPlan() *plan {
 	kaCPU := newMetric("ib_ka_cpu", "terminator CPU per request, keep-alive", "µs/req", "lower", report.HAProxy)
 	nc := newMetric("ib_new", "new connection per request", "req/s", "higher", report.HAProxy, report.Direct)
 	ncCPU := newMetric("ib_new_cpu", "terminator CPU per request, new connection per request", "µs/req", "lower", report.HAProxy)
-	sc.Metrics = []*report.Metric{ka, kaCPU, nc, ncCPU}
+	e2e := newMetric("e2e_ka", "end to end, keep-alive: local client → egress → inbound → app", "req/s", "higher", report.HAProxy)
+	e2eCPU := newMetric("e2e_cpu", "CPU per request of both proxies, end to end", "µs/req", "lower", report.HAProxy)
+	sc.Metrics = []*report.Metric{ka, kaCPU, nc, ncCPU, e2e, e2eCPU}
+	for _, name := range []string{report.Nginx, report.Caddy, report.Direct} {
+		for _, m := range []*report.Metric{e2e, e2eCPU} {
+			m.SetNA(name, "the end-to-end path is measured for procmesh → procmesh and HAProxy → HAProxy")
+		}
+	}
 	sc.Notes = append(sc.Notes,
 		"procmesh does more per request than the others here: it decides its policy per request, replaces X-Forwarded-Client-Cert with the caller's verified ID, writes an audit line, and attests each new connection it opens to the app; HAProxy, nginx and Caddy only verify the chain and pass nothing on.")
 	kaCPU.SetNA(report.Direct, "no terminator process")
@@ -78,8 +85,42 @@ func (e *env) inboundPlan() *plan {
 			}
 		}
 	}
+	paths := e.startE2E(sides)
+	for _, p := range paths {
+		if !p.ok() {
+			e2e.SetNA(p.name, p.status)
+			e2eCPU.SetNA(p.name, p.status)
+		}
+	}
 	var steps []step
 	for t := range e.cfg.Trials {
+		var okPaths []*e2ePath
+		for _, p := range paths {
+			if p.ok() {
+				okPaths = append(okPaths, p)
+			}
+		}
+		for i := range okPaths {
+			p := okPaths[(i+t)%len(okPaths)]
+			steps = append(steps, step{
+				label: fmt.Sprintf("end to end keep-alive, %s → %s, trial %d/%d", p.name, p.name, t+1, e.cfg.Trials),
+				run: func() string {
+					m1, m2 := e.startCPU(p.contestant), e.startCPU(p.inbound.contestant)
+					r := load.RunClosed(e.ctx, load.Closed{Dial: load.UnixDialer(p.socket), Request: load.Request(peers.HostE2E, "/1k"),
+						Conns: e.cfg.KAConns, Warmup: e.cfg.KAWarmup, Duration: e.cfg.KADuration})
+					perReq := m1.perRequest(r.All) + m2.perRequest(r.All)
+					if r.Requests == 0 {
+						e2e.Add(p.name, math.NaN())
+						e2eCPU.Add(p.name, math.NaN())
+						e.errorf("end to end, %s, trial %d: no request succeeded: %s", p.name, t+1, whyNone(r))
+						return "error: " + whyNone(r)
+					}
+					e2e.Add(p.name, r.RPS())
+					e2eCPU.Add(p.name, perReq)
+					return closedSummary(r, perReq)
+				},
+			})
+		}
 		var running []*inboundSide
 		for _, s := range sides {
 			if s.ok() {
@@ -149,7 +190,8 @@ func (e *env) startInbound() (sides []*inboundSide, negotiated []string) {
 		}
 	}
 	var lim = e.inputs(pki.Files{})
-	base := peers.Inbound{Dir: e.dir, App: appSock, ClientID: client.ID, MaxConns: lim.MaxConns, FDLimit: lim.FDLimit}
+	base := peers.Inbound{Dir: e.dir, App: appSock, ClientID: client.ID, Callers: []string{e2eCallerID},
+		MaxConns: lim.MaxConns, FDLimit: lim.FDLimit}
 	sides = []*inboundSide{
 		e.procmeshInbound(base, appExe, client),
 		e.haproxyInbound(base, client),
@@ -192,6 +234,9 @@ func (e *env) startInbound() (sides []*inboundSide, negotiated []string) {
 
 // stopInbound stops the terminators and the app once the scenario is over.
 func (e *env) stopInbound() {
+	for _, p := range e.e2e {
+		p.stop()
+	}
 	for _, s := range e.inbound {
 		s.stop()
 	}
@@ -431,4 +476,144 @@ func (e *env) caddyInbound(base peers.Inbound, client pki.Files) *inboundSide {
 		return p, nil
 	}
 	return s
+}
+
+// e2eCallerID is the end-to-end caller's ID: the suite's own program as
+// procmesh's egress attests it and presents it to procmesh's inbound.
+const e2eCallerID = "spiffe://bench.test/loadgen"
+
+// e2eContestants is how many end-to-end paths the estimate counts.
+const e2eContestants = 2
+
+// e2ePath is an end-to-end path: a local client on socket → the egress
+// proxy (the contestant) → mTLS → inbound, the same program's inbound
+// terminator → the app.
+type e2ePath struct {
+	*contestant
+	socket  string
+	inbound *inboundSide
+}
+
+// startE2E starts the egress halves of the end-to-end paths: procmesh in
+// front of procmesh's inbound listener, HAProxy in front of the inbound
+// HAProxy.
+func (e *env) startE2E(sides []*inboundSide) []*e2ePath {
+	byName := map[string]*inboundSide{}
+	for _, s := range sides {
+		byName[s.name] = s
+	}
+	var paths []*e2ePath
+	for _, name := range []string{report.Procmesh, report.HAProxy} {
+		p := &e2ePath{contestant: &contestant{name: name}, inbound: byName[name]}
+		paths = append(paths, p)
+		if p.inbound == nil || !p.inbound.ok() {
+			p.status = "its inbound half is not running"
+			if p.inbound != nil {
+				p.status += ": " + p.inbound.status
+			}
+			continue
+		}
+		p.socket = e.path(name + "-e2e.sock")
+		in := peers.E2E{Dir: e.dir, Socket: p.socket, Inbound: p.inbound.addr, GID: e.cfg.GID}
+		var start func() (*peers.Proc, error)
+		var err error
+		if name == report.Procmesh {
+			start, err = e.procmeshEgress(p, in)
+		} else {
+			start, err = e.haproxyEgress(p, in)
+		}
+		if err != nil {
+			p.status = err.Error()
+			continue
+		}
+		proc, err := start()
+		if err != nil {
+			p.status = "failed to start: " + firstLine(err.Error())
+			e.errorf("end to end %s: %v", name, err)
+			continue
+		}
+		p.proc, p.status = proc, "ok"
+		if err := probeE2E(e.ctx, p.socket); err != nil {
+			p.status = "failed its first request: " + firstLine(err.Error())
+			e.errorf("end to end %s: %v", name, err)
+		}
+	}
+	e.e2e = paths
+	for _, p := range paths {
+		fmt.Fprintf(e.cfg.Progress, "  end to end %s → %s: %s\n", p.name, p.name, p.status)
+	}
+	return paths
+}
+
+func probeE2E(ctx context.Context, socket string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	c, err := load.UnixDialer(socket)(ctx)
+	if err != nil {
+		return err
+	}
+	h := load.NewH1Conn(c, load.Request(peers.HostE2E, "/1k"))
+	defer h.Close()
+	_, err = h.Do()
+	return err
+}
+
+func (e *env) procmeshEgress(p *e2ePath, in peers.E2E) (func() (*peers.Proc, error), error) {
+	in.ServerID = peers.AppID
+	p.config = e.path("procmesh-egress.yaml")
+	logFile := e.path("procmesh-egress.log")
+	e.variantLogs = append(e.variantLogs, logFile)
+	var curves []string
+	if e.hasCurves {
+		curves = []string{"X25519"}
+	}
+	if err := writeFiles(map[string]string{p.config: peers.ProcmeshEgress(in, e.pki.StateDir, e.selfExe, logFile, curves)}); err != nil {
+		return nil, err
+	}
+	if err := peers.Check(e.ctx, e.cfg.ProcmeshBin, "check", "-config", p.config); err != nil {
+		return nil, fmt.Errorf("config rejected: %s", firstLine(err.Error()))
+	}
+	return func() (*peers.Proc, error) {
+		proc, err := peers.Start("procmesh-egress", []string{e.cfg.ProcmeshBin, "run", "-config", p.config}, e.procmeshEnv(), e.path("procmesh-egress.out"))
+		if err != nil {
+			return nil, err
+		}
+		if err := proc.WaitSockets(20*time.Second, in.Socket); err != nil {
+			proc.Stop(2 * time.Second)
+			return nil, err
+		}
+		return proc, nil
+	}, nil
+}
+
+func (e *env) haproxyEgress(p *e2ePath, in peers.E2E) (func() (*peers.Proc, error), error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return nil, err
+	}
+	if in.Client, err = e.pki.Client("haproxy-egress"); err != nil {
+		return nil, err
+	}
+	p.config = e.path("haproxy-egress.cfg")
+	sslFile := e.path("openssl-haproxy.cnf")
+	if err := writeFiles(map[string]string{p.config: peers.HAProxyEgress(in), sslFile: peers.OpenSSLConf}); err != nil {
+		return nil, err
+	}
+	env := []string{"OPENSSL_CONF=" + sslFile}
+	cmd := exec.CommandContext(e.ctx, bin, "-c", "-q", "-f", p.config)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("config rejected: %s", firstLine(string(out)))
+	}
+	return func() (*peers.Proc, error) {
+		proc, err := peers.Start("haproxy-egress", []string{bin, "-db", "-f", p.config}, env, e.path("haproxy-egress.log"))
+		if err != nil {
+			return nil, err
+		}
+		if err := proc.WaitSockets(20*time.Second, in.Socket); err != nil {
+			proc.Stop(2 * time.Second)
+			return nil, err
+		}
+		return proc, nil
+	}, nil
 }
