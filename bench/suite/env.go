@@ -62,7 +62,7 @@ type env struct {
 	pmCfg        peers.Procmesh
 	coldUIDs     []int
 	coldNext     map[string]int // per procmesh instance: the next of coldUIDs it has not seen
-	variantLogs  []string       // the procmesh variants' log files
+	variantLogs  []string       // procmesh log files besides the main one (variants, inbound, end-to-end egress), emptied between steps
 	recordStatus string         // procmesh explain's connect record line (with the variants)
 	contenders   []*contestant  // procmesh, its variants, haproxy, nginx, envoy, caddy, direct
 
