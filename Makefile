@@ -37,13 +37,13 @@ test-browser: test-tools
 
 # Programs the tests run (they fail, not skip, without them), installed
 # with one apt-get run when missing (bench/install.sh): HAProxy, the
-# sidecar of the attack demo's test; Caddy, whose Caddyfile
-# peers.TestCaddyValidate checks; promtool (Debian prometheus) for the admin
+# sidecar of the attack demo's test; Caddy and nginx, whose generated
+# configs the bench/peers tests check with the programs themselves; promtool (Debian prometheus) for the admin
 # listener's metrics; chromium for the status page (test/browser);
 # systemd-analyze (Debian systemd) for deploy/procmesh.service.
 .PHONY: test-tools
 test-tools:
-	./bench/install.sh haproxy caddy promtool chromium systemd-analyze
+	./bench/install.sh haproxy caddy nginx promtool chromium systemd-analyze
 
 test-envoy:
 	./bench/install-envoy.sh >/dev/null

@@ -15,6 +15,9 @@ type Closed struct {
 	Conns    int
 	Warmup   time.Duration // run but not counted
 	Duration time.Duration // counted
+	// NewConnPerRequest closes each connection after one response and
+	// dials again: a TCP connection and a full handshake per request.
+	NewConnPerRequest bool
 }
 
 // ClosedResult is what a closed-loop run measured.
@@ -57,6 +60,7 @@ func (e *errCounter) firstErr() string {
 // connection is closed when ctx ends, which unblocks a pending Do.
 type worker struct {
 	dial Dialer
+	once bool // one request per connection
 	req  []byte
 	errs *errCounter
 	mu   sync.Mutex
@@ -112,7 +116,7 @@ func (w *worker) do(ctx context.Context) bool {
 		w.drop()
 		return false
 	}
-	if !keep {
+	if !keep || w.once {
 		w.drop()
 	}
 	return true
@@ -128,7 +132,7 @@ func RunClosed(ctx context.Context, c Closed) ClosedResult {
 	defer cancel()
 	var wg sync.WaitGroup
 	for range c.Conns {
-		w := &worker{dial: c.Dial, req: c.Request, errs: errs}
+		w := &worker{dial: c.Dial, req: c.Request, errs: errs, once: c.NewConnPerRequest}
 		stop := context.AfterFunc(ctx, w.drop)
 		wg.Add(1)
 		go func() {

@@ -103,6 +103,15 @@ func startUpstream(t *testing.T) (*upstream.Server, pki.Files) {
 	return s, client
 }
 
+// handshakes is how many handshakes the upstream has accepted.
+func handshakes(s *upstream.Server) int {
+	n := 0
+	for _, h := range s.Stats.Snapshot() {
+		n += h.Count
+	}
+	return n
+}
+
 // TestLoadAgainstUpstream drives every generator against the real upstream
 // over loopback mTLS and checks that requests completed, bytes were
 // acknowledged and the handshakes were the pinned ones.
@@ -123,6 +132,16 @@ func TestLoadAgainstUpstream(t *testing.T) {
 	closed := RunClosed(ctx, Closed{Dial: TLSDialer(addrs.H1, h1), Request: req, Conns: 4, Duration: 200 * time.Millisecond})
 	if closed.Requests == 0 || closed.Errors != 0 || closed.All < closed.Requests {
 		t.Errorf("closed loop: %+v", closed)
+	}
+
+	// One request per connection: a full handshake for every request.
+	before := handshakes(s)
+	once := RunClosed(ctx, Closed{Dial: TLSDialer(addrs.H1, h1), Request: req, Conns: 2, Duration: 200 * time.Millisecond, NewConnPerRequest: true})
+	if once.Requests == 0 || once.Errors != 0 {
+		t.Errorf("closed loop, new connection per request: %+v", once)
+	}
+	if n := handshakes(s) - before; n < int(once.All) {
+		t.Errorf("closed loop, new connection per request: %d requests over %d handshakes; want one handshake each", once.All, n)
 	}
 
 	open := RunOpen(ctx, Open{Dial: TLSDialer(addrs.H1, h1), Request: req, Rate: 200, Conns: 2, Duration: 200 * time.Millisecond})

@@ -36,6 +36,7 @@ const (
 	TrustDomain  = "bench.test"
 	UpstreamHost = "upstream.bench.test" // DNS SAN of the upstream, the SNI every client sends
 	UpstreamID   = "spiffe://bench.test/upstream"
+	InboundHost  = "inbound.bench.test" // DNS SAN of the inbound terminators' certificates, the SNI their client sends
 )
 
 // Files are the PEM files of one identity.
@@ -116,6 +117,14 @@ func (p *PKI) Client(name string) (Files, error) {
 // Upstream issues the upstream's certificate from the same CA: an X509-SVID
 // (one URI SAN, UpstreamID) with UpstreamHost as a DNS SAN as well.
 func (p *PKI) Upstream() (Files, error) {
+	return p.Server("upstream", UpstreamID, UpstreamHost)
+}
+
+// Server issues a server's certificate from the CA: an X509-SVID (one URI
+// SAN, id) with dnsName as a DNS SAN as well, for servers that pick their
+// certificate by SNI (Caddy). It is written as name.pem, name.key and
+// name.crt+key.pem.
+func (p *PKI) Server(name, id, dnsName string) (Files, error) {
 	caCert, caKey, err := p.loadCAFiles()
 	if err != nil {
 		return Files{}, err
@@ -124,7 +133,7 @@ func (p *PKI) Upstream() (Files, error) {
 	if err != nil {
 		return Files{}, fmt.Errorf("pki: %w", err)
 	}
-	u, err := url.Parse(UpstreamID)
+	u, err := url.Parse(id)
 	if err != nil {
 		return Files{}, err
 	}
@@ -137,7 +146,7 @@ func (p *PKI) Upstream() (Files, error) {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{"procmesh-bench"}},
 		URIs:                  []*url.URL{u},
-		DNSNames:              []string{UpstreamHost},
+		DNSNames:              []string{dnsName},
 		NotBefore:             now.Add(-time.Minute),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
@@ -154,7 +163,7 @@ func (p *PKI) Upstream() (Files, error) {
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	return p.writeIdentity("upstream", UpstreamID, certPEM, keyPEM)
+	return p.writeIdentity(name, id, certPEM, keyPEM)
 }
 
 // loadCAFiles reads the CA that tlsconf created under StateDir.

@@ -62,9 +62,13 @@ type env struct {
 	pmCfg        peers.Procmesh
 	coldUIDs     []int
 	coldNext     map[string]int // per procmesh instance: the next of coldUIDs it has not seen
-	variantLogs  []string       // the procmesh variants' log files
+	variantLogs  []string       // procmesh log files besides the main one (variants, inbound, end-to-end egress), emptied between steps
 	recordStatus string         // procmesh explain's connect record line (with the variants)
 	contenders   []*contestant  // procmesh, its variants, haproxy, nginx, envoy, caddy, direct
+
+	app     *peers.Proc    // the inbound scenario's Unix-socket app
+	inbound []*inboundSide // the inbound scenario's terminators and direct mTLS
+	e2e     []*e2ePath     // its end-to-end paths' egress halves
 }
 
 func (e *env) errorf(format string, args ...any) {
@@ -177,6 +181,7 @@ func (e *env) teardown() {
 	for _, c := range e.contenders {
 		c.stop()
 	}
+	e.stopInbound()
 	e.upstream.Stop(5 * time.Second)
 	if !e.cfg.KeepRunDir {
 		os.RemoveAll(e.dir)

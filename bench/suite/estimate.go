@@ -51,6 +51,9 @@ func (c Config) Estimate() time.Duration {
 		perProxy := 2*restartCost + step(c.RateWarmup, c.RateDuration) + time.Duration(c.IdleConns)*perIdleConn + 1500*time.Millisecond
 		d += time.Duration(c.MemTrials) * (proxies*perProxy + restartCost + time.Duration(c.CachedProcs)*perCachedProc + 2*time.Second)
 	}
+	if c.wants("inbound") {
+		d += inboundStartCost + trials*(inboundContestants*2+e2eContestants)*step(c.KAWarmup, c.KADuration) // keep-alive, new connection per request; end to end
+	}
 	if c.Profile && c.wants("profile") {
 		d += profileBuild + 3*(c.ProfileDuration+2*time.Second) + time.Duration(min(c.IdleConns, 2000))*perIdleConn + 2*time.Second
 	}

@@ -63,6 +63,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	}{
 		{"l4", e.l4Plan}, {"keepalive", e.keepalivePlan}, {"rate", e.ratePlan},
 		{"h2h3", e.h2h3Plan}, {"cold", e.coldPlan}, {"memory", e.memoryPlan},
+		{"inbound", e.inboundPlan},
 	} {
 		if cfg.wants(s.id) {
 			plans = append(plans, s.build())

@@ -187,3 +187,37 @@ func TestIndexKeepsNotes(t *testing.T) {
 		}
 	}
 }
+
+// TestInboundIsOptIn checks that neither preset runs the inbound scenario
+// (their budgets leave no room for it), that -only inbound and -inbound
+// add it, and that the estimate counts it when it runs.
+func TestInboundIsOptIn(t *testing.T) {
+	for _, c := range []Config{Quick(), Full()} {
+		if c.wants("inbound") {
+			t.Errorf("the %s preset runs the inbound scenario; it is opt-in", c.Mode)
+		}
+		only := c
+		only.Only = []string{"inbound"}
+		if !only.wants("inbound") || only.wants("keepalive") {
+			t.Errorf("%s with -only inbound: inbound %v, keepalive %v; want only inbound", c.Mode, only.wants("inbound"), only.wants("keepalive"))
+		}
+		with := c
+		with.Inbound = true
+		if !with.wants("inbound") || !with.wants("keepalive") {
+			t.Errorf("%s with -inbound does not add the scenario to the others", c.Mode)
+		}
+		if with.Estimate() <= c.Estimate() {
+			t.Errorf("%s: the estimate does not count the inbound scenario", c.Mode)
+		}
+	}
+}
+
+// TestNewConnRequestCloses checks the handshake-per-request loop's request
+// asks the server to close, so a terminator does not keep a connection the
+// client will not use again.
+func TestNewConnRequestCloses(t *testing.T) {
+	req := string(newConnRequest("inbound.bench.test", "/1k"))
+	if !strings.HasPrefix(req, "GET /1k HTTP/1.1\r\n") || !strings.Contains(req, "\r\nConnection: close\r\n") || !strings.HasSuffix(req, "\r\n\r\n") {
+		t.Errorf("request = %q", req)
+	}
+}

@@ -8,6 +8,7 @@
 //	procmesh-bench [run] [-quick] [flags]   run the suite
 //	procmesh-bench upstream [flags]         the benchmark's upstream (started by run)
 //	procmesh-bench cold-client [flags]      one cold-identity request (started by run)
+//	procmesh-bench app -socket PATH         the inbound scenario's Unix-socket app (started by run)
 package main
 
 import (
@@ -35,6 +36,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			return cmdUpstream(args[1:], stderr)
 		case "cold-client":
 			return cmdColdClient(args[1:], stdout, stderr)
+		case "app":
+			return cmdApp(args[1:], stderr)
 		case "run":
 			args = args[1:]
 		}
@@ -47,7 +50,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "the quick preset (make bench-quick): shorter runs, 2 trials, 1,000 idle connections and processes")
 	trials := fs.Int("trials", 0, "alternating trials per figure (default: the preset's)")
-	only := fs.String("only", "", "comma-separated scenarios to run: l4,keepalive,rate,h2h3,cold,memory,profile")
+	only := fs.String("only", "", "comma-separated scenarios to run: l4,keepalive,rate,h2h3,cold,memory,profile,inbound (inbound runs only when named here or with -inbound)")
+	inbound := fs.Bool("inbound", false, "add the inbound scenario (remote mTLS client → procmesh inbound, HAProxy, nginx, Caddy → Unix-socket app) to the scenarios run")
 	procmesh := fs.String("procmesh", "bin/procmesh", "procmesh binary under test")
 	repo := fs.String("repo", ".", "repository root (bench/csrc, bench/pprof, bench/results)")
 	src := fs.String("procmesh-src", "", "module root whose cmd/procmesh the profiling build compiles (default -repo)")
@@ -99,6 +103,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cfg.ProcmeshYAML = *yamlExtra
 	cfg.WaitQuiet = *waitQuiet
 	cfg.Variants = cfg.Variants || *variants
+	cfg.Inbound = *inbound
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "procmesh-bench: warning: not root; the cold-identity scenario needs to start processes as other uids and will fail")
 	}
