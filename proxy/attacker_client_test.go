@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/procmesh/procmesh/internal/fdpass"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,7 +39,7 @@ func runAttacker(mode string) error {
 	out := json.NewEncoder(os.Stdout)
 	switch mode {
 	case "write-exec":
-		fd, err := dialFD(sock, false)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -63,11 +64,11 @@ func runAttacker(mode string) error {
 			return err
 		}
 		defer func() { child.Process.Kill(); child.Wait() }()
-		fd, err := receiveFD(pair[0])
+		fd, err := fdpass.Receive(pair[0])
 		if err != nil {
 			return err
 		}
-		if err := waitExe(child.Process.Pid, next); err != nil {
+		if err := fdpass.WaitExe(child.Process.Pid, next); err != nil {
 			return err
 		}
 		c, err := net.FileConn(os.NewFile(uintptr(fd), "passed"))
@@ -77,16 +78,16 @@ func runAttacker(mode string) error {
 		io.WriteString(c, getRequest(target))
 		return readAnswer(c, out)
 	case "pass-child":
-		fd, err := dialFD(sock, true)
+		fd, err := fdpass.Dial(sock, true)
 		if err != nil {
 			return err
 		}
-		if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(fd), nil, 0); err != nil {
+		if err := fdpass.Send(3, fd); err != nil {
 			return err
 		}
 		return execAs(next, "sleep")
 	case "fork":
-		fd, err := dialFD(sock, false)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -98,7 +99,7 @@ func runAttacker(mode string) error {
 		return execAs(next, "sleep")
 	case "fork-child":
 		parent, _ := strconv.Atoi(os.Getenv("PM_PARENT"))
-		if err := waitExe(parent, next); err != nil {
+		if err := fdpass.WaitExe(parent, next); err != nil {
 			return err
 		}
 		c, err := net.FileConn(os.NewFile(3, "conn"))
@@ -161,7 +162,7 @@ func give(sock, target, next string, out *json.Encoder) error {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+		if err := fdpass.Send(pair[0], int(f.Fd())); err != nil {
 			return err
 		}
 	} else {
@@ -179,7 +180,7 @@ func inheritedConn() (net.Conn, error) {
 	fd := 3
 	if os.Getenv("PM_HOW") == "scm" {
 		var err error
-		if fd, err = receiveFD(3); err != nil {
+		if fd, err = fdpass.Receive(3); err != nil {
 			return nil, err
 		}
 	}
@@ -241,19 +242,6 @@ func readAnswer(c net.Conn, out *json.Encoder) error {
 	return out.Encode(clientResult{Status: r.StatusCode, Body: string(b)})
 }
 
-// dialFD connects a Unix socket; keep says whether it closes on exec.
-func dialFD(sock string, cloexec bool) (int, error) {
-	typ := unix.SOCK_STREAM
-	if cloexec {
-		typ |= unix.SOCK_CLOEXEC
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, typ, 0)
-	if err != nil {
-		return -1, err
-	}
-	return fd, unix.Connect(fd, &unix.SockaddrUnix{Name: sock})
-}
-
 // execAs replaces this process with bin in the given client mode.
 func execAs(bin, mode string, env ...string) error {
 	env = append([]string{"GORACE=atexit_sleep_ms=0", "PROCMESH_TEST_CLIENT=" + mode}, append(env, passEnv()...)...)
@@ -280,36 +268,4 @@ func passEnv() []string {
 		}
 	}
 	return env
-}
-
-func receiveFD(sock int) (int, error) {
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		return -1, err
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return -1, fmt.Errorf("no descriptor received: %v", err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		return -1, fmt.Errorf("no descriptor received: %v", err)
-	}
-	return fds[0], nil
-}
-
-// waitExe waits until process pid runs bin.
-func waitExe(pid int, bin string) error {
-	var want unix.Stat_t
-	if err := unix.Stat(bin, &want); err != nil {
-		return err
-	}
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		var st unix.Stat_t
-		if unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
-			return nil
-		}
-	}
-	return fmt.Errorf("process %d never ran %s", pid, bin)
 }

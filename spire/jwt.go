@@ -35,7 +35,7 @@ func (s *Source) JWTSVID(ctx context.Context, w tlsconf.Workload, audience []str
 	if err != nil {
 		return nil, err
 	}
-	if p.pin.exited() || !s.opts.Alive(p.fp) {
+	if p.pin.Exited() || !s.opts.Alive(p.fp) {
 		return nil, fmt.Errorf("spire: process %d exited or changed: %w", w.PID, attest.ErrPeerGone)
 	}
 	if s.beforeFetchJWT != nil {
@@ -45,7 +45,7 @@ func (s *Source) JWTSVID(ctx context.Context, w tlsconf.Workload, audience []str
 	if err != nil {
 		return nil, fmt.Errorf("spire: JWT-SVID for process %d from %s: %w", w.PID, s.Name(), describe(err))
 	}
-	if p.pin.exited() || !s.opts.Alive(p.fp) {
+	if p.pin.Exited() || !s.opts.Alive(p.fp) {
 		s.opts.Logger.Debug().Int32("pid", w.PID).Msg("discarded a SPIRE JWT-SVID: the process exited or changed")
 		return nil, fmt.Errorf("spire: process %d exited or changed while its JWT-SVID was fetched: %w", w.PID, attest.ErrPeerGone)
 	}
@@ -106,19 +106,9 @@ func (s *Source) JWTBundles() *jwtbundle.Set { return s.jwtBundles.Load() }
 // closes.
 func (s *Source) jwtBundleLoop() {
 	defer s.wg.Done()
-	for attempt := 0; ; attempt++ {
-		answered, err := s.subscribeJWTBundles()
-		if s.ctx.Err() != nil {
-			return
-		}
-		if answered {
-			attempt = 0
-		}
+	s.keepSubscribed(s.subscribeJWTBundles, func(err error) {
 		s.opts.Logger.Debug().Err(err).Msg("SPIRE JWT bundle stream ended; re-subscribing")
-		if !sleep(s.ctx, s.backoff(attempt)) {
-			return
-		}
-	}
+	})
 }
 
 func (s *Source) subscribeJWTBundles() (bool, error) {
@@ -126,21 +116,16 @@ func (s *Source) subscribeJWTBundles() (bool, error) {
 	if err != nil {
 		return false, describe(err)
 	}
-	answered := false
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return answered, describe(err)
-		}
+	return receive(stream, func(resp *delegatedidentityv1.SubscribeToJWTBundlesResponse) bool {
 		set, err := jwtBundleSet(resp.Bundles)
 		if err != nil {
 			s.opts.Logger.Error().Err(err).Msg("ignored a JWT bundle update from the SPIRE agent")
-			continue
+			return false
 		}
-		answered = true
 		s.jwtBundles.Store(set)
 		s.opts.Logger.Debug().Int("trust_domains", set.Len()).Msg("JWT bundles from the SPIRE agent")
-	}
+		return true
+	})
 }
 
 // jwtBundleSet builds the JWT bundle set of one update: a JWKS per trust

@@ -6,14 +6,9 @@ import (
 	"errors"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/internal/pidfd"
 )
 
-type pin struct{}
-
-func pinProcess(attest.Fingerprint, func(attest.Fingerprint) bool) (*pin, error) {
+func pinProcess(attest.Fingerprint, func(attest.Fingerprint) bool) (*pidfd.Pin, error) {
 	return nil, errors.New("spire: pinning a process by pidfd needs Linux")
 }
-
-func (p *pin) wait()        {}
-func (p *pin) exited() bool { return true }
-func (p *pin) close()       {}

@@ -10,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/internal/pidfd"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -23,7 +24,7 @@ type procKey struct {
 // guarded by Source.mu.
 type proc struct {
 	fp     attest.Fingerprint
-	pin    *pin
+	pin    *pidfd.Pin
 	cancel context.CancelFunc
 	first  chan struct{} // closed at the first answer or when the stream ends for good
 
@@ -107,11 +108,11 @@ func (s *Source) procFor(fp attest.Fingerprint) (*proc, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p, err := s.existingLocked(key, fp); p != nil || err != nil {
-		pn.close() // another caller started it meanwhile
+		pn.Close() // another caller started it meanwhile
 		return p, err
 	}
 	if len(s.procs) >= s.opts.MaxStreams {
-		pn.close()
+		pn.Close()
 		return nil, fmt.Errorf("spire: %d processes already have a stream to %s (cache.max_processes): process %d is refused until some exit",
 			len(s.procs), s.Name(), fp.PID)
 	}
@@ -121,7 +122,7 @@ func (s *Source) procFor(fp attest.Fingerprint) (*proc, error) {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		pn.wait()
+		pn.Wait()
 		cancel()
 	}()
 	go s.run(ctx, key, p)

@@ -24,7 +24,7 @@ func (s *Source) run(ctx context.Context, key procKey, p *proc) {
 	defer s.wg.Done()
 	defer func() {
 		p.cancel()
-		p.pin.close()
+		p.pin.Close()
 		s.mu.Lock()
 		p.gone = true
 		if s.procs[key] == p {
@@ -65,7 +65,7 @@ func closeOnce(p *proc) {
 // subscribe runs one SubscribeToX509SVIDs stream for p by PID. It reports
 // whether any answer came.
 func (s *Source) subscribe(ctx context.Context, p *proc) (bool, error) {
-	if p.pin.exited() {
+	if p.pin.Exited() {
 		return false, errProcessGone
 	}
 	if s.beforeSubscribe != nil {
@@ -87,7 +87,7 @@ func (s *Source) subscribe(ctx context.Context, p *proc) (bool, error) {
 		// SPIRE attested the PID when the stream started: the answer is
 		// the process's only if the process is still the one procmesh
 		// attested (no exit and PID reuse, no exec) now that it came.
-		if p.pin.exited() || !s.opts.Alive(p.fp) {
+		if p.pin.Exited() || !s.opts.Alive(p.fp) {
 			s.opts.Logger.Debug().Int32("pid", p.fp.PID).Msg("discarded a SPIRE answer: the process exited or changed")
 			return answered, errProcessGone
 		}
@@ -147,19 +147,7 @@ func parseAnswer(resp *delegatedidentityv1.SubscribeToX509SVIDsResponse, now tim
 // bundleLoop keeps the bundle subscription up until the Source closes.
 func (s *Source) bundleLoop() {
 	defer s.wg.Done()
-	for attempt := 0; ; attempt++ {
-		answered, err := s.subscribeBundles()
-		if s.ctx.Err() != nil {
-			return
-		}
-		if answered {
-			attempt = 0
-		}
-		s.agentDown(err)
-		if !sleep(s.ctx, s.backoff(attempt)) {
-			return
-		}
-	}
+	s.keepSubscribed(s.subscribeBundles, s.agentDown)
 }
 
 func (s *Source) subscribeBundles() (bool, error) {
@@ -167,22 +155,51 @@ func (s *Source) subscribeBundles() (bool, error) {
 	if err != nil {
 		return false, describe(err)
 	}
-	answered := false
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return answered, describe(err)
-		}
+	return receive(stream, func(resp *delegatedidentityv1.SubscribeToX509BundlesResponse) bool {
 		set, err := bundleSet(resp.CaCertificates)
 		if err != nil {
 			s.opts.Logger.Error().Err(err).Msg("ignored a trust bundle update from the SPIRE agent")
-			continue
+			return false
 		}
-		answered = true
 		s.agentUp()
 		s.bundles.set(set)
 		s.bundleOnce.Do(func() { close(s.bundleReady) })
 		s.opts.Logger.Debug().Int("trust_domains", set.Len()).Msg("trust bundles from the SPIRE agent")
+		return true
+	})
+}
+
+// keepSubscribed runs subscribe until the Source closes, again after each
+// end, with backoff that starts over once a stream has answered; ended
+// hears why each stream ended.
+func (s *Source) keepSubscribed(subscribe func() (answered bool, err error), ended func(error)) {
+	for attempt := 0; ; attempt++ {
+		answered, err := subscribe()
+		if s.ctx.Err() != nil {
+			return
+		}
+		if answered {
+			attempt = 0
+		}
+		ended(err)
+		if !sleep(s.ctx, s.backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// receive passes every message of stream to apply until the stream fails,
+// and reports whether apply took one (returned true).
+func receive[T any](stream interface{ Recv() (T, error) }, apply func(T) bool) (bool, error) {
+	answered := false
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return answered, describe(err)
+		}
+		if apply(msg) {
+			answered = true
+		}
 	}
 }
 

@@ -103,7 +103,7 @@ func (s *Server) caller(ctx context.Context, alive bool) (*connState, *workload.
 		return nil, nil, status.Error(codes.PermissionDenied, fmt.Sprintf(
 			"wlapi: %s may not use the Workload API on this node: it is not in listen.workload_api_ids (the Workload API hands a process its private key; the egress socket needs no such grant)", id.ID()))
 	}
-	if alive && (cs.pin.exited() || !s.opts.Alive(id.Process.Fingerprint)) {
+	if alive && (cs.pin.Exited() || !s.opts.Alive(id.Process.Fingerprint)) {
 		return nil, nil, status.Error(codes.PermissionDenied, fmt.Sprintf(
 			"wlapi: process %d is no longer the process attested when it connected (it exited, or exec'd another program); connect again", cs.pid()))
 	}

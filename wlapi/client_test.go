@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procmesh/procmesh/internal/fdpass"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
@@ -171,7 +172,7 @@ func runClient(mode string) error {
 		}
 		return stream(withHeader(context.Background()), c, out, n)
 	case "share-exit":
-		fd, err := dialFD(sock)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -188,7 +189,7 @@ func runClient(mode string) error {
 		}
 		return stream(withHeader(ctx), c, out, 1)
 	case "give":
-		fd, err := dialFD(sock)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -206,12 +207,12 @@ func runClient(mode string) error {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(fd), nil, 0); err != nil {
+		if err := fdpass.Send(pair[0], fd); err != nil {
 			return err
 		}
 		return cmd.Wait()
 	case "connect-exec", "attested-exec":
-		fd, err := dialFD(sock)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -238,7 +239,7 @@ func runClient(mode string) error {
 		}
 		if os.Getenv("PM_HOW") == "scm" {
 			var err error
-			if fd, err = receiveFD(3); err != nil {
+			if fd, err = fdpass.Receive(3); err != nil {
 				return err
 			}
 		}
@@ -348,13 +349,6 @@ func stream(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
 }
 
 // dialFD connects a Unix socket that stays open across exec.
-func dialFD(sock string) (int, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-	if err != nil {
-		return -1, err
-	}
-	return fd, unix.Connect(fd, &unix.SockaddrUnix{Name: sock})
-}
 
 // self is this binary again in mode, with this process's environment.
 func self(mode string) *exec.Cmd {
@@ -427,22 +421,4 @@ func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error
 		}
 	}
 	return nil
-}
-
-// receiveFD receives one descriptor over the socket sock (SCM_RIGHTS).
-func receiveFD(sock int) (int, error) {
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		return -1, err
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return -1, fmt.Errorf("no descriptor received: %v", err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		return -1, fmt.Errorf("no descriptor received: %v", err)
-	}
-	return fds[0], nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/procmesh/procmesh/attest"
 	"github.com/procmesh/procmesh/internal/credread"
+	"github.com/procmesh/procmesh/internal/pidfd"
 )
 
 // peerConn is an accepted connection whose every read is attributed to its
@@ -96,16 +97,11 @@ func (c *peerConn) Read(p []byte) (int, error) {
 // wrote on the connection, nil when there was none.
 func (c *peerConn) ForeignWriter() *ForeignWriterError { return c.foreign.Load() }
 
-// pin is a pidfd of the connecting process, readable once it exits.
-type pin struct {
-	f *os.File
-}
-
 // pinPeer pins the process that connected c: SO_PEERPIDFD names it with no
 // PID race; on kernels without it (before 6.5), pidfd_open of the
 // SO_PEERCRED PID, which the caller must check is still the attested
 // process (alive) after opening.
-func pinPeer(c *net.UnixConn) (*pin, error) {
+func pinPeer(c *net.UnixConn) (*pidfd.Pin, error) {
 	peer, err := attest.ReadPeer(c, true)
 	if err != nil {
 		return nil, fmt.Errorf("wlapi: %w", err)
@@ -117,45 +113,13 @@ func pinPeer(c *net.UnixConn) (*pin, error) {
 		if err != nil {
 			return nil, fmt.Errorf("wlapi: pidfd_open %d: %w (the Workload API needs Linux 5.10 or later)", peer.PID, err)
 		}
-	} else if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("wlapi: pidfd of process %d: %w", peer.PID, err)
 	}
-	// A non-blocking pidfd goes into the runtime's poller: a stream
-	// waiting for its process's exit parks a goroutine, not a thread.
-	return &pin{f: os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(int(peer.PID)))}, nil
-}
-
-// wait returns when the process exits or the pin is closed.
-func (p *pin) wait() {
-	rc, err := p.f.SyscallConn()
+	pin, err := pidfd.New(fd, peer.PID)
 	if err != nil {
-		return
+		return nil, fmt.Errorf("wlapi: %w", err)
 	}
-	_ = rc.Read(func(fd uintptr) bool { return exited(int(fd)) })
+	return pin, nil
 }
-
-// exited reports whether the pinned process has exited.
-func (p *pin) exited() bool {
-	rc, err := p.f.SyscallConn()
-	if err != nil {
-		return true
-	}
-	gone := true
-	if err := rc.Control(func(fd uintptr) { gone = exited(int(fd)) }); err != nil {
-		return true
-	}
-	return gone
-}
-
-// exited reports whether the pidfd is readable: its process has exited.
-func exited(fd int) bool {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n > 0
-}
-
-func (p *pin) close() { p.f.Close() }
 
 // setPassCred turns on per-write credentials on l, when it is a Unix
 // socket listener, so that the connections it accepts carry them.

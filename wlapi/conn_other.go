@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+
+	"github.com/procmesh/procmesh/internal/pidfd"
 )
 
 var errLinuxOnly = errors.New("wlapi: the Workload API attests callers with Linux facilities (SO_PEERCRED, SO_PASSCRED, pidfd)")
@@ -23,11 +25,6 @@ func newPeerConn(*net.UnixConn) (*peerConn, error) { return nil, errLinuxOnly }
 
 func (c *peerConn) ForeignWriter() *ForeignWriterError { return c.foreign.Load() }
 
-type pin struct{}
-
-func pinPeer(*net.UnixConn) (*pin, error) { return nil, errLinuxOnly }
-func (p *pin) wait()                      {}
-func (p *pin) exited() bool               { return true }
-func (p *pin) close()                     {}
+func pinPeer(*net.UnixConn) (*pidfd.Pin, error) { return nil, errLinuxOnly }
 
 func setPassCred(net.Listener) error { return errLinuxOnly }

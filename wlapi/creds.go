@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/procmesh/procmesh/internal/pidfd"
 	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -95,7 +96,7 @@ type connState struct {
 	credentials.CommonAuthInfo
 	srv  *Server
 	conn *peerConn
-	pin  *pin          // nil when it could not be had (err says why)
+	pin  *pidfd.Pin    // nil when it could not be had (err says why)
 	gone chan struct{} // closed when the process exits
 
 	// id is the attestation at the handshake; err why there is none.
@@ -113,7 +114,7 @@ func (*connState) AuthType() string { return authType }
 
 func (cs *connState) close() {
 	if cs.pin != nil {
-		cs.pin.close()
+		cs.pin.Close()
 	}
 	if cs.unattested {
 		cs.srv.closeUnattested(cs.conn.uid)
@@ -180,7 +181,7 @@ func (s *Server) attest(cs *connState, uc *net.UnixConn) error {
 		close(cs.gone)
 		return err
 	}
-	go func() { cs.pin.wait(); close(cs.gone) }()
+	go func() { cs.pin.Wait(); close(cs.gone) }()
 	ctx, cancel := context.WithTimeoutCause(s.ctx, s.opts.AttestTimeout, errAttestTimeout)
 	defer cancel()
 	cs.id, err = s.opts.Resolver.Resolve(ctx, uc)
@@ -189,7 +190,7 @@ func (s *Server) attest(cs *connState, uc *net.UnixConn) error {
 		return fmt.Errorf("%w (%v)", errAttestTimeout, err)
 	case err != nil:
 		return err
-	case cs.pin.exited():
+	case cs.pin.Exited():
 		return fmt.Errorf("wlapi: process %d exited while it was attested", cs.pid())
 	case !s.opts.Alive(cs.id.Process.Fingerprint):
 		// pidfd_open's pidfd (kernels without SO_PEERPIDFD) was opened

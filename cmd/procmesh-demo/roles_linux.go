@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/procmesh/procmesh/internal/fdpass"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,7 +60,7 @@ func runRole(name string) error {
 	sock, next := os.Getenv("PM_SOCK"), os.Getenv("PM_NEXT")
 	switch name {
 	case "request":
-		fd, err := dial(sock, true)
+		fd, err := fdpass.Dial(sock, true)
 		if err != nil {
 			return err
 		}
@@ -70,7 +70,7 @@ func runRole(name string) error {
 		}
 		return exchange(c)
 	case "write-exec":
-		fd, err := dial(sock, false)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -79,7 +79,7 @@ func runRole(name string) error {
 		}
 		return execRole(next, "read-fd", "PM_FD="+strconv.Itoa(fd), "PM_WRITER="+strconv.Itoa(os.Getpid()))
 	case "exec-write":
-		fd, err := dial(sock, false)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func runRole(name string) error {
 		writer, _ := strconv.Atoi(os.Getenv("PM_WRITER"))
 		return printAnswer(c, writer)
 	case "fork":
-		fd, err := dial(sock, false)
+		fd, err := fdpass.Dial(sock, false)
 		if err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func runRole(name string) error {
 		return execRole(next, "sleep")
 	case "fork-child":
 		parent, _ := strconv.Atoi(os.Getenv("PM_PARENT"))
-		if err := waitExe(parent, next); err != nil {
+		if err := fdpass.WaitExe(parent, next); err != nil {
 			return err
 		}
 		c, err := fileConn(3)
@@ -129,11 +129,11 @@ func runRole(name string) error {
 			return err
 		}
 		defer func() { child.Process.Kill(); child.Wait() }()
-		fd, err := receiveFD(pair[0])
+		fd, err := fdpass.Receive(pair[0])
 		if err != nil {
 			return err
 		}
-		if err := waitExe(child.Process.Pid, next); err != nil {
+		if err := fdpass.WaitExe(child.Process.Pid, next); err != nil {
 			return err
 		}
 		c, err := fileConn(fd)
@@ -142,16 +142,16 @@ func runRole(name string) error {
 		}
 		return exchange(c)
 	case "pass-child":
-		fd, err := dial(sock, true)
+		fd, err := fdpass.Dial(sock, true)
 		if err != nil {
 			return err
 		}
-		if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(fd), nil, 0); err != nil {
+		if err := fdpass.Send(3, fd); err != nil {
 			return err
 		}
 		return execRole(next, "sleep")
 	case "hold":
-		fd, err := dial(sock, true)
+		fd, err := fdpass.Dial(sock, true)
 		if err != nil {
 			return err
 		}
@@ -278,23 +278,6 @@ func printAnswer(c net.Conn, writer int) error {
 		Body: strings.TrimSpace(string(b)), Cgroup: ownCgroup()})
 }
 
-// dial connects a Unix stream socket; cloexec says whether the descriptor
-// closes on exec.
-func dial(sock string, cloexec bool) (int, error) {
-	typ := unix.SOCK_STREAM
-	if cloexec {
-		typ |= unix.SOCK_CLOEXEC
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, typ, 0)
-	if err != nil {
-		return -1, err
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
-		return -1, fmt.Errorf("connect %s: %w", sock, err)
-	}
-	return fd, nil
-}
-
 func fileConn(fd int) (net.Conn, error) {
 	f := os.NewFile(uintptr(fd), "conn")
 	defer f.Close()
@@ -324,38 +307,6 @@ func demoEnv() []string {
 		}
 	}
 	return env
-}
-
-func receiveFD(sock int) (int, error) {
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		return -1, err
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return -1, fmt.Errorf("no descriptor received: %v", err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		return -1, errors.New("no descriptor received")
-	}
-	return fds[0], nil
-}
-
-// waitExe waits until process pid runs bin.
-func waitExe(pid int, bin string) error {
-	var want unix.Stat_t
-	if err := unix.Stat(bin, &want); err != nil {
-		return err
-	}
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		var st unix.Stat_t
-		if unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
-			return nil
-		}
-	}
-	return fmt.Errorf("process %d never ran %s", pid, bin)
 }
 
 func ownCgroup() string {
