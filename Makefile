@@ -51,7 +51,7 @@ test-envoy:
 # The real SPIRE server and agent (v1.13.3) the SPIRE tests run against,
 # built from test/spire (a module of its own: SPIRE stays out of procmesh's)
 # into ${XDG_CACHE_HOME:-~/.cache}/procmesh-spire; only when missing (a cold
-# build takes about 7 minutes on 2 cores). PROCMESH_SPIRE_BIN overrides the
+# build takes minutes on 2 cores). PROCMESH_SPIRE_BIN overrides the
 # directory.
 spire-bin:
 	./test/spire/build.sh

@@ -62,7 +62,8 @@ func (d *daemon) kill() {
 
 // BinDir finds the directory `make spire-bin` builds into, the way
 // test/spire/build.sh names it: PROCMESH_SPIRE_BIN, else
-// ${XDG_CACHE_HOME:-$HOME/.cache}/procmesh-spire/<version>-<go.sum hash>.
+// ${XDG_CACHE_HOME:-$HOME/.cache}/procmesh-spire/<version>-<hash>, the
+// hash of go.sum and of build.sh (its build flags).
 func BinDir() (string, error) {
 	if d := os.Getenv("PROCMESH_SPIRE_BIN"); d != "" {
 		return d, nil
@@ -83,7 +84,11 @@ func BinDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h := sha256.Sum256(sum)
+	script, err := os.ReadFile(filepath.Join(mod, "build.sh"))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(append(sum, script...))
 	cache := os.Getenv("XDG_CACHE_HOME")
 	if cache == "" {
 		home, err := os.UserHomeDir()
@@ -140,7 +145,7 @@ func Start(t testing.TB, opts Options) *SPIRE {
 	}
 	for _, b := range []string{"spire-server", "spire-agent"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			t.Fatalf("spiretest: SPIRE is not built (%v): run `make spire-bin` (test/spire/build.sh; a cold build takes about 7 minutes); `make test` does it first", err)
+			t.Fatalf("spiretest: SPIRE is not built (%v): run `make spire-bin` (test/spire/build.sh; a cold build takes minutes); `make test` does it first", err)
 		}
 	}
 	if opts.Delegate == "" {
