@@ -26,10 +26,9 @@ test: lint spire-bin test-tools test-envoy
 
 # test/browser, a module of its own (chromedp and k8s.io/api stay out of
 # procmesh's): the status page in headless Chromium and the Kubernetes
-# manifests decoded strictly. Without -race: it drives binaries it builds.
-# A cold compile costs about 190 CPU-seconds with an empty build cache,
-# about 70 beyond what building procmesh already compiled (k8s.io/api and
-# cdproto). SCREENSHOT=FILE saves the status page's screenshot there
+# manifests decoded strictly. Without -race: it drives binaries it builds
+# (with -race, from the cache the main tests filled). Beyond those, its cold
+# compile is about 70 CPU-seconds (k8s.io/api and cdproto). SCREENSHOT=FILE saves the status page's screenshot there
 # (docs/status-page.png is one).
 .PHONY: test-browser
 test-browser: test-tools

@@ -27,7 +27,9 @@ func TestMakeRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/procmesh", "./cmd/procmesh-echo")
+	// -race: the race build make test compiled serves, not a second
+	// compile of every dependency.
+	build := exec.Command("go", "build", "-race", "-o", bin+"/", "./cmd/procmesh", "./cmd/procmesh-echo")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -27,7 +27,9 @@ func TestLogFileBufferedReopenedAndFlushedAtExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "procmesh")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/procmesh")
+	// -race: the race build make test compiled serves, not a second
+	// compile of every dependency.
+	build := exec.Command("go", "build", "-race", "-o", bin, "./cmd/procmesh")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

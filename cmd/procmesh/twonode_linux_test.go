@@ -131,7 +131,9 @@ func TestTwoNodeInbound(t *testing.T) {
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/procmesh")
+	// -race: the race build make test compiled serves, not a second
+	// compile of every dependency.
+	build := exec.Command("go", "build", "-race", "-o", dir+"/", "./cmd/procmesh")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -49,7 +49,9 @@ func buildProcmesh(t *testing.T) string {
 		if built.dir, built.err = os.MkdirTemp("", "procmesh-bin"); built.err != nil {
 			return
 		}
-		build := exec.Command("go", "build", "-o", built.dir+"/", "./cmd/procmesh", "./cmd/procmesh-echo")
+		// -race: the race build make test compiled serves, not a second
+		// compile of every dependency.
+		build := exec.Command("go", "build", "-race", "-o", built.dir+"/", "./cmd/procmesh", "./cmd/procmesh-echo")
 		build.Dir = repoRoot(t)
 		if out, err := build.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build: %v\n%s", err, out)
