@@ -386,18 +386,24 @@ func (e *env) haproxyInbound(base peers.Inbound, client pki.Files) *inboundSide 
 		s.status = "config rejected: " + firstLine(string(out))
 		return s
 	}
-	s.start = func() (*peers.Proc, error) {
-		p, err := peers.Start("haproxy-inbound", []string{bin, "-db", "-f", s.config}, env, e.path("haproxy-inbound.log"))
+	s.start = e.startTCP("haproxy-inbound", []string{bin, "-db", "-f", s.config}, env, "haproxy-inbound.log", s.addr)
+	return s
+}
+
+// startTCP returns the start of a terminator: run args (with env, output
+// to the run directory's log), then wait until it accepts on addr.
+func (e *env) startTCP(name string, args, env []string, log, addr string) func() (*peers.Proc, error) {
+	return func() (*peers.Proc, error) {
+		p, err := peers.Start(name, args, env, e.path(log))
 		if err != nil {
 			return nil, err
 		}
-		if err := waitTCP(p, s.addr, 20*time.Second); err != nil {
+		if err := waitTCP(p, addr, 20*time.Second); err != nil {
 			p.Stop(2 * time.Second)
 			return nil, err
 		}
 		return p, nil
 	}
-	return s
 }
 
 func (e *env) nginxInbound(base peers.Inbound, client pki.Files) *inboundSide {
@@ -426,17 +432,7 @@ func (e *env) nginxInbound(base peers.Inbound, client pki.Files) *inboundSide {
 		s.status = "config rejected: " + firstLine(err.Error())
 		return s
 	}
-	s.start = func() (*peers.Proc, error) {
-		p, err := peers.Start("nginx-inbound", args, nil, e.path("nginx-inbound.out"))
-		if err != nil {
-			return nil, err
-		}
-		if err := waitTCP(p, s.addr, 20*time.Second); err != nil {
-			p.Stop(2 * time.Second)
-			return nil, err
-		}
-		return p, nil
-	}
+	s.start = e.startTCP("nginx-inbound", args, nil, "nginx-inbound.out", s.addr)
 	return s
 }
 
@@ -465,17 +461,7 @@ func (e *env) caddyInbound(base peers.Inbound, client pki.Files) *inboundSide {
 		s.status = "config rejected: " + lastLine(string(out))
 		return s
 	}
-	s.start = func() (*peers.Proc, error) {
-		p, err := peers.Start("caddy-inbound", []string{bin, "run", "--adapter", "caddyfile", "--config", s.config}, env, e.path("caddy-inbound.log"))
-		if err != nil {
-			return nil, err
-		}
-		if err := waitTCP(p, s.addr, 20*time.Second); err != nil {
-			p.Stop(2 * time.Second)
-			return nil, err
-		}
-		return p, nil
-	}
+	s.start = e.startTCP("caddy-inbound", []string{bin, "run", "--adapter", "caddyfile", "--config", s.config}, env, "caddy-inbound.log", s.addr)
 	return s
 }
 
