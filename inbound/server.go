@@ -169,6 +169,9 @@ func (s *Server) Apply(ls []Listener, drain time.Duration) error {
 		s.listeners[l.Name].retune(l)
 	}
 	for _, old := range stop {
+		// The address stops accepting before Apply returns; what was
+		// accepted drains in the background.
+		old.closeListener()
 		go old.shutdown(drain)
 	}
 	return nil
