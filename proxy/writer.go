@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -24,23 +22,14 @@ type foreignWriterError struct {
 }
 
 func (e *foreignWriterError) Error() string {
-	w := "process " + strconv.Itoa(int(e.writer))
-	if e.writer == 0 {
-		w = "a process procmesh cannot see (another PID namespace)"
-	} else if e.writerExe != "" {
-		w += " (" + e.writerExe + ")"
-	}
 	return fmt.Sprintf("bytes on this connection were written by %s, not by process %d whose connection this is and who was attested; "+
-		"each process must connect itself (THREATS I12, attest.foreign_writer)", w, e.connector)
+		"each process must connect itself (THREATS I12, attest.foreign_writer)", credread.DescribeWriter(e.writer, e.writerExe), e.connector)
 }
 
 // foreignWriter records that pid wrote on the connection, logs it and
 // writes the audit line that names the writer, once.
 func (c *clientConn) foreignWriter(pid int32) error {
-	fw := &foreignWriterError{writer: pid, connector: c.writer.Load()}
-	if pid > 0 {
-		fw.writerExe, _ = os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
-	}
+	fw := &foreignWriterError{writer: pid, connector: c.writer.Load(), writerExe: credread.WriterExe(pid)}
 	if !c.foreign.CompareAndSwap(nil, fw) {
 		return c.foreign.Load()
 	}

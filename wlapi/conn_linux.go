@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -81,10 +80,7 @@ func (c *peerConn) Read(p []byte) (int, error) {
 	case n == 0 && len(p) > 0:
 		return 0, io.EOF
 	case pid != c.pid:
-		fw := &ForeignWriterError{Writer: pid, Connector: c.pid}
-		if pid > 0 {
-			fw.WriterExe, _ = os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
-		}
+		fw := &ForeignWriterError{Writer: pid, Connector: c.pid, WriterExe: credread.WriterExe(pid)}
 		if c.foreign.CompareAndSwap(nil, fw) && c.onForeign != nil {
 			c.onForeign(fw)
 		}

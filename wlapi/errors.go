@@ -3,11 +3,11 @@ package wlapi
 import (
 	"errors"
 	"fmt"
-	"strconv"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/procmesh/procmesh/internal/credread"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -20,14 +20,8 @@ type ForeignWriterError struct {
 }
 
 func (e *ForeignWriterError) Error() string {
-	w := "process " + strconv.Itoa(int(e.Writer))
-	if e.Writer == 0 {
-		w = "a process procmesh cannot see (another PID namespace)"
-	} else if e.WriterExe != "" {
-		w += " (" + e.WriterExe + ")"
-	}
 	return fmt.Sprintf("wlapi: bytes on this connection were written by %s, not by process %d, which connected and was attested; "+
-		"each process must connect to the Workload API itself (THREATS I12)", w, e.Connector)
+		"each process must connect to the Workload API itself (THREATS I12)", credread.DescribeWriter(e.Writer, e.WriterExe), e.Connector)
 }
 
 // errShutdown ends streams when procmesh stops.

@@ -1,0 +1,29 @@
+package credread
+
+import (
+	"os"
+	"strconv"
+)
+
+// WriterExe is the executable of process pid, read now, best effort ("" if
+// it cannot be read or pid is 0): for naming a writer in a refusal.
+func WriterExe(pid int32) string {
+	if pid <= 0 {
+		return ""
+	}
+	exe, _ := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
+	return exe
+}
+
+// DescribeWriter names the process pid (running exe) that wrote on a
+// connection, for a refusal; pid 0 (SCM_CREDENTIALS from another PID
+// namespace) is a process procmesh cannot see.
+func DescribeWriter(pid int32, exe string) string {
+	switch {
+	case pid == 0:
+		return "a process procmesh cannot see (another PID namespace)"
+	case exe != "":
+		return "process " + strconv.Itoa(int(pid)) + " (" + exe + ")"
+	}
+	return "process " + strconv.Itoa(int(pid))
+}
