@@ -183,7 +183,10 @@ func (s *Source) current(p *proc) (spiffeid.ID, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case p.gone:
+	case p.gone || p.pin.Exited():
+		// Exited asks the pidfd itself: the watcher that sets gone may
+		// not have run yet when the process has just died and its PID
+		// is already another's (THREATS I14).
 		return spiffeid.ID{}, fmt.Errorf("spire: process %d exited or changed: %w", p.fp.PID, attest.ErrPeerGone)
 	case !p.answered:
 		return spiffeid.ID{}, fmt.Errorf("spire: %s has not answered for process %d: %s", s.Name(), p.fp.PID, s.agentErr())
