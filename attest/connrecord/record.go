@@ -31,6 +31,10 @@ type Record struct {
 // the cgroup hierarchy it covers, or whose record was evicted.
 var ErrNoRecord = errors.New("connrecord: no connect-time record for this connection")
 
+// ErrClosed is returned by Lookup once the Recorder is closed (procmesh is
+// stopping): the connection is refused, never attested without its record.
+var ErrClosed = errors.New("connrecord: the connect-time recorder is closed (procmesh is stopping)")
+
 // ErrUnsupported is returned by Open where no record can be had at all.
 var ErrUnsupported = errors.New("connrecord: connect-time records need Linux 6.7+ (BPF_CGROUP_UNIX_CONNECT)")
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -24,6 +25,12 @@ type Recorder struct {
 	link link.Link
 	diag *diagConns
 	root string
+
+	// mu keeps Close from freeing the map while a Lookup uses its file
+	// descriptor (a connection resolved during shutdown); closed refuses
+	// Lookups after it.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // Open loads the program, attaches it at the root of the cgroup v2
@@ -72,6 +79,11 @@ func (r *Recorder) Lookup(c *net.UnixConn) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return Record{}, ErrClosed
+	}
 	peer, err := r.diag.peerInode(ino)
 	if err != nil {
 		return Record{}, err
@@ -95,6 +107,12 @@ func (r *Recorder) Lookup(c *net.UnixConn) (Record, error) {
 
 // Close detaches the program and frees the map. It is idempotent.
 func (r *Recorder) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
 	var err error
 	if r.link != nil {
 		err = r.link.Close()

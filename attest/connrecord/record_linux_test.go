@@ -156,3 +156,53 @@ func TestNoRecordBeforeAttach(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestCloseDuringLookups: Close while connections are being looked up (a
+// shutdown with connections still arriving) waits for the lookups using
+// the map, and later ones get ErrClosed, never a freed descriptor.
+func TestCloseDuringLookups(t *testing.T) {
+	r, err := Open(Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "s"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan error)
+	go func() {
+		for {
+			c, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+			if err != nil {
+				done <- err
+				return
+			}
+			a, err := l.AcceptUnix()
+			if err != nil {
+				c.Close()
+				done <- err
+				return
+			}
+			_, err = r.Lookup(a)
+			a.Close()
+			c.Close()
+			if errors.Is(err, ErrClosed) {
+				done <- nil
+				return
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("lookups during Close: %v", err)
+	}
+}
