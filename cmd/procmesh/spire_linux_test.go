@@ -189,7 +189,15 @@ admin: {listen: "%s"}
 // identity.
 func checkAdminSPIRE(t *testing.T, addr, curl string) {
 	t.Helper()
-	_, body := adminGet(t, addr, "/metrics")
+	// curl's stream ends when procmesh sees its pidfd fire, a moment
+	// after curl exits: wait for that, within a bound.
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body = adminGet(t, addr, "/metrics")
+		if metricValue(t, body, "procmesh_spire_streams") == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if metricValue(t, body, "procmesh_spire_agent_up") != 1 || metricValue(t, body, "procmesh_spire_bundles_received") != 1 ||
 		metricValue(t, body, "procmesh_svids") != 0 || metricValue(t, body, "procmesh_spire_streams") != 0 {
 		t.Errorf("SPIRE metrics:\n%s", body)
