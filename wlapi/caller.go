@@ -116,7 +116,9 @@ func workloadOf(id *workload.Identity) tlsconf.Workload {
 }
 
 // audit writes the line of one RPC (rpc "connection": of a connection
-// closed at the handshake).
+// closed at the handshake). The reason an RPC failed is "refused" when it
+// sent nothing, and "ended" when it was a stream that had sent its caller
+// messages (the process exited, hung up, lost its entry).
 func (s *Server) audit(rec *rpcRecord, err error) {
 	ev := s.opts.Audit.Log().Str("event", "workload_api").Str("rpc", rec.rpc)
 	ev = auditWho(ev, rec)
@@ -124,7 +126,11 @@ func (s *Server) audit(rec *rpcRecord, err error) {
 	outcome := codes.OK.String()
 	if err != nil {
 		outcome = st.Code().String()
-		ev = ev.Str("refused", st.Message())
+		key := "refused"
+		if rec.sent.Load() > 0 {
+			key = "ended"
+		}
+		ev = ev.Str(key, st.Message())
 	}
 	if rec.jti != "" {
 		ev = ev.Str("jwt_jti_sha256", rec.jti)
