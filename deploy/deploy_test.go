@@ -14,6 +14,11 @@ import (
 // systemd unit bounds procmesh to them and the DaemonSet adds them.
 var neededCaps = []string{"BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "CHOWN"}
 
+// neededFamilies are the socket families procmesh opens: Unix sockets,
+// TCP and UDP (upstreams, inbound, admin), and netlink (sock_diag, the
+// connect-time record's lookup of each accepted connection's peer).
+var neededFamilies = []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
+
 // unitValues returns the values of key in the unit file.
 func unitValues(t *testing.T, unit, key string) []string {
 	t.Helper()
@@ -74,6 +79,10 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	want := slices.Sorted(slices.Values(neededCaps))
 	if !slices.Equal(caps, want) {
 		t.Errorf("CapabilityBoundingSet %v; want exactly %v", caps, want)
+	}
+	fams := slices.Sorted(slices.Values(strings.Fields(strings.Join(unitValues(t, unit, "RestrictAddressFamilies"), " "))))
+	if want := slices.Sorted(slices.Values(neededFamilies)); !slices.Equal(fams, want) {
+		t.Errorf("RestrictAddressFamilies %v; want exactly %v", fams, want)
 	}
 }
 
