@@ -63,7 +63,8 @@ func (d *daemon) kill() {
 // BinDir finds the directory `make spire-bin` builds into, the way
 // test/spire/build.sh names it: PROCMESH_SPIRE_BIN, else
 // ${XDG_CACHE_HOME:-$HOME/.cache}/procmesh-spire/<version>-<hash>, the
-// hash of go.sum and of build.sh (its build flags).
+// hash of go.sum, build.sh (its build flags and the plugins it keeps) and
+// prune/main.go.
 func BinDir() (string, error) {
 	if d := os.Getenv("PROCMESH_SPIRE_BIN"); d != "" {
 		return d, nil
@@ -80,15 +81,15 @@ func BinDir() (string, error) {
 	if m == nil {
 		return "", fmt.Errorf("%s/go.mod does not require github.com/spiffe/spire", mod)
 	}
-	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
-	if err != nil {
-		return "", err
+	// The order is build.sh's: cat go.sum build.sh prune/main.go.
+	h := sha256.New()
+	for _, f := range []string{"go.sum", "build.sh", "prune/main.go"} {
+		b, err := os.ReadFile(filepath.Join(mod, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
 	}
-	script, err := os.ReadFile(filepath.Join(mod, "build.sh"))
-	if err != nil {
-		return "", err
-	}
-	h := sha256.Sum256(append(sum, script...))
 	cache := os.Getenv("XDG_CACHE_HOME")
 	if cache == "" {
 		home, err := os.UserHomeDir()
@@ -97,7 +98,7 @@ func BinDir() (string, error) {
 		}
 		cache = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(cache, "procmesh-spire", string(m[1])+"-"+hex.EncodeToString(h[:])[:12]), nil
+	return filepath.Join(cache, "procmesh-spire", string(m[1])+"-"+hex.EncodeToString(h.Sum(nil))[:12]), nil
 }
 
 // spireModule finds test/spire from the working directory up.
