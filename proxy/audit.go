@@ -52,10 +52,19 @@ func (e *auditEvent) write(o *Options) {
 				Str("exe", p.ExePath).Str("sha256", shortHash(p.ExeSHA256)).Strs("selectors", p.Selectors)
 		}
 		var cr *workload.ConnectRecordError
-		if errors.As(e.refusal, &cr) {
+		var pe *workload.PeerError
+		switch {
+		case errors.As(e.refusal, &cr):
 			ev = ev.Int32("pid", cr.PID)
 			if cr.Record.PID != 0 {
 				ev = ev.Str("connect_record", cr.Record.String())
+			}
+		case nm == nil && errors.As(e.refusal, &pe):
+			// Not attested (it exited or exec'd meanwhile): the record
+			// still names the program that connected.
+			ev = ev.Int32("pid", pe.PID)
+			if pe.Record.PID != 0 {
+				ev = ev.Str("connect_record", pe.Record.String())
 			}
 		}
 	}

@@ -25,6 +25,31 @@ func (e *ConnectRecordError) Error() string {
 	return fmt.Sprintf("workload: process %d refused: %s", e.PID, e.Reason)
 }
 
+// PeerError refuses a connection whose process could not be attested after
+// its connect-time record was read: it exited or exec'd while procmesh read
+// /proc, or its uid attests too fast. It names the SO_PEERCRED process and,
+// when the kernel recorded the connect(), the program that called it, so
+// that the audit line says who tried even when the process is gone.
+type PeerError struct {
+	PID int32
+	// Record is the kernel's record; zero when records are off.
+	Record connrecord.Record
+	Err    error
+}
+
+func (e *PeerError) Error() string { return e.Err.Error() }
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// peerError wraps err, a failure to attest peer after its record rec
+// (nil when records are off) was read.
+func peerError(peer *attest.Peer, rec *connrecord.Record, err error) error {
+	e := &PeerError{PID: peer.PID, Err: err}
+	if rec != nil {
+		e.Record = *rec
+	}
+	return e
+}
+
 // record looks up conn's connect-time record, if records are kept, and
 // checks it was made by the process SO_PEERCRED names.
 func (r *Resolver) record(conn *net.UnixConn, peer *attest.Peer) (*connrecord.Record, error) {

@@ -133,7 +133,7 @@ func (r *Resolver) SetRegistry(reg *registry.Registry) { r.reg.Store(reg) }
 
 // Resolve attests the peer of conn and returns its identity. A process that
 // matches no entry gets a *NoMatchError; a process that exited before it
-// could be attested gets an error wrapping attest.ErrPeerGone.
+// could be attested gets a *PeerError wrapping attest.ErrPeerGone.
 func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, error) {
 	peer, err := attest.ReadPeer(conn, !r.opts.DisablePIDFD)
 	if err != nil {
@@ -146,14 +146,14 @@ func (r *Resolver) Resolve(ctx context.Context, conn *net.UnixConn) (*Identity, 
 	}
 	fp, err := r.att.Fingerprint(peer)
 	if err != nil {
-		return nil, fmt.Errorf("workload: %w", err)
+		return nil, peerError(peer, rec, fmt.Errorf("workload: %w", err))
 	}
 	if err := checkRecord(rec, fp); err != nil {
 		return nil, err
 	}
 	c, err := r.lookup(peer, fp)
 	if err != nil {
-		return nil, err
+		return nil, peerError(peer, rec, err)
 	}
 	if rec != nil && rec.Traced && !c.proc.Traced {
 		c = r.tracedAtConnect(c)

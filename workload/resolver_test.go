@@ -239,8 +239,14 @@ func TestSweepDropsExitedProcesses(t *testing.T) {
 	if n := f.res.Sweep(); n != 1 {
 		t.Fatalf("swept %d, want the exited process", n)
 	}
-	if _, err := f.res.Resolve(context.Background(), conns[0]); !errors.Is(err, attest.ErrPeerGone) {
+	_, err := f.res.Resolve(context.Background(), conns[0])
+	if !errors.Is(err, attest.ErrPeerGone) {
 		t.Fatalf("resolving an exited peer: %v, want ErrPeerGone", err)
+	}
+	// The refusal still names the process that connected, for the audit.
+	var pe *workload.PeerError
+	if !errors.As(err, &pe) || pe.PID <= 0 || int(pe.PID) == os.Getpid() {
+		t.Fatalf("resolving an exited peer: %#v, want a *PeerError naming its PID", err)
 	}
 }
 
