@@ -50,8 +50,8 @@ test-envoy:
 # The real SPIRE server and agent (v1.13.3) the SPIRE tests run against,
 # built from test/spire (a module of its own: SPIRE stays out of procmesh's)
 # into ${XDG_CACHE_HOME:-~/.cache}/procmesh-spire; only when missing (a cold
-# build takes minutes on 2 cores). PROCMESH_SPIRE_BIN overrides the
-# directory.
+# build, with only the plugins the tests use, takes about 2 CPU-minutes).
+# PROCMESH_SPIRE_BIN overrides the directory.
 spire-bin:
 	./test/spire/build.sh
 

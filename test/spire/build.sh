@@ -3,10 +3,11 @@
 # against, from this module's `tool` directives (go.mod pins SPIRE and every
 # dependency; go.sum verifies them), into a cache directory outside the tree:
 #
-#   $PROCMESH_SPIRE_BIN  (default: ${XDG_CACHE_HOME:-$HOME/.cache}/procmesh-spire/<version>-<hash of go.sum and this script>)
+#   $PROCMESH_SPIRE_BIN  (default: ${XDG_CACHE_HOME:-$HOME/.cache}/procmesh-spire/<version>-<hash of go.sum, this script and prune/main.go>)
 #
-# It builds only when a binary is missing: a cold build takes minutes on 2
-# cores (see the flags below), a warm one is a no-op. It prints the directory on its last line.
+# It builds only when a binary is missing: a cold build takes about 2
+# CPU-minutes (see the plugins and flags below), a warm one is a no-op.
+# It prints the directory on its last line.
 # SPIRE stays out of procmesh's own module: this is a separate module.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -26,7 +27,7 @@ command -v "${CC:-gcc}" >/dev/null || { echo "building SPIRE needs a C compiler 
 mkdir -p "$(dirname "$dir")"
 tmp="$(mktemp -d "$dir.tmp.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-echo "building SPIRE $version into $dir (a few minutes on 2 cores)" >&2
+echo "building SPIRE $version into $dir (about a minute on 2 cores)" >&2
 start=$(date +%s)
 # The tests run SPIRE's own server and agent with the plugins below (the
 # configs are in internal/spiretest). The other built-in plugins are left
