@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/spire"
 	"github.com/procmesh/procmesh/tlsconf"
+	"github.com/procmesh/procmesh/wlapi"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -48,6 +50,7 @@ type Monitor struct {
 	refusals    *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
+	wlapiRPCs   *prometheus.CounterVec
 	// The children of the vectors by their label values, so that a request
 	// costs map lookups, not label hashing and allocations. Bounded as the
 	// label values are.
@@ -88,7 +91,7 @@ func NewMonitor(version string, maxIDs int, src Sources) *Monitor {
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}},
 		[]string{"kind", "route"})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "procmesh_attestation_refusals_total",
-		Help: "Requests and connections refused because the caller got no identity, by reason: connect_record (THREATS I11), foreign_writer (I12), provider (I14), foreign_mount_namespace (I16), traced and injected_code (I17), no_entry, rate_limited, process_gone, other."},
+		Help: "Requests, connections and Workload API RPCs refused because the caller got no identity, by reason: connect_record (THREATS I11), foreign_writer (I12), provider (I14), foreign_mount_namespace (I16), traced and injected_code (I17), no_entry, rate_limited, process_gone, other."},
 		[]string{"reason"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "procmesh_request_errors_total",
 		Help: "Requests and connections ended by an error, by route and kind: dial and tls (the upstream), timeout, canceled, limit, foreign_writer, other."},
@@ -97,7 +100,10 @@ func NewMonitor(version string, maxIDs int, src Sources) *Monitor {
 		Help: "Config reloads by result (applied, rejected)."}, []string{"result"})
 	m.reloads.WithLabelValues("applied")
 	m.reloads.WithLabelValues("rejected")
-	m.reg.MustRegister(m.requests, m.connections, m.duration, m.refusals, m.errors, m.reloads, scrape{m},
+	m.wlapiRPCs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "procmesh_workload_api_rpcs_total",
+		Help: "Workload API RPCs by RPC and gRPC outcome (OK, PermissionDenied, ...); rpc \"connection\" counts connections closed at the handshake."},
+		[]string{"rpc", "outcome"})
+	m.reg.MustRegister(m.requests, m.connections, m.duration, m.refusals, m.errors, m.reloads, m.wlapiRPCs, scrape{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -115,6 +121,22 @@ func (m *Monitor) sources() Sources {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.src
+}
+
+// WorkloadAPI counts one Workload API RPC (wlapi.Options.Observe) and,
+// when its caller got no identity, the refusal by reason, with the egress
+// socket's reasons (THREATS I13 refusals are I11, I12, I17 ... ones).
+func (m *Monitor) WorkloadAPI(rpc, outcome string, refusal error) {
+	m.wlapiRPCs.WithLabelValues(rpc, outcome).Inc()
+	if refusal == nil {
+		return
+	}
+	kind := proxy.RefusalKind(refusal)
+	var fw *wlapi.ForeignWriterError
+	if errors.As(refusal, &fw) {
+		kind = "foreign_writer"
+	}
+	m.refusals.WithLabelValues(kind).Inc()
 }
 
 // Registry is the metrics registry /metrics serves.

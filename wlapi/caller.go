@@ -32,6 +32,8 @@ type rpcRecord struct {
 	id    *workload.Identity
 	sent  atomic.Int64 // stream messages sent
 	jti   string       // FetchJWTSVID: the token's jti hash, never the token
+	// refusal is why the caller got no identity, for Options.Observe.
+	refusal error
 }
 
 type rpcRecordKey struct{}
@@ -92,10 +94,12 @@ func (s *Server) caller(ctx context.Context, alive bool) (*connState, *workload.
 	}
 	cs := rec.conn
 	if fw := cs.conn.ForeignWriter(); fw != nil {
+		rec.refusal = fw
 		return nil, nil, status.Error(codes.PermissionDenied, fw.Error())
 	}
 	id, err := cs.identity(ctx)
 	if err != nil {
+		rec.refusal = err
 		return nil, nil, refusal(err)
 	}
 	rec.id = id
@@ -142,6 +146,9 @@ func (s *Server) audit(rec *rpcRecord, err error) {
 		ev = ev.Float64("duration_ms", float64(time.Since(rec.start).Microseconds())/1000)
 	}
 	ev.Str("outcome", outcome).Send()
+	if s.opts.Observe != nil {
+		s.opts.Observe(rec.rpc, outcome, rec.refusal)
+	}
 }
 
 // auditWho adds who made the RPC: the identity, or what is known of a

@@ -39,21 +39,21 @@ func (c transportCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.Aut
 	}
 	cs := &connState{srv: c.s, conn: pc, gone: make(chan struct{})}
 	pc.onForeign = func(fw *ForeignWriterError) {
-		c.s.audit(&rpcRecord{rpc: "connection", conn: cs}, status.Error(codes.PermissionDenied, fw.Error()))
+		c.s.audit(&rpcRecord{rpc: "connection", conn: cs, refusal: fw}, status.Error(codes.PermissionDenied, fw.Error()))
 	}
 	cs.SecurityLevel = credentials.PrivacyAndIntegrity // a local socket; see AuthType
 	cs.err = c.s.attest(cs, uc)
 	if transient(cs.err) {
 		// Passes by itself: the client's retry, on a new connection, is
 		// attested anew (this one would stay refused for its life).
-		c.s.audit(&rpcRecord{rpc: "connection", conn: cs}, status.Error(codes.Unavailable, cs.err.Error()))
+		c.s.audit(&rpcRecord{rpc: "connection", conn: cs, refusal: cs.err}, status.Error(codes.Unavailable, cs.err.Error()))
 		cs.close()
 		return nil, nil, cs.err
 	}
 	if cs.err == nil {
 		cs.cur, cs.gen = cs.id, c.s.opts.Resolver.Generation()
 	} else if !c.s.openUnattested(pc.uid) {
-		c.s.audit(&rpcRecord{rpc: "connection", conn: cs}, status.Errorf(codes.ResourceExhausted,
+		c.s.audit(&rpcRecord{rpc: "connection", conn: cs, refusal: cs.err}, status.Errorf(codes.ResourceExhausted,
 			"wlapi: closed at once: uid %d already holds %d connections without an identity (%v)", pc.uid, c.s.opts.MaxUnattestedPerUID, cs.err))
 		cs.close()
 		return nil, nil, fmt.Errorf("wlapi: too many connections without an identity from uid %d", pc.uid)

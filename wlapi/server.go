@@ -59,6 +59,12 @@ type Options struct {
 	// listen.workload_api_ids; SetAllowed changes it live). Nil: every
 	// identity may.
 	Allowed func(id spiffeid.ID) bool
+	// Observe, when set, is told of every RPC (rpc "connection": a
+	// connection closed at the handshake) once it ends: its gRPC outcome
+	// ("OK", "PermissionDenied", ...) and, when the caller got no
+	// identity, why (the workload package's error, or a
+	// *ForeignWriterError). For metrics (admin.Monitor.WorkloadAPI).
+	Observe func(rpc, outcome string, refusal error)
 	// Logger receives operational events. Default: no logging.
 	Logger zerolog.Logger
 	// Audit receives one line per RPC and per X509-SVID sent. Default: none.

@@ -23,6 +23,10 @@ func (rn *running) serveWorkloadAPI(cfg *config.Config, gid int, log zerolog.Log
 	if cfg.Listen.WorkloadAPI == "" {
 		return nil
 	}
+	var observe func(rpc, outcome string, refusal error)
+	if rn.monitor != nil {
+		observe = rn.monitor.WorkloadAPI
+	}
 	srv, err := wlapi.New(wlapi.Options{
 		Resolver:            rn.n.resolver,
 		Source:              rn.n.src,
@@ -30,6 +34,7 @@ func (rn *running) serveWorkloadAPI(cfg *config.Config, gid int, log zerolog.Log
 		AttestTimeout:       max(30*time.Second, cfg.Identity.SPIRE.FirstAnswerTimeout+5*time.Second),
 		MaxUnattestedPerUID: cfg.Limits.MaxUnattestedConnectionsPerUID,
 		Allowed:             workloadAPIAllowed(cfg),
+		Observe:             observe,
 		Logger:              log,
 		Audit:               log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(),
 	})

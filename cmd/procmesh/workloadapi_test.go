@@ -30,14 +30,17 @@ func TestRunServesWorkloadAPI(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	self, _ := os.Executable()
 	path := filepath.Join(dir, "procmesh.yaml")
+	admin := freeAddr(t)
+	entry := "unix:path:" + self
 	text := func(sock, ids string) string {
 		return fmt.Sprintf(`trust_domain: example.org
 listen: {socket: %s/egress.sock, workload_api: %s, workload_api_ids: [%s]}
 identity: {state_dir: %s/state}
 reload: {watch: false}
+admin: {listen: %q}
 workloads:
-  - {spiffe_id: spiffe://example.org/tests, selectors: ["unix:path:%s"]}
-`, dir, sock, ids, dir, self)
+  - {spiffe_id: spiffe://example.org/tests, selectors: [%q]}
+`, dir, sock, ids, dir, admin, entry)
 	}
 	sock := filepath.Join(dir, "workload.sock")
 	if err := os.WriteFile(path, []byte(text(sock, "spiffe://example.org/tests")), 0o600); err != nil {
@@ -85,6 +88,30 @@ workloads:
 	if _, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+sock)); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("after a reload that no longer lists the identity, FetchX509SVID: %v; want PermissionDenied", err)
 	}
+
+	// The metrics count the RPCs that ended by outcome (the source's
+	// stream is still open), and a caller with no identity (THREATS I13)
+	// as an attestation refusal with its reason.
+	entry = "unix:uid:4242"
+	if err := os.WriteFile(path, []byte(text(sock, "spiffe://example.org/tests")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := rn.reloader.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+sock)); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("with no entry for the process, FetchX509SVID: %v; want PermissionDenied", err)
+	}
+	_, body := adminGet(t, admin, "/metrics")
+	for series, least := range map[string]float64{
+		`procmesh_workload_api_rpcs_total{outcome="PermissionDenied",rpc="FetchX509SVID"}`: 2,
+		`procmesh_attestation_refusals_total{reason="no_entry"}`:                           1,
+	} {
+		if v := metricValue(t, body, series); v < least {
+			t.Errorf("%s = %v; want at least %v", series, v, least)
+		}
+	}
+	entry = "unix:path:" + self
 
 	if err := os.WriteFile(path, []byte(text(filepath.Join(dir, "other.sock"), "spiffe://example.org/others/*")), 0o600); err != nil {
 		t.Fatal(err)
