@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,7 @@ type Monitor struct {
 	errors      *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
 	wlapiRPCs   *prometheus.CounterVec
+	inbound     *prometheus.CounterVec
 	// The children of the vectors by their label values, so that a request
 	// costs map lookups, not label hashing and allocations. Bounded as the
 	// label values are.
@@ -103,7 +105,10 @@ func NewMonitor(version string, maxIDs int, src Sources) *Monitor {
 	m.wlapiRPCs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "procmesh_workload_api_rpcs_total",
 		Help: "Workload API RPCs by RPC and gRPC outcome (OK, PermissionDenied, ...); rpc \"connection\" counts connections closed at the handshake."},
 		[]string{"rpc", "outcome"})
-	m.reg.MustRegister(m.requests, m.connections, m.duration, m.refusals, m.errors, m.reloads, m.wlapiRPCs, scrape{m},
+	m.inbound = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "procmesh_inbound_total",
+		Help: "Inbound listeners' handshakes refused, requests and tcp connections, by listener, kind (handshake, request, connection), decision and HTTP status code (\"none\" when none)."},
+		[]string{"listener", "kind", "decision", "code"})
+	m.reg.MustRegister(m.requests, m.connections, m.duration, m.refusals, m.errors, m.reloads, m.wlapiRPCs, m.inbound, scrape{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -137,6 +142,17 @@ func (m *Monitor) WorkloadAPI(rpc, outcome string, refusal error) {
 		kind = "foreign_writer"
 	}
 	m.refusals.WithLabelValues(kind).Inc()
+}
+
+// Inbound counts one inbound audit line (inbound.Options.Observe): a
+// handshake refused, a request or a tcp connection. Listener names are
+// the config's, so the labels are bounded.
+func (m *Monitor) Inbound(kind, listener, decision string, status int) {
+	code := "none"
+	if status != 0 {
+		code = strconv.Itoa(status)
+	}
+	m.inbound.WithLabelValues(listener, strings.TrimPrefix(kind, "inbound_"), decision, code).Inc()
 }
 
 // Registry is the metrics registry /metrics serves.

@@ -73,6 +73,9 @@ func (l *listener) audit(e *auditEvent) {
 	}
 	ev.Int64("bytes_up", e.up).Int64("bytes_down", e.down).
 		Float64("duration_ms", float64(time.Since(e.start).Microseconds())/1000).Send()
+	if o := l.srv.opts.Observe; o != nil {
+		o(e.kind, e.listener, decision, e.status)
+	}
 }
 
 // auditConn writes the line of a connection refused before it was served:

@@ -67,6 +67,11 @@ type Options struct {
 	DisablePIDFD bool
 	Logger       zerolog.Logger
 	Audit        zerolog.Logger
+	// Observe, when set, is told of every audit line: its kind
+	// ("inbound_handshake", "inbound_request", "inbound_connection"), the
+	// listener, the decision ("allow", "deny", "audit") and the HTTP status
+	// (0 when none). For metrics (admin.Monitor.Inbound).
+	Observe func(kind, listener, decision string, status int)
 }
 
 // Server serves the inbound listeners. It is safe for concurrent use.

@@ -243,18 +243,28 @@ func TestAdminUnixSocket(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "spiffe://example.org/tests") {
 		t.Fatalf("procmesh status -admin %s: %d\n%s%s", sock, code, out, errOut)
 	}
+	if body := unixGet(t, sock, "/debug/pprof/"); !strings.Contains(body, "goroutine") {
+		t.Fatalf("/debug/pprof/ with admin.pprof:\n%s", body)
+	}
+}
+
+// unixGet fetches path from an admin listener on the Unix socket sock and
+// returns the body of its 200 answer.
+func unixGet(t *testing.T, sock, path string) string {
+	t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	resp, err := c.Get("http://admin/debug/pprof/")
+	resp, err := c.Get("http://admin" + path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
-		t.Fatalf("/debug/pprof/ with admin.pprof: %d\n%s", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s on %s: %d\n%s", path, sock, resp.StatusCode, body)
 	}
+	return string(body)
 }
 
 // TestAdminReloadNeedsRestart: a reload that moves the admin listener

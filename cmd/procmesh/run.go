@@ -83,7 +83,7 @@ func start(path string, cfg *config.Config, log zerolog.Logger) (*running, error
 		rn.stop(0)
 		return nil, err
 	}
-	if rn.in, err = startInbound(cfg, n, log); err != nil {
+	if rn.in, err = startInbound(cfg, n, mon, log); err != nil {
 		rn.stop(0)
 		return nil, err
 	}
@@ -234,9 +234,14 @@ func groupID(name string) (int, error) {
 	return id, nil
 }
 
-// startInbound opens cfg's inbound listeners.
-func startInbound(cfg *config.Config, n *node, log zerolog.Logger) (*inbound.Server, error) {
-	in, err := inbound.New(inboundOptions(cfg, n, log))
+// startInbound opens cfg's inbound listeners; mon, when not nil, counts
+// what they serve.
+func startInbound(cfg *config.Config, n *node, mon *admin.Monitor, log zerolog.Logger) (*inbound.Server, error) {
+	opts := inboundOptions(cfg, n, log)
+	if mon != nil {
+		opts.Observe = mon.Inbound
+	}
+	in, err := inbound.New(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -178,6 +178,7 @@ policy:
     - {from: %[6]s, to: [orders, rpc, wrong, later]}
 `, a, pki.certA, pki.keyA, bin["caller1"], bin["caller2"], callers)
 	cfgB := common + fmt.Sprintf(`listen: {socket: %[1]s/egress.sock}
+admin: {listen: %[1]s/admin.sock}
 identity: {state_dir: %[1]s/state, ca: {cert: %[2]s, key: %[3]s}}
 workloads:
   - {spiffe_id: spiffe://example.org/orders, selectors: ["unix:path:%[4]s"]}
@@ -225,6 +226,17 @@ inbound:
 	}
 	if !strings.Contains(logB.String(), `"inbound":"wrong"`) || !strings.Contains(logB.String(), "has no identity") {
 		t.Errorf("node B did not audit the wrong program's service%s", dump())
+	}
+	// B's metrics count what its inbound listeners served and refused (its
+	// admin socket is a Unix socket: reachable from the test's namespace).
+	body := unixGet(t, filepath.Join(b, "admin.sock"), "/metrics")
+	for series, least := range map[string]float64{
+		`procmesh_inbound_total{code="200",decision="allow",kind="request",listener="orders"}`:  4,
+		`procmesh_inbound_total{code="none",decision="deny",kind="handshake",listener="wrong"}`: 1,
+	} {
+		if v := metricValue(t, body, series); v < least {
+			t.Errorf("node B's %s = %v; want at least %v", series, v, least)
+		}
 	}
 
 	// Reload B: orders now allows caller1 only, and a new listener opens.
