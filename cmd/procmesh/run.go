@@ -191,10 +191,13 @@ loop:
 			notifySystemd("STOPPING=1", log)
 			break loop
 		case <-hup:
+			// systemd shows the unit reloading until READY=1 (sd_notify(3)).
+			notifySystemd(reloadingState(), log)
 			if err := out.Reopen(); err != nil {
 				log.Error().Err(err).Msg("log.file not reopened; logging to the file already open")
 			}
 			rn.reloader.reload("SIGHUP")
+			notifySystemd("READY=1", log)
 		case serveErr = <-rn.errc:
 			break loop
 		}

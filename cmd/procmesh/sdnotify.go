@@ -3,11 +3,22 @@ package main
 import (
 	"net"
 	"os"
+	"strconv"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
-// notifySystemd sends state ("READY=1", "STOPPING=1") to systemd's
+// reloadingState is the notification that a reload (SIGHUP) starts:
+// RELOADING=1 with the CLOCK_MONOTONIC time in µs, as sd_notify(3) asks;
+// READY=1 ends it.
+func reloadingState() string {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return "RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(ts.Nano()/1000, 10)
+}
+
+// notifySystemd sends state ("READY=1", "RELOADING=1...", "STOPPING=1") to systemd's
 // notification socket when procmesh runs as a Type=notify unit
 // (sd_notify(3)): a datagram to $NOTIFY_SOCKET, a path or, with a leading
 // '@', an abstract socket. Without NOTIFY_SOCKET it does nothing.

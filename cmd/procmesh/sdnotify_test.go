@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,6 +62,14 @@ func TestSystemdNotify(t *testing.T) {
 		t.Fatalf("READY=1 came before the socket accepts: %v", err)
 	}
 	c.Close()
+	// A SIGHUP reload: RELOADING=1 with the monotonic time, then READY=1.
+	cmd.Process.Signal(syscall.SIGHUP)
+	if msg := read(); !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*$`).MatchString(msg) {
+		t.Fatalf("notification after SIGHUP %q; want RELOADING=1 and MONOTONIC_USEC", msg)
+	}
+	if msg := read(); msg != "READY=1" {
+		t.Fatalf("notification after the reload %q; want READY=1", msg)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if msg := read(); msg != "STOPPING=1" {
 		t.Fatalf("notification after SIGTERM %q; want STOPPING=1", msg)
