@@ -18,11 +18,13 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/procmesh/procmesh/internal/logtest"
+	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/tlsconf"
@@ -269,7 +271,9 @@ func TestThreat_I1_JWTSVIDPerProcess(t *testing.T) {
 // here a valid JWT-SVID of another identity (as if stolen), on every path:
 // the upstream never receives it, only the caller's own token, in exactly
 // one field; for a route whose field is not Authorization, the bare token;
-// to HTTP/1.1 and HTTP/2 upstreams.
+// to HTTP/1.1 and HTTP/2 upstreams. Nor does policy see it: a rule that
+// allows a route only to requests carrying the stolen token in that
+// route's field never matches.
 func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 	e := newEnv(t, envOptions{defaultAllow: true})
 	e.selfAsA()
@@ -284,7 +288,29 @@ func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 	// transport, not its own HTTP/1.1 writer.
 	h2 := jwtRoute("sts-h2", bearer)
 	h2.Protocol = proxy.ProtocolHTTP2
-	lp := e.startJWTProxy("jwt", store, jwtRoute("sts", bearer), jwtRoute("sts-bare", bare), h2)
+	routes := []proxy.Route{jwtRoute("sts", bearer), jwtRoute("sts-bare", bare), h2, jwtRoute("sts-gated", bearer)}
+	lp := e.startJWTProxy("jwt", store, routes...)
+	pol, err := policy.New(false, []policy.Rule{
+		{Name: "callers", From: []spiffeid.ID{idA}, To: []string{"sts", "sts-bare", "sts-h2"}},
+		{Name: "forged-token", From: []spiffeid.ID{idA}, To: []string{"sts-gated"},
+			Headers: map[string]string{"Authorization": "Bearer " + stolen.Marshal()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp.srv.SetState(e.statePolicy(pol, routes...))
+	for _, p := range jwtPaths {
+		// The forged field is gone before policy decides.
+		before := len(bearer.records())
+		forged := map[string]string{"Authorization": "Bearer " + stolen.Marshal()}
+		if status, body := get(t, p.client(lp.sock), "http://sts-gated.test/p9", forged, p.chunked); status != http.StatusForbidden ||
+			!strings.Contains(body, "denied by policy") {
+			t.Errorf("%s to sts-gated.test with the stolen token: %d %q; want 403 denied by policy (policy saw the forged field)", p.name, status, body)
+		}
+		if n := len(bearer.records()) - before; n != 0 {
+			t.Errorf("%s to sts-gated.test: the upstream received %d requests", p.name, n)
+		}
+	}
 	for _, p := range jwtPaths {
 		for host, u := range map[string]*jwtUpstream{"sts.test": bearer, "sts-bare.test": bare, "sts-h2.test": bearer} {
 			forged := map[string]string{u.header: "Bearer " + stolen.Marshal()}
