@@ -346,7 +346,7 @@ func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 // token a requirement. When none can be had (here the identity source has
 // no JWT signing key), the request is answered 503 naming the reason and
 // never reaches the upstream, on every path; CONNECT to such a route,
-// which could carry no token, is refused.
+// which could carry no token, is refused, also when a token could be had.
 func TestThreat_F3_JWTSVIDRequiredFailsClosed(t *testing.T) {
 	e := newEnv(t, envOptions{defaultAllow: true})
 	e.selfAsA()
@@ -362,6 +362,13 @@ func TestThreat_F3_JWTSVIDRequiredFailsClosed(t *testing.T) {
 	resp, _ := rawExchange(t, lp.sock, "CONNECT sts.test:443 HTTP/1.1\r\nHost: sts.test:443\r\n\r\n", 2*time.Second)
 	if !strings.HasPrefix(resp, "HTTP/1.1 403") || !strings.Contains(resp, "a tunnel cannot carry") {
 		t.Errorf("CONNECT to a jwt_svid route: %q", resp)
+	}
+	// With a signing key the token could be had, but the tunnel would
+	// not carry it.
+	keyed := e.startJWTProxy("jwt-keyed", e.jwtStore(e.jwtKeys("jwt", 0, 0)), jwtRoute("sts", up))
+	resp, _ = rawExchange(t, keyed.sock, "CONNECT sts.test:443 HTTP/1.1\r\nHost: sts.test:443\r\n\r\n", 2*time.Second)
+	if !strings.HasPrefix(resp, "HTTP/1.1 403") || !strings.Contains(resp, "a tunnel cannot carry") {
+		t.Errorf("CONNECT to a jwt_svid route whose token could be had: %q", resp)
 	}
 	if n := len(up.records()); n != 0 {
 		t.Fatalf("the upstream received %d requests without a token", n)
