@@ -18,11 +18,13 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/procmesh/procmesh/internal/logtest"
+	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/registry"
 	"github.com/procmesh/procmesh/tlsconf"
@@ -269,7 +271,9 @@ func TestThreat_I1_JWTSVIDPerProcess(t *testing.T) {
 // here a valid JWT-SVID of another identity (as if stolen), on every path:
 // the upstream never receives it, only the caller's own token, in exactly
 // one field; for a route whose field is not Authorization, the bare token;
-// to HTTP/1.1 and HTTP/2 upstreams.
+// to HTTP/1.1 and HTTP/2 upstreams. Nor does policy see it: a rule that
+// allows a route only to requests carrying the stolen token in that
+// route's field never matches.
 func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 	e := newEnv(t, envOptions{defaultAllow: true})
 	e.selfAsA()
@@ -284,7 +288,29 @@ func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 	// transport, not its own HTTP/1.1 writer.
 	h2 := jwtRoute("sts-h2", bearer)
 	h2.Protocol = proxy.ProtocolHTTP2
-	lp := e.startJWTProxy("jwt", store, jwtRoute("sts", bearer), jwtRoute("sts-bare", bare), h2)
+	routes := []proxy.Route{jwtRoute("sts", bearer), jwtRoute("sts-bare", bare), h2, jwtRoute("sts-gated", bearer)}
+	lp := e.startJWTProxy("jwt", store, routes...)
+	pol, err := policy.New(false, []policy.Rule{
+		{Name: "callers", From: []spiffeid.ID{idA}, To: []string{"sts", "sts-bare", "sts-h2"}},
+		{Name: "forged-token", From: []spiffeid.ID{idA}, To: []string{"sts-gated"},
+			Headers: map[string]string{"Authorization": "Bearer " + stolen.Marshal()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp.srv.SetState(e.statePolicy(pol, routes...))
+	for _, p := range jwtPaths {
+		// The forged field is gone before policy decides.
+		before := len(bearer.records())
+		forged := map[string]string{"Authorization": "Bearer " + stolen.Marshal()}
+		if status, body := get(t, p.client(lp.sock), "http://sts-gated.test/p9", forged, p.chunked); status != http.StatusForbidden ||
+			!strings.Contains(body, "denied by policy") {
+			t.Errorf("%s to sts-gated.test with the stolen token: %d %q; want 403 denied by policy (policy saw the forged field)", p.name, status, body)
+		}
+		if n := len(bearer.records()) - before; n != 0 {
+			t.Errorf("%s to sts-gated.test: the upstream received %d requests", p.name, n)
+		}
+	}
 	for _, p := range jwtPaths {
 		for host, u := range map[string]*jwtUpstream{"sts.test": bearer, "sts-bare.test": bare, "sts-h2.test": bearer} {
 			forged := map[string]string{u.header: "Bearer " + stolen.Marshal()}
@@ -320,7 +346,7 @@ func TestThreat_P9_JWTSVIDNotSmuggled(t *testing.T) {
 // token a requirement. When none can be had (here the identity source has
 // no JWT signing key), the request is answered 503 naming the reason and
 // never reaches the upstream, on every path; CONNECT to such a route,
-// which could carry no token, is refused.
+// which could carry no token, is refused, also when a token could be had.
 func TestThreat_F3_JWTSVIDRequiredFailsClosed(t *testing.T) {
 	e := newEnv(t, envOptions{defaultAllow: true})
 	e.selfAsA()
@@ -336,6 +362,13 @@ func TestThreat_F3_JWTSVIDRequiredFailsClosed(t *testing.T) {
 	resp, _ := rawExchange(t, lp.sock, "CONNECT sts.test:443 HTTP/1.1\r\nHost: sts.test:443\r\n\r\n", 2*time.Second)
 	if !strings.HasPrefix(resp, "HTTP/1.1 403") || !strings.Contains(resp, "a tunnel cannot carry") {
 		t.Errorf("CONNECT to a jwt_svid route: %q", resp)
+	}
+	// With a signing key the token could be had, but the tunnel would
+	// not carry it.
+	keyed := e.startJWTProxy("jwt-keyed", e.jwtStore(e.jwtKeys("jwt", 0, 0)), jwtRoute("sts", up))
+	resp, _ = rawExchange(t, keyed.sock, "CONNECT sts.test:443 HTTP/1.1\r\nHost: sts.test:443\r\n\r\n", 2*time.Second)
+	if !strings.HasPrefix(resp, "HTTP/1.1 403") || !strings.Contains(resp, "a tunnel cannot carry") {
+		t.Errorf("CONNECT to a jwt_svid route whose token could be had: %q", resp)
 	}
 	if n := len(up.records()); n != 0 {
 		t.Fatalf("the upstream received %d requests without a token", n)

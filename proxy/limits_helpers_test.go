@@ -74,6 +74,12 @@ func (e *env) statePlus(extra ...proxy.Route) *proxy.State {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return e.statePolicy(pol, extra...)
+}
+
+// statePolicy is the env's routes (echo, echo-raw) plus extra, under pol.
+func (e *env) statePolicy(pol *policy.Policy, extra ...proxy.Route) *proxy.State {
+	e.t.Helper()
 	routes := append([]proxy.Route{
 		{Name: "echo", Host: "echo.test", Upstream: e.echo.Addr(), ServerID: echoID, Protocol: proxy.ProtocolHTTP1},
 		{Name: "echo-raw", Host: "echo-raw.test", Upstream: e.raw.Addr(), ServerID: echoID, Protocol: proxy.ProtocolTCP},

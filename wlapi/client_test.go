@@ -4,6 +4,9 @@ package wlapi_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +75,8 @@ func failure(err error) result {
 //	             ValidateJWTSVID, and by this process against FetchJWTBundles;
 //	             then ValidateJWTSVID for another audience (must fail)
 //	jwt-bundles  PM_N messages of FetchJWTBundles on a raw client: key IDs
+//	x509-bundles PM_N messages of FetchX509Bundles on a raw client: the
+//	             trust domains and the fingerprints of their roots
 //	twice        FetchJWTSVID twice on one connection, the second once the
 //	             file PM_GO exists
 //	stream       FetchX509SVID on a raw client; one result per message, then
@@ -138,6 +143,13 @@ func runClient(mode string) error {
 		}
 		n, _ := strconv.Atoi(os.Getenv("PM_N"))
 		return jwtBundles(withHeader(ctx), c, out, n)
+	case "x509-bundles":
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(os.Getenv("PM_N"))
+		return x509Bundles(withHeader(ctx), c, out, n)
 	case "twice":
 		// One connection, two RPCs: the second once the file PM_GO exists.
 		conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -421,4 +433,52 @@ func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error
 		}
 	}
 	return nil
+}
+
+// x509Bundles prints n FetchX509Bundles messages: in ID the trust domains
+// of each (sorted, space-separated), in Serials the sha256 of every root
+// certificate in it (sorted).
+func x509Bundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
+	conn, err := grpc.NewClient("passthrough:///workload-api",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return c, nil }))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	st, err := workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchX509Bundles(ctx, &workloadpb.X509BundlesRequest{})
+	if err != nil {
+		return out.Encode(failure(err))
+	}
+	for i := 0; i < n; i++ {
+		resp, err := st.Recv()
+		if err != nil {
+			return out.Encode(failure(err))
+		}
+		var r result
+		var tds []string
+		for td, der := range resp.Bundles {
+			certs, err := x509.ParseCertificates(der)
+			if err != nil {
+				return fmt.Errorf("bundle of %s: %w", td, err)
+			}
+			tds = append(tds, td)
+			for _, cert := range certs {
+				r.Serials = append(r.Serials, fingerprint(cert))
+			}
+		}
+		sort.Strings(tds)
+		sort.Strings(r.Serials)
+		r.ID = strings.Join(tds, " ")
+		if err := out.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fingerprint is the hex sha256 of a certificate's DER.
+func fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/attest"
@@ -53,6 +54,12 @@ type env struct {
 	srv      *wlapi.Server
 	audit    *logtest.Buffer
 	gate     chan struct{} // hold: closed by release
+
+	// The builtin CA, the upstream trust domain's CA, and the set of
+	// bundles the Store verifies with and the server hands out from
+	// (cmd/procmesh's node.bundles, which a reload updates).
+	ca, upCA *tlsconf.CA
+	bundles  *x509bundle.Set
 }
 
 type envOptions struct {
@@ -95,6 +102,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	bundles.Add(upCA.Bundle())
+	e.ca, e.upCA, e.bundles = ca, upCA, bundles
 	keys, err := tlsconf.LoadOrCreateJWTKeys(tlsconf.JWTKeyOptions{TrustDomain: nodeTD, StateDir: filepath.Join(dir, "state"), Rotation: o.jwtRotation})
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +221,33 @@ func (e *env) setEntries(entries ...registry.Entry) {
 		e.t.Fatal(err)
 	}
 	e.resolver.SetRegistry(reg)
+}
+
+// reloadTrustBundles does to the bundles what a reload of cmd/procmesh
+// does with a config whose trust_bundles name the upstream trust domain's
+// CA and files: the set is built again from the CA's bundle and the files
+// (loadBundles: tlsconf.LoadBundles, which merges a file for the node's
+// own trust domain into the CA's bundle), then the live set is made to
+// hold exactly it (syncBundles, in package main, copied here).
+func (e *env) reloadTrustBundles(files ...tlsconf.BundleFile) {
+	e.t.Helper()
+	up := filepath.Join(e.dir, "upstream.pem")
+	if err := os.WriteFile(up, e.upCA.BundlePEM(), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	files = append([]tlsconf.BundleFile{{TrustDomain: upstreamTD, File: up}}, files...)
+	fresh, err := tlsconf.LoadBundles(e.ca.Bundle(), files)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, b := range fresh.Bundles() {
+		e.bundles.Add(b)
+	}
+	for _, b := range e.bundles.Bundles() {
+		if !fresh.Has(b.TrustDomain()) {
+			e.bundles.Remove(b.TrustDomain())
+		}
+	}
 }
 
 // client is a copy of the test binary at its own path (readable by every

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/procmesh/procmesh/registry"
+	"github.com/procmesh/procmesh/tlsconf"
 )
 
 // Two binaries, one as root and one as uid 1000, each with go-spiffe's
@@ -208,6 +211,52 @@ func TestWorkloadAPI_JWTBundleRotation(t *testing.T) {
 			t.Fatalf("message %d repeats the key set of the one before: %+v", i, rs)
 		}
 	}
+}
+
+// A change of the trust domain's bundle reaches a FetchX509Bundles stream
+// (a new message, with the full bundle) the way a reload makes it: the
+// operator adds, in trust_bundles, the root of the CA the trust domain
+// moves to. The stream sent one message for the old bundle and one for
+// the new, nothing in between, and never the upstream trust domain's
+// bundle, which procmesh trusts too.
+func TestWorkloadAPI_BundleChangeReachesTheStream(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.client("a")
+	e.setEntries(registry.Entry{ID: idA, Selectors: []string{pathSel(a)}})
+	_, ch := e.start(a, -1, "x509-bundles", "PM_N=2")
+	old := fingerprints(e.ca.Bundle())
+	if r := next(t, ch); r.ID != nodeTD.IDString() || !slices.Equal(r.Serials, old) {
+		t.Fatalf("first message: %+v; want the roots %v of %s only", r, old, nodeTD.IDString())
+	}
+	nextCA, err := tlsconf.LoadOrCreateCA(tlsconf.CAOptions{TrustDomain: nodeTD, StateDir: filepath.Join(e.dir, "next-state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(e.dir, "next-ca.pem")
+	if err := os.WriteFile(file, nextCA.BundlePEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.reloadTrustBundles(tlsconf.BundleFile{TrustDomain: nodeTD, File: file})
+	if !e.bundles.Has(upstreamTD) {
+		t.Fatalf("the reload dropped %s: the test would not show it withheld", upstreamTD)
+	}
+	want := append(slices.Clone(old), fingerprints(nextCA.Bundle())...)
+	slices.Sort(want)
+	if r := next(t, ch); r.ID != nodeTD.IDString() || !slices.Equal(r.Serials, want) {
+		t.Fatalf("after the bundle changed: %+v; want the roots %v of %s only", r, want, nodeTD.IDString())
+	}
+	e.waitAudit(`"rpc":"FetchX509Bundles"`, `"spiffe_id":"`+idA.String()+`"`, `"messages":2,`)
+}
+
+// fingerprints are the sorted sha256 of b's roots, as the x509-bundles
+// client prints them.
+func fingerprints(b *x509bundle.Bundle) []string {
+	var out []string
+	for _, c := range b.X509Authorities() {
+		out = append(out, fingerprint(c))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // A reload that removes a process's entry ends its stream with
