@@ -16,6 +16,21 @@ type BundleFile struct {
 	File        string
 }
 
+// SyncBundles makes set hold exactly the bundles of fresh: a reload's
+// trust_bundles applied to the set a Store and its handshakes use.
+// x509bundle.Set is safe for concurrent use, so handshakes in progress see
+// either bundle.
+func SyncBundles(set, fresh *x509bundle.Set) {
+	for _, b := range fresh.Bundles() {
+		set.Add(b)
+	}
+	for _, b := range set.Bundles() {
+		if !fresh.Has(b.TrustDomain()) {
+			set.Remove(b.TrustDomain())
+		}
+	}
+}
+
 // LoadBundles returns the set of trust bundles procmesh verifies peers
 // with: own (usually CA.Bundle(), may be nil) plus one bundle per trust
 // domain read from files. Files naming the same trust domain, including

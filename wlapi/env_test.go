@@ -228,7 +228,7 @@ func (e *env) setEntries(entries ...registry.Entry) {
 // CA and files: the set is built again from the CA's bundle and the files
 // (loadBundles: tlsconf.LoadBundles, which merges a file for the node's
 // own trust domain into the CA's bundle), then the live set is made to
-// hold exactly it (syncBundles, in package main, copied here).
+// hold exactly it (tlsconf.SyncBundles, which a reload calls).
 func (e *env) reloadTrustBundles(files ...tlsconf.BundleFile) {
 	e.t.Helper()
 	up := filepath.Join(e.dir, "upstream.pem")
@@ -240,14 +240,7 @@ func (e *env) reloadTrustBundles(files ...tlsconf.BundleFile) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for _, b := range fresh.Bundles() {
-		e.bundles.Add(b)
-	}
-	for _, b := range e.bundles.Bundles() {
-		if !fresh.Has(b.TrustDomain()) {
-			e.bundles.Remove(b.TrustDomain())
-		}
-	}
+	tlsconf.SyncBundles(e.bundles, fresh)
 }
 
 // client is a copy of the test binary at its own path (readable by every

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/procmesh/procmesh/config"
 	"github.com/procmesh/procmesh/inbound"
 	"github.com/procmesh/procmesh/proxy"
+	"github.com/procmesh/procmesh/tlsconf"
 	"github.com/procmesh/procmesh/wlapi"
 )
 
@@ -108,7 +108,7 @@ func (r *reloader) apply(why string) error {
 	}
 	// New trust first, so routes that need it verify; then identities;
 	// then routes and policy, which also closes what is no longer allowed.
-	syncBundles(r.n.bundles, bundles)
+	tlsconf.SyncBundles(r.n.bundles, bundles)
 	r.n.resolver.SetRegistry(reg)
 	r.srv.SetState(st)
 	if r.wl != nil {
@@ -180,19 +180,6 @@ func restartOnly(old, cfg *config.Config) []string {
 		}
 	}
 	return keys
-}
-
-// syncBundles makes set hold exactly the bundles of fresh. x509bundle.Set
-// is safe for concurrent use, so handshakes in progress see either bundle.
-func syncBundles(set, fresh *x509bundle.Set) {
-	for _, b := range fresh.Bundles() {
-		set.Add(b)
-	}
-	for _, b := range set.Bundles() {
-		if !fresh.Has(b.TrustDomain()) {
-			set.Remove(b.TrustDomain())
-		}
-	}
 }
 
 // watch reloads when the config file's content changes. It polls (inode,
