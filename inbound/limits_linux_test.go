@@ -226,37 +226,40 @@ func TestThreat_N4_Timeouts(t *testing.T) {
 		a := startApp(t, bins.app, "http")
 		e.apply(e.listener("orders", a.sock, "http2", policy.Rule{From: []spiffeid.ID{frontID}}))
 
-		c := e.dialH1(e.addr("orders"))
-		if st, _ := c.get(t, "/"); st != 200 {
-			t.Fatalf("status %d", st)
-		}
-		if closed, after := closedWithin(t, c, c.br, 5*time.Second); !closed {
-			t.Fatalf("http1: a keep-alive connection idle for %v is still open over limits.idle_timeout 500ms", after)
-		}
-
-		h := e.dialH2(e.addr("orders"))
-		h.request(t, 1, "/")
-		if st, rst := h.status(t, 1); st != "200" {
-			t.Fatalf("h2: status %q, reset %v", st, rst)
-		}
-		h.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var goaway bool
-		for {
-			f, err := h.fr.ReadFrame()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					t.Fatal("h2: a connection with no open stream is still open 5s later, over limits.idle_timeout 500ms")
+		t.Run("http1", func(t *testing.T) {
+			c := e.dialH1(e.addr("orders"))
+			if st, _ := c.get(t, "/"); st != 200 {
+				t.Fatalf("status %d", st)
+			}
+			if closed, after := closedWithin(t, c, c.br, 5*time.Second); !closed {
+				t.Fatalf("a keep-alive connection idle for %v is still open over limits.idle_timeout 500ms", after)
+			}
+		})
+		t.Run("http2", func(t *testing.T) {
+			h := e.dialH2(e.addr("orders"))
+			h.request(t, 1, "/")
+			if st, rst := h.status(t, 1); st != "200" {
+				t.Fatalf("status %q, reset %v", st, rst)
+			}
+			h.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var goaway bool
+			for {
+				f, err := h.fr.ReadFrame()
+				if err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						t.Fatal("a connection with no open stream is still open 5s later, over limits.idle_timeout 500ms")
+					}
+					break
 				}
-				break
+				if _, ok := f.(*http2.GoAwayFrame); ok {
+					goaway = true
+				}
 			}
-			if _, ok := f.(*http2.GoAwayFrame); ok {
-				goaway = true
+			if !goaway {
+				t.Fatal("the idle connection ended without a GOAWAY")
 			}
-		}
-		if !goaway {
-			t.Fatal("h2: the idle connection ended without a GOAWAY")
-		}
+		})
 	})
 	t.Run("header read", func(t *testing.T) {
 		e := newEnv(t, proxy.Limits{ReadHeaderTimeout: 500 * time.Millisecond, IdleTimeout: time.Minute})
