@@ -103,6 +103,9 @@ type seen struct {
 	Path   string   `json:"path"`
 	XFCC   []string `json:"xfcc"`
 	Proto  string   `json:"proto"`
+	// SpiffeID is the X-Spiffe-Id field, which newEnv's server removes
+	// (request_headers_to_remove).
+	SpiffeID []string `json:"x_spiffe_id"`
 
 	TrailerXFCC []string `json:"trailer_xfcc"`
 }
@@ -133,7 +136,7 @@ func runHelper(mode, sock string) int {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body) // so that trailers are read
 			s := seen{Method: r.Method, Path: r.URL.Path, XFCC: r.Header.Values("X-Forwarded-Client-Cert"), Proto: r.Proto,
-				TrailerXFCC: r.Trailer.Values("X-Forwarded-Client-Cert")}
+				SpiffeID: r.Header.Values("X-Spiffe-Id"), TrailerXFCC: r.Trailer.Values("X-Forwarded-Client-Cert")}
 			fmt.Printf("request %s %s\n", r.Method, r.URL.Path)
 			if r.URL.Path == "/slow" {
 				time.Sleep(3 * time.Second)
