@@ -221,10 +221,14 @@ func TestThreat_N3_ServingProcessAttested(t *testing.T) {
 		}
 		a.stop()
 		w := startAppAt(t, bins.wrong, "http", sock)
-		c.CloseIdleConnections()
-		// A new handshake is refused (the socket is new), and a request on
-		// a connection made before gets no connection to the new program.
-		if resp, err := c.Get("https://" + e.addr("replaced") + "/"); err == nil {
+		// A request on the caller's connection made before: the
+		// connection procmesh opens to carry it is attested, and refused.
+		if _, resp := getSeen(t, c, "https://"+e.addr("replaced")+"/", nil); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("a request on a connection made before the app was replaced: %s, want 503", resp.Status)
+		}
+		e.auditLines(`"inbound":"replaced"`, `"event":"inbound_request"`, "has no identity")
+		// A new handshake is refused (the socket is new).
+		if resp, err := e.httpClient(svid, false).Get("https://" + e.addr("replaced") + "/"); err == nil {
 			resp.Body.Close()
 			t.Fatalf("served (%s) after the app was replaced by another program", resp.Status)
 		}
