@@ -391,3 +391,52 @@ func TestThreat_N4_MaxConnections(t *testing.T) {
 		return resp.StatusCode == 200
 	})
 }
+
+// TestThreat_N4_BodyBytes: limits.max_request_body_bytes bounds an inbound
+// request body: one announced over it (Content-Length) is refused with 413
+// before a byte of it is sent, and one that goes over it while streaming
+// is cut and answered 413 (not 502: the caller is over the limit, the
+// service did nothing wrong), audited with the key. A streamed body
+// reaches the service up to the limit, as egress streams it.
+func TestThreat_N4_BodyBytes(t *testing.T) {
+	e := newEnv(t, proxy.Limits{MaxRequestBodyBytes: 1000})
+	a := startApp(t, bins.app, "http")
+	e.apply(e.listener("orders", a.sock, "http2", policy.Rule{From: []spiffeid.ID{frontID}}))
+
+	// Announced: only the head is sent; the answer must not wait for
+	// the body.
+	c := e.dialH1(e.addr("orders"))
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /announced HTTP/1.1\r\nHost: orders\r\nContent-Length: 1000000\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatalf("a request announcing 1,000,000 body bytes over limits.max_request_body_bytes 1000 got no answer before its body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("announced body over the limit: %s, want 413", resp.Status)
+	}
+	for _, h2 := range []bool{false, true} {
+		cl := e.httpClient(e.svid(frontID), h2)
+		// Streamed (no Content-Length): over the limit, then under it.
+		for _, tc := range []struct {
+			n    int
+			want int
+		}{{5000, http.StatusRequestEntityTooLarge}, {1000, http.StatusOK}} {
+			body := io.MultiReader(strings.NewReader(strings.Repeat("x", tc.n))) // hides the length
+			resp, err := cl.Post("https://"+e.addr("orders")+"/streamed", "text/plain", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want || tc.want == 413 && !strings.Contains(string(b), "limits.max_request_body_bytes") {
+				t.Fatalf("h2=%v: a streamed body of %d bytes: %s %q, want %d", h2, tc.n, resp.Status, b, tc.want)
+			}
+		}
+	}
+	e.auditLines(`"target":"/streamed"`, `"limit":"limits.max_request_body_bytes"`, `"peer_id":"spiffe://example.org/frontend"`, `"status":413`)
+	if got := a.out.Lines("request POST /announced"); len(got) != 0 {
+		t.Fatalf("a request announcing a body over the limit reached the service: %q", got)
+	}
+}
