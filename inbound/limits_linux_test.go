@@ -440,3 +440,29 @@ func TestThreat_N4_BodyBytes(t *testing.T) {
 		t.Fatalf("a request announcing a body over the limit reached the service: %q", got)
 	}
 }
+
+// TestThreat_N4_ResponseHeaders: the service's response headers are
+// bounded too (P8, either direction): more fields than
+// limits.max_response_headers, or more bytes than
+// limits.max_response_header_bytes, and the caller gets 502, not the
+// response; over HTTP/1.1 and h2c to the service.
+func TestThreat_N4_ResponseHeaders(t *testing.T) {
+	e := newEnv(t, proxy.Limits{}) // 100 fields, 60 KiB
+	a := startApp(t, bins.app, "http")
+	e.apply(e.listener("h1", a.sock, "http1", policy.Rule{From: []spiffeid.ID{frontID}}),
+		e.listener("h2", a.sock, "http2", policy.Rule{From: []spiffeid.ID{frontID}}))
+	for _, name := range []string{"h1", "h2"} {
+		for _, path := range []string{"/many-headers", "/big-headers"} {
+			resp, err := e.httpClient(e.svid(frontID), false).Get("https://" + e.addr(name) + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-H-1") != "" || resp.Header.Get("X-Big") != "" {
+				t.Fatalf("%s: GET %s: %s with %d header fields, want 502", name, path, resp.Status, len(resp.Header))
+			}
+		}
+		e.auditLines(`"inbound":"`+name+`"`, `"target":"/many-headers"`, `"limit":"limits.max_response_headers"`, `"status":502`)
+		e.auditLines(`"inbound":"`+name+`"`, `"target":"/big-headers"`, `"status":502`)
+	}
+}
