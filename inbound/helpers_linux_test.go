@@ -103,13 +103,17 @@ type seen struct {
 	Path   string   `json:"path"`
 	XFCC   []string `json:"xfcc"`
 	Proto  string   `json:"proto"`
+	// SpiffeID is the X-Spiffe-Id field, which newEnv's server removes
+	// (request_headers_to_remove).
+	SpiffeID []string `json:"x_spiffe_id"`
 
 	TrailerXFCC []string `json:"trailer_xfcc"`
 }
 
 // runHelper serves sock until stdin reaches EOF. Modes: http (HTTP/1.1
 // and h2c; answers with what it saw, as JSON, and prints a line per
-// request), grpc (the interop TestService; UnaryCall puts the XFCC it saw
+// request; /slow answers after 3s, /many-headers with 150 header fields,
+// /big-headers with a 100 KiB one), grpc (the interop TestService; UnaryCall puts the XFCC it saw
 // in the trailer x-xfcc), echo (raw bytes back), handoff-http (creates
 // the socket, hands it to a child serving http, exits).
 func runHelper(mode, sock string) int {
@@ -133,10 +137,17 @@ func runHelper(mode, sock string) int {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body) // so that trailers are read
 			s := seen{Method: r.Method, Path: r.URL.Path, XFCC: r.Header.Values("X-Forwarded-Client-Cert"), Proto: r.Proto,
-				TrailerXFCC: r.Trailer.Values("X-Forwarded-Client-Cert")}
+				SpiffeID: r.Header.Values("X-Spiffe-Id"), TrailerXFCC: r.Trailer.Values("X-Forwarded-Client-Cert")}
 			fmt.Printf("request %s %s\n", r.Method, r.URL.Path)
-			if r.URL.Path == "/slow" {
+			switch r.URL.Path {
+			case "/slow":
 				time.Sleep(3 * time.Second)
+			case "/many-headers":
+				for i := range 150 {
+					w.Header().Set(fmt.Sprintf("X-H-%d", i), "1")
+				}
+			case "/big-headers":
+				w.Header().Set("X-Big", strings.Repeat("x", 100<<10))
 			}
 			json.NewEncoder(w).Encode(s)
 		})

@@ -209,7 +209,14 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ev.err = err
 			var se *ServiceError
 			var le *limitError
+			var mbe *http.MaxBytesError
 			switch {
+			case errors.As(err, &mbe):
+				// The body went over limits.max_request_body_bytes
+				// while streaming: the caller's fault, not the
+				// service's (limits.md: 413).
+				ev.err = fmt.Errorf("%w: request body over %d bytes", errLimit("limits.max_request_body_bytes"), mbe.Limit)
+				refuse(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("procmesh: request body is over limits.max_request_body_bytes (%d)", mbe.Limit))
 			case errors.As(err, &se):
 				// The caller learns nothing of the node's processes;
 				// the audit line has them.
