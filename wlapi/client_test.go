@@ -321,21 +321,12 @@ func withHeader(ctx context.Context) context.Context {
 // stream reads up to n messages (n < 0: until the stream ends) of
 // FetchX509SVID over c, printing each, then the status that ended it.
 func stream(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
-	used := false
-	conn, err := grpc.NewClient("passthrough:///workload-api",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
-			if used {
-				return nil, errors.New("one connection only")
-			}
-			used = true
-			return c, nil
-		}))
+	client, conn, err := rawClient(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	st, err := workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(ctx, &workloadpb.X509SVIDRequest{})
+	st, err := client.FetchX509SVID(ctx, &workloadpb.X509SVIDRequest{})
 	if err != nil {
 		return out.Encode(failure(err))
 	}
@@ -398,16 +389,34 @@ func jwtValidate(ctx context.Context, sock string, out *json.Encoder) error {
 	return out.Encode(result{ID: tok.ID.String(), Code: status.Code(err).String()})
 }
 
-// jwtBundles prints the key IDs of n FetchJWTBundles messages.
-func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
+// rawClient is a Workload API client over c, without go-spiffe's
+// sources around it, to see each message of a stream. It never dials
+// again: the process's one connection is what is attested.
+func rawClient(c net.Conn) (workloadpb.SpiffeWorkloadAPIClient, *grpc.ClientConn, error) {
+	used := false
 	conn, err := grpc.NewClient("passthrough:///workload-api",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return c, nil }))
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
+			if used {
+				return nil, errors.New("one connection only")
+			}
+			used = true
+			return c, nil
+		}))
+	if err != nil {
+		return nil, nil, err
+	}
+	return workloadpb.NewSpiffeWorkloadAPIClient(conn), conn, nil
+}
+
+// jwtBundles prints the key IDs of n FetchJWTBundles messages.
+func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
+	client, conn, err := rawClient(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	st, err := workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchJWTBundles(ctx, &workloadpb.JWTBundlesRequest{})
+	st, err := client.FetchJWTBundles(ctx, &workloadpb.JWTBundlesRequest{})
 	if err != nil {
 		return out.Encode(failure(err))
 	}
@@ -439,14 +448,12 @@ func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error
 // of each (sorted, space-separated), in Serials the sha256 of every root
 // certificate in it (sorted).
 func x509Bundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
-	conn, err := grpc.NewClient("passthrough:///workload-api",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return c, nil }))
+	client, conn, err := rawClient(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	st, err := workloadpb.NewSpiffeWorkloadAPIClient(conn).FetchX509Bundles(ctx, &workloadpb.X509BundlesRequest{})
+	st, err := client.FetchX509Bundles(ctx, &workloadpb.X509BundlesRequest{})
 	if err != nil {
 		return out.Encode(failure(err))
 	}
