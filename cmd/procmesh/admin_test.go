@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,6 +266,39 @@ func unixGet(t *testing.T, sock, path string) string {
 		t.Fatalf("GET %s on %s: %d\n%s", path, sock, resp.StatusCode, body)
 	}
 	return string(body)
+}
+
+// TestStatusNotReadyExits3: `procmesh status` prints the status and exits
+// 3 naming the failed readiness checks when the node is not ready, so a
+// script can tell it from an unreachable node (1). The admin listener here
+// serves a not-ready status.json, as a node whose SPIRE agent is down does.
+func TestStatusNotReadyExits3(t *testing.T) {
+	var ready atomic.Bool
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(admin.Status{Version: "test", TrustDomain: "example.org", Ready: []admin.Check{
+			{Name: "listeners", OK: true, Detail: "1 bound"},
+			{Name: "identity source", OK: ready.Load(), Detail: "SPIRE agent unreachable"}}})
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	code, out, errOut := run("status", "-admin", ln.Addr().String())
+	if code != 3 || !strings.Contains(errOut, "not ready: identity source: SPIRE agent unreachable") || !strings.Contains(out, "example.org") {
+		t.Fatalf("procmesh status of a node not ready: exit %d\n%s%s", code, out, errOut)
+	}
+	ready.Store(true)
+	if code, out, errOut := run("status", "-admin", ln.Addr().String()); code != 0 {
+		t.Fatalf("procmesh status of a ready node: exit %d\n%s%s", code, out, errOut)
+	}
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	gone := ln2.Addr().String()
+	ln2.Close()
+	if code, _, errOut := run("status", "-admin", gone); code != 1 {
+		t.Fatalf("procmesh status of nothing listening: exit %d\n%s", code, errOut)
+	}
 }
 
 // TestAdminReloadNeedsRestart: a reload that moves the admin listener

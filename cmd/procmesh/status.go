@@ -16,7 +16,9 @@ import (
 
 // cmdStatus prints the status page of a running procmesh in the terminal:
 // it reads /status.json from the admin listener that -admin, or the
-// config's admin.listen, names.
+// config's admin.listen, names. It exits 0 when procmesh is ready, 3 when
+// a readiness check fails (as /readyz would answer 503), 1 when the
+// status cannot be read.
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs, path := newFlagSet("status", stderr)
 	addr := fs.String("admin", "", "the admin listener, host:port or a socket path (default: admin.listen of -config)")
@@ -40,6 +42,17 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	printStatus(stdout, st)
+	var failed []string
+	for _, c := range st.Ready {
+		if !c.OK {
+			failed = append(failed, c.Name+": "+c.Detail)
+		}
+	}
+	if len(failed) > 0 {
+		// A script can tell "not ready" (3) from "not reachable" (1).
+		fmt.Fprintf(stderr, "procmesh status: not ready: %s\n", strings.Join(failed, "; "))
+		return 3
+	}
 	return 0
 }
 
