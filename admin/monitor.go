@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/spire"
 	"github.com/procmesh/procmesh/tlsconf"
-	"github.com/procmesh/procmesh/wlapi"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -136,12 +134,7 @@ func (m *Monitor) WorkloadAPI(rpc, outcome string, refusal error) {
 	if refusal == nil {
 		return
 	}
-	kind := proxy.RefusalKind(refusal)
-	var fw *wlapi.ForeignWriterError
-	if errors.As(refusal, &fw) {
-		kind = "foreign_writer"
-	}
-	m.refusals.WithLabelValues(kind).Inc()
+	m.refusals.WithLabelValues(proxy.RefusalKind(refusal)).Inc()
 }
 
 // Inbound counts one inbound audit line (inbound.Options.Observe): a

@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/attest"
+	"github.com/procmesh/procmesh/internal/credread"
 	"github.com/procmesh/procmesh/workload"
 )
 
@@ -73,7 +74,7 @@ func RefusalKind(err error) string {
 	var nm *workload.NoMatchError
 	var cr *workload.ConnectRecordError
 	var rl *workload.RateLimitError
-	var fw *foreignWriterError
+	var fw credread.WriterError
 	switch {
 	case errors.As(err, &cr):
 		return "connect_record"

@@ -21,6 +21,9 @@ type foreignWriterError struct {
 	writerExe         string // best effort, for the message
 }
 
+// WrittenBy makes it a credread.WriterError.
+func (e *foreignWriterError) WrittenBy() (writer, connector int32) { return e.writer, e.connector }
+
 func (e *foreignWriterError) Error() string {
 	return fmt.Sprintf("bytes on this connection were written by %s, not by process %d whose connection this is and who was attested; "+
 		"each process must connect itself (THREATS I12, attest.foreign_writer)", credread.DescribeWriter(e.writer, e.writerExe), e.connector)

@@ -19,6 +19,9 @@ type ForeignWriterError struct {
 	WriterExe         string // best effort, for the message
 }
 
+// WrittenBy makes it a credread.WriterError.
+func (e *ForeignWriterError) WrittenBy() (writer, connector int32) { return e.Writer, e.Connector }
+
 func (e *ForeignWriterError) Error() string {
 	return fmt.Sprintf("wlapi: bytes on this connection were written by %s, not by process %d, which connected and was attested; "+
 		"each process must connect to the Workload API itself (THREATS I12)", credread.DescribeWriter(e.Writer, e.WriterExe), e.Connector)
