@@ -57,6 +57,7 @@ type Monitor struct {
 	reqCounters  sync.Map // reqKey -> prometheus.Counter
 	connCounters sync.Map // connKey -> prometheus.Counter
 	durations    sync.Map // durKey -> prometheus.Observer
+	inCounters   sync.Map // inKey -> prometheus.Counter
 
 	mu         sync.Mutex
 	recent     []Refusal // newest last, at most maxRecent
@@ -141,11 +142,17 @@ func (m *Monitor) WorkloadAPI(rpc, outcome string, refusal error) {
 // handshake refused, a request or a tcp connection. Listener names are
 // the config's, so the labels are bounded.
 func (m *Monitor) Inbound(kind, listener, decision string, status int) {
+	k := inKey{listener: listener, kind: kind, decision: decision, status: status}
+	if c, ok := m.inCounters.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
 	code := "none"
 	if status != 0 {
 		code = strconv.Itoa(status)
 	}
-	m.inbound.WithLabelValues(listener, strings.TrimPrefix(kind, "inbound_"), decision, code).Inc()
+	c, _ := m.inCounters.LoadOrStore(k, m.inbound.WithLabelValues(listener, strings.TrimPrefix(kind, "inbound_"), decision, code))
+	c.(prometheus.Counter).Inc()
 }
 
 // Registry is the metrics registry /metrics serves.
@@ -158,6 +165,10 @@ type (
 	}
 	connKey struct{ route, decision, id string }
 	durKey  struct{ kind, route string }
+	inKey   struct {
+		listener, kind, decision string
+		status                   int
+	}
 )
 
 // Observe counts one request or connection and remembers a refusal.
