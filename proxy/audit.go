@@ -4,6 +4,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/procmesh/procmesh/attest/connrecord"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/workload"
 )
@@ -51,21 +54,16 @@ func (e *auditEvent) write(o *Options) {
 			ev = ev.Int32("pid", p.PID).Uint32("uid", p.UID).Uint32("gid", p.GID).
 				Str("exe", p.ExePath).Str("sha256", shortHash(p.ExeSHA256)).Strs("selectors", p.Selectors)
 		}
+		// Refused on its connect-time record, or not attested at all (it
+		// exited or exec'd meanwhile): the record still names the program
+		// that connected.
 		var cr *workload.ConnectRecordError
 		var pe *workload.PeerError
 		switch {
 		case errors.As(e.refusal, &cr):
-			ev = ev.Int32("pid", cr.PID)
-			if cr.Record.PID != 0 {
-				ev = ev.Str("connect_record", cr.Record.String())
-			}
+			ev = connectedBy(ev, cr.PID, cr.Record)
 		case nm == nil && errors.As(e.refusal, &pe):
-			// Not attested (it exited or exec'd meanwhile): the record
-			// still names the program that connected.
-			ev = ev.Int32("pid", pe.PID)
-			if pe.Record.PID != 0 {
-				ev = ev.Str("connect_record", pe.Record.String())
-			}
+			ev = connectedBy(ev, pe.PID, pe.Record)
 		}
 	}
 	if e.route != nil {
@@ -99,6 +97,16 @@ func (e *auditEvent) write(o *Options) {
 		}
 	}
 	ev.Send()
+}
+
+// connectedBy adds the refused connection's SO_PEERCRED process and, when
+// the kernel recorded its connect(), that record.
+func connectedBy(ev *zerolog.Event, pid int32, rec connrecord.Record) *zerolog.Event {
+	ev = ev.Int32("pid", pid)
+	if rec.PID != 0 {
+		ev = ev.Str("connect_record", rec.String())
+	}
+	return ev
 }
 
 func shortHash(h string) string {
