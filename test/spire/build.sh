@@ -38,8 +38,9 @@ start=$(date +%s)
 # other module as go.mod and go.sum here do.
 keep=server/keymanager/disk,server/keymanager/memory,server/nodeattestor/jointoken
 keep=$keep,agent/keymanager/disk,agent/keymanager/memory,agent/nodeattestor/jointoken,agent/workloadattestor/unix
-srcdir="$(go mod download -json "github.com/spiffe/spire@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-[ -d "$srcdir" ] || { echo "go mod download github.com/spiffe/spire@$version gave no source directory" >&2; exit 1; }
+go mod download github.com/spiffe/spire
+srcdir="$(go list -m -f '{{.Dir}}' github.com/spiffe/spire)"
+[ -d "$srcdir" ] || { echo "github.com/spiffe/spire@$version has no source directory after go mod download" >&2; exit 1; }
 cp -r "$srcdir" "$tmp/src"
 chmod -R u+w "$tmp/src"
 go run ./prune -keep "$keep" "$tmp/src"
