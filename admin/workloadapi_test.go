@@ -27,13 +27,3 @@ func TestWorkloadAPIRefusalsByReason(t *testing.T) {
 		t.Errorf("PermissionDenied RPCs = %v; want 2", got)
 	}
 }
-
-// BenchmarkMonitorInbound is the cost an inbound request pays for its
-// metric: a map lookup once its labels have been seen.
-func BenchmarkMonitorInbound(b *testing.B) {
-	m := NewMonitor("test", 2, Sources{})
-	b.ReportAllocs()
-	for b.Loop() {
-		m.Inbound("inbound_request", "orders", "allow", 200)
-	}
-}
