@@ -1,7 +1,8 @@
 // Package procstat reads what the suite charges to a proxy from /proc: CPU
 // time (utime+stime of /proc/PID/stat, every thread of the process, dead
-// ones included) and resident memory (VmRSS of /proc/PID/status), summed
-// over a process and all its descendants (nginx's master and workers).
+// ones included) and resident memory (VmRSS and RssAnon of
+// /proc/PID/status, Pss of /proc/PID/smaps_rollup), summed over a process
+// and all its descendants (nginx's master and workers).
 //
 // It leaves out sampling schedules and arithmetic (package suite and stats).
 package procstat
@@ -63,9 +64,25 @@ func ParseStat(line []byte) (Stat, error) {
 	return st, nil
 }
 
-// ParseRSS returns VmRSS, in bytes, from the text of /proc/PID/status. A
-// process with no VmRSS line (a zombie, a kernel thread) has 0.
-func ParseRSS(status []byte) (uint64, error) { return parseKB(status, "VmRSS:") }
+// Status is the resident memory of one /proc/PID/status, in bytes.
+type Status struct {
+	RSS  uint64 // VmRSS: every resident page the process maps
+	Anon uint64 // RssAnon: the anonymous part (heap, stacks), not file-backed or shmem
+}
+
+// ParseStatus returns VmRSS and RssAnon from the text of /proc/PID/status.
+// A missing line (a zombie, a kernel thread) is 0.
+func ParseStatus(status []byte) (Status, error) {
+	rss, err := parseKB(status, "VmRSS:")
+	if err != nil {
+		return Status{}, err
+	}
+	anon, err := parseKB(status, "RssAnon:")
+	if err != nil {
+		return Status{}, err
+	}
+	return Status{RSS: rss, Anon: anon}, nil
+}
 
 // ParsePSS returns Pss, in bytes, from the text of /proc/PID/smaps_rollup:
 // resident memory with each shared page divided among the processes that
@@ -97,6 +114,7 @@ func parseKB(text []byte, name string) (uint64, error) {
 type Sample struct {
 	CPU   time.Duration
 	RSS   uint64 // bytes, VmRSS summed
+	Anon  uint64 // bytes, RssAnon summed (the anonymous part of RSS)
 	PSS   uint64 // bytes, Pss summed (0 where smaps_rollup is missing)
 	Procs int    // processes summed
 }
@@ -145,7 +163,7 @@ func (r Reader) Tree(pid int) ([]int, error) {
 	return out, nil
 }
 
-// Sample sums CPU time and RSS over pids. A process that exited meanwhile is
+// Sample sums CPU time, RSS, RssAnon and PSS over pids. A process that exited meanwhile is
 // skipped; if none could be read it is an error.
 func (r Reader) Sample(pids []int) (Sample, error) {
 	var s Sample
@@ -161,7 +179,7 @@ func (r Reader) Sample(pids []int) (Sample, error) {
 			lastErr = err
 			continue
 		}
-		rss, err := ParseRSS(status)
+		mem, err := ParseStatus(status)
 		if err != nil {
 			return Sample{}, err
 		}
@@ -173,7 +191,8 @@ func (r Reader) Sample(pids []int) (Sample, error) {
 			s.PSS += pss
 		}
 		s.CPU += st.CPU()
-		s.RSS += rss
+		s.RSS += mem.RSS
+		s.Anon += mem.Anon
 		s.Procs++
 	}
 	if s.Procs == 0 {

@@ -48,17 +48,51 @@ func TestParseStatErrors(t *testing.T) {
 	}
 }
 
-func TestParseRSS(t *testing.T) {
-	status := "Name:\tprocmesh\nVmPeak:\t 1262480 kB\nVmRSS:\t   11932 kB\nRssAnon:\t    5044 kB\n"
-	got, err := ParseRSS([]byte(status))
-	if err != nil || got != 11932*1024 {
-		t.Errorf("ParseRSS = %d, %v; want %d", got, err, 11932*1024)
+// A real /proc/PID/status of procmesh, cut to the memory lines around the
+// two the suite reads.
+const procmeshStatus = "Name:\tprocmesh\nUmask:\t0022\nState:\tS (sleeping)\nVmPeak:\t 1262480 kB\nVmSize:\t 1262480 kB\nVmHWM:\t   12100 kB\nVmRSS:\t   11932 kB\nRssAnon:\t    5044 kB\nRssFile:\t    6888 kB\nRssShmem:\t       0 kB\nVmData:\t   52012 kB\nThreads:\t8\n"
+
+func TestParseStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  string
+		want    Status
+		wantErr bool
+	}{
+		{"procmesh", procmeshStatus, Status{RSS: 11932 << 10, Anon: 5044 << 10}, false},
+		{"lines in another order", "RssAnon:\t7 kB\nName:\tx\nVmRSS:\t9 kB\n", Status{RSS: 9 << 10, Anon: 7 << 10}, false},
+		{"zombie: no memory lines", "Name:\tzombie\nState:\tZ (zombie)\n", Status{}, false},
+		{"VmRSS in MB", "VmRSS:\t12 MB\nRssAnon:\t5 kB\n", Status{}, true},
+		{"RssAnon not a number", "VmRSS:\t12 kB\nRssAnon:\tlots kB\n", Status{}, true},
+		{"RssAnon without unit", "VmRSS:\t12 kB\nRssAnon:\t5\n", Status{}, true},
 	}
-	if got, err := ParseRSS([]byte("Name:\tzombie\nState:\tZ\n")); err != nil || got != 0 {
-		t.Errorf("ParseRSS(no VmRSS) = %d, %v; want 0, nil", got, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseStatus([]byte(tt.status))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseStatus error = %v, want error: %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("ParseStatus = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
-	if _, err := ParseRSS([]byte("VmRSS:\t12 MB\n")); err == nil {
-		t.Error("ParseRSS accepted a unit other than kB")
+}
+
+// TestParseStatusSelf reads this test process's own status: the kernel
+// writes RssAnon (since Linux 4.5) and it is part of VmRSS, which also holds
+// the file-backed pages of the test binary.
+func TestParseStatusSelf(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseStatus(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Anon == 0 || got.Anon > got.RSS {
+		t.Errorf("ParseStatus(/proc/self/status) = %+v, want 0 < RssAnon ≤ VmRSS", got)
 	}
 }
 
@@ -75,8 +109,8 @@ func TestParsePSS(t *testing.T) {
 func fakeProc(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	procs := []struct{ pid, ppid, ut, st, rssKB int }{
-		{10, 1, 5, 5, 1000}, {11, 10, 100, 50, 2000}, {12, 10, 80, 20, 3000}, {13, 12, 1, 0, 4}, {20, 1, 999, 999, 99999},
+	procs := []struct{ pid, ppid, ut, st, rssKB, anonKB int }{
+		{10, 1, 5, 5, 1000, 100}, {11, 10, 100, 50, 2000, 200}, {12, 10, 80, 20, 3000, 300}, {13, 12, 1, 0, 4, 1}, {20, 1, 999, 999, 99999, 9999},
 	}
 	for _, p := range procs {
 		dir := filepath.Join(root, strconv.Itoa(p.pid))
@@ -87,7 +121,7 @@ func fakeProc(t *testing.T) string {
 		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		status := "Name:\tx\nVmRSS:\t" + strconv.Itoa(p.rssKB) + " kB\n"
+		status := "Name:\tx\nVmRSS:\t" + strconv.Itoa(p.rssKB) + " kB\nRssAnon:\t" + strconv.Itoa(p.anonKB) + " kB\n"
 		if err := os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +138,7 @@ func TestSampleTreeSumsDescendants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Sample{CPU: (10 + 150 + 100 + 1) * ClockTick, RSS: (1000 + 2000 + 3000 + 4) << 10, Procs: 4}
+	want := Sample{CPU: (10 + 150 + 100 + 1) * ClockTick, RSS: (1000 + 2000 + 3000 + 4) << 10, Anon: (100 + 200 + 300 + 1) << 10, Procs: 4}
 	if s != want {
 		t.Errorf("SampleTree(10) = %+v, want %+v (process 20 is not in the tree)", s, want)
 	}
@@ -128,8 +162,8 @@ func TestSampleSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.RSS == 0 || s.PSS == 0 || s.Procs != 1 {
-		t.Errorf("Sample(self) = %+v, want a resident set and one process", s)
+	if s.RSS == 0 || s.Anon == 0 || s.Anon > s.RSS || s.PSS == 0 || s.Procs != 1 {
+		t.Errorf("Sample(self) = %+v, want a resident set with 0 < RssAnon ≤ VmRSS and one process", s)
 	}
 }
 

@@ -20,7 +20,9 @@ func (e *env) memoryPlan() *plan {
 			"*At %.0f req/s*: the highest VmRSS sampled every 100 ms during %s of the fixed-rate load. "+
 			"*Per idle connection*: the proxy restarted, then %d client connections opened on the Unix socket, one request each, then left open; (RSS with them − RSS before) / count. "+
 			"*PSS*: the same, counting each shared page once (divided among the processes that map it; nginx's RSS counts its master's and workers' shared pages once per process). "+
-			"*Per cached process* (procmesh only): restarted, then distinct live processes (a small C program forks them; each connects, makes one request, closes and sleeps) — (RSS after − RSS before) / count.",
+			"*Per cached process* (procmesh only): restarted, then distinct live processes (a small C program forks them; each connects, makes one request, closes and sleeps) — (RSS after − RSS before) / count. "+
+			"*Anonymous RSS*: RssAnon of the same samples (the highest during the load): heap, stacks and other pages the proxy wrote privately. "+
+			"The rest of RSS is file-backed, mostly the proxy's binary: on each page fault the kernel also maps the neighbouring pages already in the page cache (fault-around), so that part follows how much of the binary is cached (earlier runs, other processes) more than what the proxy does.",
 			e.cfg.Rate, e.cfg.RateDuration, e.idleConns())}
 	if n := e.idleConns(); n < e.cfg.IdleConns {
 		sc.Notes = append(sc.Notes, fmt.Sprintf("%d idle connections instead of %d: RLIMIT_NOFILE's hard limit cannot be raised here (no CAP_SYS_RESOURCE), and HAProxy needs two descriptors per connection slot.", n, e.cfg.IdleConns))
@@ -31,7 +33,9 @@ func (e *env) memoryPlan() *plan {
 	perProc := newMetric("proc_bytes", "per cached process", "KiB/process", "lower")
 	pssIdle := newMetric("pss_idle", "PSS idle", "MB", "lower", report.HAProxy)
 	pssRate := newMetric("pss_rate", fmt.Sprintf("PSS at %.0f req/s", e.cfg.Rate), "MB", "lower", report.HAProxy)
-	sc.Metrics = []*report.Metric{idle, atRate, perConn, perProc, pssIdle, pssRate}
+	anonIdle := newMetric("anon_idle", "anonymous RSS idle", "MB", "lower", report.HAProxy)
+	anonRate := newMetric("anon_rate", fmt.Sprintf("anonymous RSS at %.0f req/s", e.cfg.Rate), "MB", "lower", report.HAProxy)
+	sc.Metrics = []*report.Metric{idle, atRate, perConn, perProc, pssIdle, pssRate, anonIdle, anonRate}
 	for _, m := range sc.Metrics {
 		m.SetNA(report.Direct, "no proxy process")
 	}
@@ -56,6 +60,7 @@ func (e *env) memoryPlan() *plan {
 						e.errorf("memory, %s: restart: %v", c.name, err)
 						idle.Add(c.name, math.NaN())
 						pssIdle.Add(c.name, math.NaN())
+						anonIdle.Add(c.name, math.NaN())
 						return "error: " + err.Error()
 					}
 					sleep(e.ctx, time.Second)
@@ -65,11 +70,13 @@ func (e *env) memoryPlan() *plan {
 					if err != nil {
 						idle.Add(c.name, math.NaN())
 						pssIdle.Add(c.name, math.NaN())
+						anonIdle.Add(c.name, math.NaN())
 						return "error: " + err.Error()
 					}
 					idle.Add(c.name, mb(s.RSS))
 					pssIdle.Add(c.name, mb(s.PSS))
-					return fmt.Sprintf("RSS %.2f MB, PSS %.2f MB in %d process(es)", mb(s.RSS), mb(s.PSS), s.Procs)
+					anonIdle.Add(c.name, mb(s.Anon))
+					return fmt.Sprintf("RSS %.2f MB (anonymous %.2f MB), PSS %.2f MB in %d process(es)", mb(s.RSS), mb(s.Anon), mb(s.PSS), s.Procs)
 				},
 			})
 			steps = append(steps, step{
@@ -77,7 +84,7 @@ func (e *env) memoryPlan() *plan {
 				run: func() string {
 					pids := e.pids(c)
 					var mu sync.Mutex
-					var peak, peakPSS uint64
+					var peak, peakPSS, peakAnon uint64
 					load.RunOpen(e.ctx, load.Open{Dial: e.dialer(c, "http"), Request: load.Request(peers.HostH1, "/1k"),
 						Rate: e.cfg.Rate, Conns: e.cfg.RateConns, Warmup: e.cfg.RateWarmup, Duration: e.cfg.RateDuration,
 						SampleEvery: 100 * time.Millisecond,
@@ -86,17 +93,20 @@ func (e *env) memoryPlan() *plan {
 								mu.Lock()
 								peak = max(peak, s.RSS)
 								peakPSS = max(peakPSS, s.PSS)
+								peakAnon = max(peakAnon, s.Anon)
 								mu.Unlock()
 							}
 						}})
 					if peak == 0 {
 						atRate.Add(c.name, math.NaN())
 						pssRate.Add(c.name, math.NaN())
+						anonRate.Add(c.name, math.NaN())
 						return "error: no sample"
 					}
 					atRate.Add(c.name, mb(peak))
 					pssRate.Add(c.name, mb(peakPSS))
-					return fmt.Sprintf("peak RSS %.2f MB, PSS %.2f MB", mb(peak), mb(peakPSS))
+					anonRate.Add(c.name, mb(peakAnon))
+					return fmt.Sprintf("peak RSS %.2f MB (anonymous %.2f MB), PSS %.2f MB", mb(peak), mb(peakAnon), mb(peakPSS))
 				},
 			})
 			steps = append(steps, step{
