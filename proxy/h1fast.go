@@ -183,17 +183,11 @@ func (fc *fastConn) serveOne() fastOutcome {
 	if !fits {
 		return fastHandoff
 	}
-	before := fc.br.Buffered()
-	r, err := http.ReadRequest(fc.br)
-	// A head ReadRequest refused may be half read: drop the rest of it
-	// from the reader, so that a handoff replays it once (fc.head).
-	if rest := len(fc.head) - (before - fc.br.Buffered()); rest > 0 {
-		fc.br.Discard(rest)
-	}
+	r, err := fc.readRequest()
 	if err != nil {
 		return fastHandoff // net/http answers it 400
 	}
-	if !fastEligible(r) || !serverChecks(r, fc.head) || cc.refusalFor(r) != nil {
+	if !fastEligible(r) || cc.refusalFor(r) != nil {
 		return fastHandoff
 	}
 	d, ref := s.decide(s.base, r, cc, cc.headWriter(false))
@@ -208,6 +202,29 @@ func (fc *fastConn) serveOne() fastOutcome {
 	}
 	return fastNext
 }
+
+// readRequest reads the request whose head copyHead found: parsed by
+// parseFastRequest when it can, else by http.ReadRequest and then held to
+// the checks of net/http's server (an error hands it to net/http).
+func (fc *fastConn) readRequest() (*http.Request, error) {
+	if r, ok := parseFastRequest(fc.head, fc.br, fc.srv.opts.MaxRequestHeaders); ok {
+		fc.br.Discard(len(fc.head))
+		return r, nil
+	}
+	before := fc.br.Buffered()
+	r, err := http.ReadRequest(fc.br)
+	// A head ReadRequest refused may be half read: drop the rest of it
+	// from the reader, so that a handoff replays it once (fc.head).
+	if rest := len(fc.head) - (before - fc.br.Buffered()); rest > 0 {
+		fc.br.Discard(rest)
+	}
+	if err == nil && !serverChecks(r, fc.head) {
+		err = errServerChecks
+	}
+	return r, err
+}
+
+var errServerChecks = errors.New("a request net/http's server refuses")
 
 func (fc *fastConn) releaseReader() {
 	if fc.br != nil {

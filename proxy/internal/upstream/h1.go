@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/procmesh/procmesh/proxy/internal/defaults"
+	"github.com/procmesh/procmesh/proxy/internal/framing"
 )
 
 // H1Pool holds the fast path's idle HTTP/1.1 connections to one route for
@@ -231,7 +233,7 @@ func (up *Conn) ReadResponse(r *http.Request) (*http.Response, error) {
 	if t := opts.ResponseHeaderTimeout; defaults.On(t) {
 		up.tc.SetReadDeadline(time.Now().Add(t))
 	}
-	res, err := http.ReadResponse(up.br, r)
+	res, err := up.readResponse(r)
 	if defaults.On(opts.ResponseHeaderTimeout) {
 		up.tc.SetReadDeadline(time.Time{})
 	}
@@ -245,6 +247,23 @@ func (up *Conn) ReadResponse(r *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("reading the response from upstream: %w", err)
 	}
 	return res, nil
+}
+
+// readResponse parses the response head with framing.ParseResponse when
+// the first read brought all of it and it is in that strict form (the
+// common case: one TLS record), else with http.ReadResponse, which reads
+// on. Either reads within the head limit the caller set.
+func (up *Conn) readResponse(r *http.Request) (*http.Response, error) {
+	if _, err := up.br.Peek(1); err == nil {
+		b, _ := up.br.Peek(up.br.Buffered())
+		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+			if res, ok := framing.ParseResponse(b[:i+4], up.br, r); ok {
+				up.br.Discard(i + 4)
+				return res, nil
+			}
+		}
+	}
+	return http.ReadResponse(up.br, r)
 }
 
 // Reusable reports that the connection is at a message boundary and the
