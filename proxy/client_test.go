@@ -187,7 +187,7 @@ func getOver(c net.Conn, target string, out *json.Encoder) error {
 }
 
 // parseResults decodes a client's JSON lines.
-func parseResults(t *testing.T, stdout string) []clientResult {
+func parseResults(t testing.TB, stdout string) []clientResult {
 	t.Helper()
 	var rs []clientResult
 	dec := json.NewDecoder(strings.NewReader(stdout))

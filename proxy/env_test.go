@@ -38,21 +38,22 @@ var (
 // upstream with its own CA, the real attestor and resolver, and a Server
 // listening on a Unix socket in a directory every uid can reach.
 type env struct {
-	t        *testing.T
-	dir      string
-	sock     string
-	rawSock  string
-	ca       *tlsconf.CA
-	upCA     *tlsconf.CA
-	store    *tlsconf.Store
-	resolver *workload.Resolver
-	srv      *proxy.Server
-	echo     *echo.Server
-	raw      *echo.Server
-	audit    *logtest.Buffer
-	done     chan struct{}
-	hold     bool
-	held     chan struct{} // closed by release
+	t          testing.TB
+	dir        string
+	sock       string
+	rawSock    string
+	ca         *tlsconf.CA
+	upCA       *tlsconf.CA
+	store      *tlsconf.Store
+	resolver   *workload.Resolver
+	srv        *proxy.Server
+	echo       *echo.Server
+	raw        *echo.Server
+	audit      *logtest.Buffer
+	done       chan struct{}
+	hold       bool
+	preconnect int           // the echo route's Preconnect (envOptions.preconnect)
+	held       chan struct{} // closed by release
 }
 
 type envOptions struct {
@@ -72,7 +73,7 @@ type envOptions struct {
 	hold bool
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.echoID.IsZero() {
 		o.echoID = echoID
@@ -133,7 +134,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 
 // newEnvDir is an env with only its directory (every uid can reach it),
 // socket paths and audit buffer: the start both kinds of env share.
-func newEnvDir(t *testing.T, prefix string) *env {
+func newEnvDir(t testing.TB, prefix string) *env {
 	t.Helper()
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
@@ -226,7 +227,7 @@ func (e *env) state(rules []policy.Rule, defaultAllow bool, serverID spiffeid.ID
 	return st
 }
 
-func mustCA(t *testing.T, td spiffeid.TrustDomain, dir string) *tlsconf.CA {
+func mustCA(t testing.TB, td spiffeid.TrustDomain, dir string) *tlsconf.CA {
 	t.Helper()
 	ca, err := tlsconf.LoadOrCreateCA(tlsconf.CAOptions{TrustDomain: td, StateDir: dir})
 	if err != nil {
@@ -235,7 +236,7 @@ func mustCA(t *testing.T, td spiffeid.TrustDomain, dir string) *tlsconf.CA {
 	return ca
 }
 
-func startEcho(t *testing.T, mode string, svid x509svid.Source, bundles x509bundle.Source) *echo.Server {
+func startEcho(t testing.TB, mode string, svid x509svid.Source, bundles x509bundle.Source) *echo.Server {
 	t.Helper()
 	s := echo.New(echo.Options{Mode: echo.Mode(mode), SVID: svid, Bundles: bundles})
 	if err := s.Start(); err != nil {
