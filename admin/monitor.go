@@ -261,34 +261,36 @@ func (m *Monitor) Reloaded(reason string, err error) {
 type scrape struct{ m *Monitor }
 
 var (
-	descCacheEntries  = prometheus.NewDesc("procmesh_process_cache_entries", "Attested processes in the cache (cache.max_processes bounds it).", nil, nil)
-	descCacheHits     = prometheus.NewDesc("procmesh_process_cache_hits_total", "Connections resolved from the process cache.", nil, nil)
-	descCacheMisses   = prometheus.NewDesc("procmesh_process_cache_misses_total", "Attestations made: processes read from /proc (one per process per cache.ttl).", nil, nil)
-	descCacheEvicted  = prometheus.NewDesc("procmesh_process_cache_evictions_total", "Processes pushed out of the full process cache.", nil, nil)
-	descHashFiles     = prometheus.NewDesc("procmesh_exe_hash_files_total", "Executables read to be hashed (unix:sha256).", nil, nil)
-	descHashBytes     = prometheus.NewDesc("procmesh_exe_hash_bytes_total", "Bytes of executables read to be hashed.", nil, nil)
-	descFast          = prometheus.NewDesc("procmesh_http1_fast_requests_total", "HTTP/1.1 requests the fast path forwarded.", nil, nil)
-	descHandoffs      = prometheus.NewDesc("procmesh_http1_handoffs_total", "Connections the HTTP/1.1 fast path handed to net/http.", nil, nil)
-	descDials         = prometheus.NewDesc("procmesh_upstream_dials_total", "Upstream connections dialled (TCP and QUIC, successful or not), by route.", []string{"route"}, nil)
-	descH1Conns       = prometheus.NewDesc("procmesh_upstream_http1_connections", "HTTP/1.1 connections held by the pools of http1 routes, by route and state (idle, busy).", []string{"route", "state"}, nil)
-	descPools         = prometheus.NewDesc("procmesh_upstream_pools", "Upstream connection pools open, one per (identity, route), by route.", []string{"route"}, nil)
-	descMints         = prometheus.NewDesc("procmesh_svid_mints_total", "SVIDs the builtin CA issued for an identity that had no valid one.", nil, nil)
-	descRenewals      = prometheus.NewDesc("procmesh_svid_renewals_total", "SVIDs the builtin CA issued while the previous one was still valid.", nil, nil)
-	descMintFailures  = prometheus.NewDesc("procmesh_svid_issue_failures_total", "SVID issuances that failed.", nil, nil)
-	descExpiry        = prometheus.NewDesc("procmesh_svid_expiry_seconds", "Seconds until the SVID held for a SPIFFE ID expires (negative: expired), by SPIFFE ID (capped).", []string{"spiffe_id"}, nil)
-	descMinExpiry     = prometheus.NewDesc("procmesh_svid_min_expiry_seconds", "Seconds until the first SVID held expires; absent when none is held.", nil, nil)
-	descSVIDs         = prometheus.NewDesc("procmesh_svids", "SVIDs held, one per SPIFFE ID.", nil, nil)
-	descSPIREUp       = prometheus.NewDesc("procmesh_spire_agent_up", "1 while streams to the SPIRE agent answer, 0 from a stream error until one answers again.", nil, nil)
-	descSPIREStreams  = prometheus.NewDesc("procmesh_spire_streams", "Open Delegated Identity API streams, one per process.", nil, nil)
-	descSPIREBundles  = prometheus.NewDesc("procmesh_spire_bundles_received", "1 once the SPIRE agent sent its trust bundles.", nil, nil)
-	descSPIREDownSecs = prometheus.NewDesc("procmesh_spire_agent_down_seconds", "Seconds since the SPIRE agent stopped answering; 0 while it answers.", nil, nil)
-	descBuild         = prometheus.NewDesc("procmesh_build_info", "procmesh's version, as a label; the value is 1.", []string{"version"}, nil)
-	descGeneration    = prometheus.NewDesc("procmesh_config_generation", "Configs applied since start: 1 at start, one more per applied reload.", nil, nil)
+	descCacheEntries     = prometheus.NewDesc("procmesh_process_cache_entries", "Attested processes in the cache (cache.max_processes bounds it).", nil, nil)
+	descCacheHits        = prometheus.NewDesc("procmesh_process_cache_hits_total", "Connections resolved from the process cache.", nil, nil)
+	descCacheMisses      = prometheus.NewDesc("procmesh_process_cache_misses_total", "Attestations made: processes read from /proc (one per process per cache.ttl).", nil, nil)
+	descCacheEvicted     = prometheus.NewDesc("procmesh_process_cache_evictions_total", "Processes pushed out of the full process cache.", nil, nil)
+	descHashFiles        = prometheus.NewDesc("procmesh_exe_hash_files_total", "Executables read to be hashed (unix:sha256).", nil, nil)
+	descHashBytes        = prometheus.NewDesc("procmesh_exe_hash_bytes_total", "Bytes of executables read to be hashed.", nil, nil)
+	descFast             = prometheus.NewDesc("procmesh_http1_fast_requests_total", "HTTP/1.1 requests the fast path forwarded.", nil, nil)
+	descHandoffs         = prometheus.NewDesc("procmesh_http1_handoffs_total", "Connections the HTTP/1.1 fast path handed to net/http.", nil, nil)
+	descDials            = prometheus.NewDesc("procmesh_upstream_dials_total", "Upstream connections dialled (TCP and QUIC, successful or not), by route.", []string{"route"}, nil)
+	descPreconnects      = prometheus.NewDesc("procmesh_upstream_preconnections_total", "Preconnections (routes[].preconnect: handshakes begun before an identity needed them) by route and how they ended: used, expired (closed unused), failed.", []string{"route", "outcome"}, nil)
+	descPreconnectsReady = prometheus.NewDesc("procmesh_upstream_preconnections_ready", "Preconnections waiting for an identity now, by route.", []string{"route"}, nil)
+	descH1Conns          = prometheus.NewDesc("procmesh_upstream_http1_connections", "HTTP/1.1 connections held by the pools of http1 routes, by route and state (idle, busy).", []string{"route", "state"}, nil)
+	descPools            = prometheus.NewDesc("procmesh_upstream_pools", "Upstream connection pools open, one per (identity, route), by route.", []string{"route"}, nil)
+	descMints            = prometheus.NewDesc("procmesh_svid_mints_total", "SVIDs the builtin CA issued for an identity that had no valid one.", nil, nil)
+	descRenewals         = prometheus.NewDesc("procmesh_svid_renewals_total", "SVIDs the builtin CA issued while the previous one was still valid.", nil, nil)
+	descMintFailures     = prometheus.NewDesc("procmesh_svid_issue_failures_total", "SVID issuances that failed.", nil, nil)
+	descExpiry           = prometheus.NewDesc("procmesh_svid_expiry_seconds", "Seconds until the SVID held for a SPIFFE ID expires (negative: expired), by SPIFFE ID (capped).", []string{"spiffe_id"}, nil)
+	descMinExpiry        = prometheus.NewDesc("procmesh_svid_min_expiry_seconds", "Seconds until the first SVID held expires; absent when none is held.", nil, nil)
+	descSVIDs            = prometheus.NewDesc("procmesh_svids", "SVIDs held, one per SPIFFE ID.", nil, nil)
+	descSPIREUp          = prometheus.NewDesc("procmesh_spire_agent_up", "1 while streams to the SPIRE agent answer, 0 from a stream error until one answers again.", nil, nil)
+	descSPIREStreams     = prometheus.NewDesc("procmesh_spire_streams", "Open Delegated Identity API streams, one per process.", nil, nil)
+	descSPIREBundles     = prometheus.NewDesc("procmesh_spire_bundles_received", "1 once the SPIRE agent sent its trust bundles.", nil, nil)
+	descSPIREDownSecs    = prometheus.NewDesc("procmesh_spire_agent_down_seconds", "Seconds since the SPIRE agent stopped answering; 0 while it answers.", nil, nil)
+	descBuild            = prometheus.NewDesc("procmesh_build_info", "procmesh's version, as a label; the value is 1.", []string{"version"}, nil)
+	descGeneration       = prometheus.NewDesc("procmesh_config_generation", "Configs applied since start: 1 at start, one more per applied reload.", nil, nil)
 )
 
 func (s scrape) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheEntries, descCacheHits, descCacheMisses, descCacheEvicted, descHashFiles,
-		descHashBytes, descFast, descHandoffs, descDials, descH1Conns, descPools, descMints, descRenewals, descMintFailures, descExpiry, descMinExpiry,
+		descHashBytes, descFast, descHandoffs, descDials, descPreconnects, descPreconnectsReady, descH1Conns, descPools, descMints, descRenewals, descMintFailures, descExpiry, descMinExpiry,
 		descSVIDs, descSPIREUp, descSPIREStreams, descSPIREBundles, descSPIREDownSecs, descBuild, descGeneration} {
 		ch <- d
 	}
@@ -324,6 +326,12 @@ func (s scrape) Collect(ch chan<- prometheus.Metric) {
 		counter(descHandoffs, uint64(st.Handoffs))
 		for r, n := range st.Dials {
 			ch <- prometheus.MustNewConstMetric(descDials, prometheus.CounterValue, float64(n), r)
+		}
+		for r, p := range st.Preconnects {
+			ch <- prometheus.MustNewConstMetric(descPreconnects, prometheus.CounterValue, float64(p.Used), r, "used")
+			ch <- prometheus.MustNewConstMetric(descPreconnects, prometheus.CounterValue, float64(p.Expired), r, "expired")
+			ch <- prometheus.MustNewConstMetric(descPreconnects, prometheus.CounterValue, float64(p.Failed), r, "failed")
+			gauge(descPreconnectsReady, float64(p.Ready), r)
 		}
 	}
 	if src.Pools != nil {

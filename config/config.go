@@ -85,6 +85,7 @@ const (
 	DefaultHTTP2ReadIdleTimeout  = 30 * time.Second
 	DefaultCopyBufferSize        = 32 << 10 // above a 16 KiB TLS record
 	DefaultGCPercent             = 100      // Go's
+	MaxPreconnect                = 16       // routes[].preconnect
 
 	DefaultQUICMaxIncomingStreams         = 100 // quic-go's
 	DefaultQUICIdleTimeout                = 30 * time.Second
@@ -209,6 +210,7 @@ type Route struct {
 	Socket               string               // per-route raw socket (protocol tcp only); "" = none
 	SocketMode           os.FileMode          // key socket_mode, default = listen.mode
 	JWTSVID              JWTSVID              // key jwt_svid; zero = no token attached
+	Preconnect           int                  // key preconnect, 0-16, http1 only: TLS handshakes kept ready for new identities; 0 = none
 	Line                 int
 }
 

@@ -45,7 +45,7 @@ func keys(section string) []string {
 		return []string{"traced", "injected_code"}
 	case "routes[]":
 		return []string{"name", "host", "upstream", "server_id", "server_trust_domain",
-			"protocol", "alpn", "socket", "socket_mode", "jwt_svid"}
+			"protocol", "alpn", "socket", "socket_mode", "jwt_svid", "preconnect"}
 	case "routes[].jwt_svid":
 		return []string{"audience", "header"}
 	case "policy":
@@ -266,6 +266,7 @@ func (w *walker) route(n *yaml.Node, path string) Route {
 	r.ALPN = w.alpn(f.get("alpn"), f.key("alpn"))
 	r.Socket, _ = w.socketPath(f.get("socket"), f.key("socket"))
 	r.JWTSVID = w.jwtSVID(f.get("jwt_svid"), f.key("jwt_svid"))
+	r.Preconnect, _ = w.integer(f.get("preconnect"), f.key("preconnect"), 0, MaxPreconnect)
 	if v := f.get("socket_mode"); v != nil {
 		r.SocketMode, _ = w.mode(v, f.key("socket_mode"))
 		if sock := f.get("socket"); r.SocketMode != 0 && (sock == nil || sock.Value == "") {

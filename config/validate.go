@@ -142,6 +142,9 @@ func (c *Config) validateRoutes(ps *problems, bundles map[spiffeid.TrustDomain]b
 		if r.JWTSVID.On() {
 			c.validateJWTSVID(ps, r, key("jwt_svid"))
 		}
+		if r.Preconnect > 0 && r.Protocol != "http1" {
+			ps.add(r.Line, key("preconnect"), "preconnections serve the HTTP/1.1 fast path and this route is %s; set protocol: http1 or remove preconnect", r.Protocol)
+		}
 		if r.Socket != "" {
 			if other, dup := sockets[r.Socket]; dup {
 				ps.add(r.Line, key("socket"), "%s is already used by %s", r.Socket, other)

@@ -71,6 +71,8 @@ type envOptions struct {
 	// hold creates the sockets but serves them only at env.release: clients
 	// connect into the listen backlog, as when procmesh is slow to accept.
 	hold bool
+	// preconnect is the echo route's Preconnect.
+	preconnect int
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -119,6 +121,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	t.Cleanup(func() { e.resolver.Close() })
 
+	e.preconnect = o.preconnect
 	st := e.state(o.rules, o.defaultAllow, o.routeServerID)
 	e.srv, err = proxy.New(e.resolver, e.store, st, proxy.Options{
 		Audit:                zerolog.New(e.audit),
@@ -218,7 +221,7 @@ func (e *env) state(rules []policy.Rule, defaultAllow bool, serverID spiffeid.ID
 		e.t.Fatal(err)
 	}
 	st, err := proxy.NewState([]proxy.Route{
-		{Name: "echo", Host: "echo.test", Upstream: e.echo.Addr(), ServerID: serverID, Protocol: proxy.ProtocolHTTP1},
+		{Name: "echo", Host: "echo.test", Upstream: e.echo.Addr(), ServerID: serverID, Protocol: proxy.ProtocolHTTP1, Preconnect: e.preconnect},
 		{Name: "echo-raw", Host: "echo-raw.test", Upstream: e.raw.Addr(), ServerID: serverID, Protocol: proxy.ProtocolTCP},
 	}, pol)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -45,7 +46,12 @@ func decodeReply(t *testing.T, r clientResult) echoReply {
 // and b is spiffe://.../b, told apart only by executable.
 func twoClients(t *testing.T) (e *env, a, b string) {
 	t.Helper()
-	e = newEnv(t, envOptions{defaultAllow: true})
+	return twoClientsWith(t, envOptions{defaultAllow: true})
+}
+
+func twoClientsWith(t *testing.T, o envOptions) (e *env, a, b string) {
+	t.Helper()
+	e = newEnv(t, o)
 	a, b = e.client("a", ""), e.client("b", "salt-b")
 	e.setEntries(
 		registry.Entry{ID: idA, Selectors: []string{pathSel(a)}},
@@ -102,13 +108,34 @@ func TestThreat_I1_CoLocatedProcesses(t *testing.T) {
 // TestThreat_I5_PoolPerIdentity: interleaved callers over pooled upstream
 // connections; the upstream's per-request log shows no connection ever
 // carried two identities, and every request carried its caller's identity.
+// With preconnections (routes[].preconnect), whose handshakes begin before
+// anyone needs them, the same holds.
 func TestThreat_I5_PoolPerIdentity(t *testing.T) {
-	e, a, b := twoClients(t)
+	for _, pre := range []int{0, 2} {
+		t.Run(fmt.Sprintf("preconnect=%d", pre), func(t *testing.T) { testPoolPerIdentity(t, pre) })
+	}
+}
+
+func testPoolPerIdentity(t *testing.T, preconnect int) {
+	e, a, b := twoClientsWith(t, envOptions{defaultAllow: true, preconnect: preconnect})
+	if preconnect > 0 {
+		// a's first connection starts the preconnections; b's takes one.
+		if _, err := e.run(a, -1, "origin", "PM_URL=http://echo.test/who/a"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for e.srv.Stats().Preconnects["echo"].Ready < preconnect {
+			if time.Now().After(deadline) {
+				t.Fatalf("preconnections: %+v, want %d ready", e.srv.Stats().Preconnects["echo"], preconnect)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	runConcurrently(t, e, "origin", 30, map[string]int{"a": -1, "b": -1}, map[string]string{"a": a, "b": b})
 	runConcurrently(t, e, "absolute", 30, map[string]int{"a": -1, "b": -1}, map[string]string{"a": a, "b": b})
 	recs := e.echo.Records()
-	if len(recs) != 120 {
-		t.Fatalf("upstream saw %d requests, want 120", len(recs))
+	if want := 120 + min(preconnect, 1); len(recs) != want {
+		t.Fatalf("upstream saw %d requests, want %d", len(recs), want)
 	}
 	idsPerConn := make(map[uint64]map[string]bool)
 	for _, r := range recs {
@@ -128,6 +155,9 @@ func TestThreat_I5_PoolPerIdentity(t *testing.T) {
 	}
 	if len(idsPerConn) < 2 || len(idsPerConn) > 4 {
 		t.Errorf("upstream saw %d connections; want one pool per identity reused across client connections (2..4)", len(idsPerConn))
+	}
+	if used := e.srv.Stats().Preconnects["echo"].Used; preconnect > 0 && used == 0 {
+		t.Errorf("no preconnection was used: the test did not exercise them")
 	}
 }
 

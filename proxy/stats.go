@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/procmesh/procmesh/proxy/internal/upstream"
 )
 
 // Stats counts how the main socket's HTTP/1.1 requests were served.
@@ -16,7 +18,14 @@ type Stats struct {
 	// Dials is the upstream connections dialled (TCP and QUIC, successful
 	// or not) per route name since the Server started.
 	Dials map[string]uint64
+	// Preconnects counts the preconnections of each route that has them
+	// (routes[].preconnect), by how they ended.
+	Preconnects map[string]PreconnectStats
 }
+
+// PreconnectStats counts one route's preconnections: Used, Expired
+// (closed unused after their wait), Failed.
+type PreconnectStats = upstream.PreconnectStats
 
 // stats are the Server's counters behind Stats.
 type stats struct {
@@ -25,7 +34,8 @@ type stats struct {
 
 // Stats returns the Server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{FastRequests: s.stats.fastRequests.Load(), Handoffs: s.stats.handoffs.Load(), Dials: s.pools.Dials()}
+	return Stats{FastRequests: s.stats.fastRequests.Load(), Handoffs: s.stats.handoffs.Load(), Dials: s.pools.Dials(),
+		Preconnects: s.pools.Preconnects()}
 }
 
 // Pool is one upstream pool: the connections of one identity to one route.

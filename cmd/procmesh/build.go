@@ -247,6 +247,7 @@ func buildState(cfg *config.Config) (*proxy.State, error) {
 			ServerTrustDomain: r.ServerTrustDomain,
 			Protocol:          r.Protocol,
 			ALPN:              strings.Join(r.ALPN, ","),
+			Preconnect:        r.Preconnect,
 		}
 		if r.JWTSVID.On() {
 			routes[i].JWTAudience = strings.Join(r.JWTSVID.Audience, " ")

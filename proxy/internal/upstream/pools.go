@@ -57,6 +57,11 @@ type Options struct {
 	// response over the limit fails with 502. Default 60 KiB, as Envoy.
 	MaxResponseHeaderBytes int
 
+	// PreconnectTTL is how long a preconnection waits for an identity
+	// before it is closed (preconnect.go). Default 10s, well under the
+	// handshake timeouts of common servers (nginx 60 s, Envoy 15 s), so
+	// that procmesh ends it, not the upstream.
+	PreconnectTTL time.Duration
 	// H2ReadIdleTimeout sends an HTTP/2 PING on a connection that has
 	// received no frame for this long, to find dead connections. Default
 	// 30s; negative turns health checks off.
@@ -104,6 +109,7 @@ type Options struct {
 const (
 	DefaultDialTimeout                = 10 * time.Second
 	DefaultIdleConnTimeout            = 90 * time.Second
+	DefaultPreconnectTTL              = 10 * time.Second
 	DefaultMaxIdlePerPool             = 64
 	DefaultMaxResponseHeaderBytes     = 60 << 10
 	DefaultH2ReadIdleTimeout          = 30 * time.Second
@@ -127,6 +133,7 @@ func (o Options) withDefaults() Options {
 	o.QUICMaxConnectionReceiveWindow = defaults.PositiveOr(o.QUICMaxConnectionReceiveWindow, DefaultQUICMaxConnReceiveWindow)
 	o.QUICMaxIncomingUniStreams = defaults.PositiveOr(o.QUICMaxIncomingUniStreams, DefaultQUICMaxIncomingUniStreams)
 	o.AltSvcBrokenBackoff = defaults.PositiveOr(o.AltSvcBrokenBackoff, DefaultAltSvcBrokenBackoff)
+	o.PreconnectTTL = defaults.PositiveOr(o.PreconnectTTL, DefaultPreconnectTTL)
 	return o
 }
 
@@ -151,6 +158,8 @@ type Pool struct {
 	h1        *H1Pool         // http1: the fast path's connections; nil otherwise
 	dialer    *net.Dialer
 	dials     *atomic.Uint64 // the route's dial counter (Pools.Dials)
+	svid      *svidSource
+	pre       *preconnector // the route's preconnections; nil without
 }
 
 // Pools holds the upstream connections of every (identity, route).
@@ -164,13 +173,19 @@ type Pools struct {
 	// dials counts the upstream connections dialled per route name, TCP
 	// and QUIC, for all identities; it outlives the route's pools.
 	dials map[string]*atomic.Uint64
+	// pre holds the preconnector of each route with Preconnect, shared by
+	// the route's pools (a preconnection has no identity until taken).
+	pre map[string]*preconnector
+	// preCounts counts each route's preconnections; it outlives them.
+	preCounts map[string]*PreconnectCounts
 }
 
 // NewPools makes the pools of all identities; log receives pool events:
 // an auto route moving to HTTP/3 or back to TCP.
 func NewPools(src tlsconf.Source, opts Options, log zerolog.Logger) *Pools {
 	return &Pools{src: src, opts: opts.withDefaults(), log: log, udp: &quicEndpoint{}, m: make(map[poolKey]*Pool),
-		dials: make(map[string]*atomic.Uint64)}
+		dials: make(map[string]*atomic.Uint64), pre: make(map[string]*preconnector),
+		preCounts: make(map[string]*PreconnectCounts)}
 }
 
 // Get returns the pool of w's identity for route, creating it, or
@@ -200,7 +215,7 @@ func (ps *Pools) newPool(w tlsconf.Workload, route *Route) *Pool {
 		dials = new(atomic.Uint64)
 		ps.dials[route.Name] = dials
 	}
-	p := &Pool{route: *route, dialer: d, dials: dials}
+	p := &Pool{route: *route, dialer: d, dials: dials, svid: svid}
 	newTLS := func(next ...string) *tls.Config {
 		conf := tlsconf.ClientConfig(svid, ps.src.Bundles(), route.Authorizer(), next...)
 		conf.ServerName = route.Host
@@ -235,9 +250,35 @@ func (ps *Pools) newPool(w tlsconf.Workload, route *Route) *Pool {
 		p.transport = tcpErrors{p.tcp, ps.opts.MaxResponseHeaderBytes}
 		if route.Protocol == ProtocolHTTP1 {
 			p.h1 = newH1Pool(p, ps.opts)
+			p.pre = ps.preconnector(route, p.tls, d, dials)
 		}
 	}
 	return p
+}
+
+// preconnector returns route's preconnector, making it (or replacing it
+// when the route's definition changed), or nil when the route has none.
+// ps.mu is held.
+func (ps *Pools) preconnector(route *Route, conf *tls.Config, d *net.Dialer, dials *atomic.Uint64) *preconnector {
+	pc := ps.pre[route.Name]
+	if pc != nil && pc.route == *route {
+		return pc
+	}
+	if pc != nil {
+		pc.close()
+		delete(ps.pre, route.Name)
+	}
+	if route.Preconnect <= 0 {
+		return nil
+	}
+	counts := ps.preCounts[route.Name]
+	if counts == nil {
+		counts = new(PreconnectCounts)
+		ps.preCounts[route.Name] = counts
+	}
+	pc = newPreconnector(*route, conf, d, dials, counts, ps.opts.PreconnectTTL)
+	ps.pre[route.Name] = pc
+	return pc
 }
 
 // Transport forwards HTTP requests with the route's protocol.
@@ -250,9 +291,18 @@ func (p *Pool) Host() string { return p.route.Host }
 // other protocols, whose requests go through Transport.
 func (p *Pool) H1() *H1Pool { return p.h1 }
 
-// DialTLS opens one mTLS connection for a tunnel or raw socket, sharing the
-// pool's TLS session cache. It is TCP whatever the route's protocol.
+// DialTLS opens one mTLS connection of the fast path's HTTP/1.1 pool,
+// sharing the pool's TLS session cache: a preconnection of the route when
+// one is ready (preconnect.go), else a new one, after which the route
+// starts a preconnection for the next identity.
 func (p *Pool) DialTLS(ctx context.Context) (*tls.Conn, error) {
+	if p.pre != nil {
+		if h := p.pre.take(); h != nil {
+			ctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
+			defer cancel()
+			return p.finish(ctx, h)
+		}
+	}
 	return p.dialTLSWith(ctx, p.tls, nil)
 }
 
@@ -323,6 +373,17 @@ func (ps *Pools) Retain(keep func(id spiffeid.ID, route *Route) bool) {
 			delete(ps.m, k)
 		}
 	}
+	// A preconnector lives while a pool of its route does.
+	for name, pc := range ps.pre {
+		used := false
+		for _, p := range ps.m {
+			used = used || p.pre == pc
+		}
+		if !used {
+			pc.close()
+			delete(ps.pre, name)
+		}
+	}
 }
 
 // Each calls fn with the identity and route of every open pool, and the
@@ -353,6 +414,31 @@ func (ps *Pools) Dials() map[string]uint64 {
 	return out
 }
 
+// Preconnects returns each route's preconnection counts (routes that
+// ever had preconnections), since ps was made.
+func (ps *Pools) Preconnects() map[string]PreconnectStats {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	out := make(map[string]PreconnectStats, len(ps.preCounts))
+	for r, c := range ps.preCounts {
+		st := PreconnectStats{Used: c.Used.Load(), Expired: c.Expired.Load(), Failed: c.Failed.Load()}
+		if pc := ps.pre[r]; pc != nil {
+			pc.mu.Lock()
+			st.Ready = len(pc.ready)
+			pc.mu.Unlock()
+		}
+		out[r] = st
+	}
+	return out
+}
+
+// PreconnectStats is a snapshot of PreconnectCounts, and how many
+// preconnections are ready now.
+type PreconnectStats struct {
+	Used, Expired, Failed uint64
+	Ready                 int
+}
+
 // CloseAll closes every pool and the HTTP/3 socket.
 func (ps *Pools) CloseAll() {
 	ps.mu.Lock()
@@ -360,6 +446,10 @@ func (ps *Pools) CloseAll() {
 	for k, p := range ps.m {
 		p.closeNow()
 		delete(ps.m, k)
+	}
+	for name, pc := range ps.pre {
+		pc.close()
+		delete(ps.pre, name)
 	}
 	ps.udp.close()
 }

@@ -87,6 +87,11 @@ type Route struct {
 	// a token never goes out, and CONNECT to the route is refused (config
 	// routes[].jwt_svid). Package proxy attaches it; pools only compare it.
 	JWTAudience, JWTHeader string
+	// Preconnect, for an http1 route, is how many TLS handshakes with the
+	// upstream procmesh keeps under way, stopped where the client
+	// certificate is due, for the first connection of an identity that
+	// has none (preconnect.go; config routes[].preconnect). 0: none.
+	Preconnect int
 }
 
 // Authorizer checks the upstream's SPIFFE ID: ServerID, or any ID in
