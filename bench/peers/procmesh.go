@@ -62,6 +62,8 @@ type Procmesh struct {
 	// "connect_record: off" for a variant that measures what the
 	// connect-time record costs.
 	Attest []string
+	// Preconnect, when set, is routes[].preconnect of the HTTP/1.1 route.
+	Preconnect int
 	// Extra is YAML appended to the configuration (-procmesh-yaml). An
 	// upstream mapping in it takes tls_curves too, so that the file has
 	// one upstream key; a tls_curves of its own wins.
@@ -129,6 +131,9 @@ workloads:
 	}
 	routes := []string{"echo", "l4"}
 	route("echo", HostH1, p.Upstream.H1, "http1", "")
+	if p.Preconnect > 0 {
+		fmt.Fprintf(&b, "    preconnect: %d\n", p.Preconnect)
+	}
 	route("l4", HostL4, p.Upstream.L4, "tcp", s.L4)
 	if p.H2 {
 		route("h2", HostH2, p.Upstream.H2, "http2", "")
@@ -225,6 +230,10 @@ routes:
   - {name: probe, host: probe.bench.test, upstream: %q, server_id: %s, protocol: %s}
 %s`, filepath.Join(dir, "probe.sock"), filepath.Join(dir, "probe-state"), upstream, serverID, protocol, extra)
 }
+
+// PreconnectProbe is the probe route's protocol with routes[].preconnect
+// beside it (the route is a flow mapping): does a build have the key?
+const PreconnectProbe = "http1, preconnect: 1"
 
 // CurvesProbe is the extra YAML that asks whether a build has
 // upstream.tls_curves.

@@ -37,6 +37,11 @@ type Config struct {
 	// client), fixed-rate and cold-identity scenarios: what those
 	// protections cost, measured in the same trials.
 	Variants bool
+	// Preconnect is routes[].preconnect of procmesh's HTTP/1.1 route (builds
+	// that have the key): handshakes kept ready for new identities, which
+	// the cold-identity figure measures. Both presets: 1; -preconnect 0
+	// measures without.
+	Preconnect int
 
 	// Only, when not empty, limits the run to these scenario IDs (l4,
 	// keepalive, rate, h2h3, cold, memory, inbound).
@@ -81,7 +86,7 @@ func Quick() Config {
 		H2Warmup: 200 * time.Millisecond, H2Duration: 500 * time.Millisecond,
 		ColdSamples: 30, MemTrials: 1, IdleConns: 500, CachedProcs: 500,
 		ProfileDuration: 2 * time.Second,
-		GID:             4242,
+		GID:             4242, Preconnect: 1,
 	}
 }
 
@@ -97,7 +102,7 @@ func Full() Config {
 		H2Warmup: 500 * time.Millisecond, H2Duration: 1500 * time.Millisecond,
 		ColdSamples: 200, MemTrials: 1, IdleConns: 10000, CachedProcs: 10000,
 		Profile: true, ProfileDuration: 5 * time.Second,
-		GID: 4242,
+		GID: 4242, Preconnect: 1,
 	}
 }
 

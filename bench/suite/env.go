@@ -45,19 +45,20 @@ type env struct {
 	run  *report.Run
 	errs []string
 
-	upstream   *peers.Proc
-	up         upstream.Addrs
-	direct     pki.Files
-	directTLS  *tls.Config // no ALPN: L4
-	directH1   *tls.Config
-	selfExe    string
-	coldExe    string
-	manyExe    string
-	h2loadExe  string
-	h2NA, h3NA string // why procmesh cannot (yet) speak HTTP/2 or HTTP/3 upstream
-	hasLimits  bool   // procmesh has limits.max_connections*
-	hasCurves  bool   // procmesh has upstream.tls_curves
-	hasAttest  bool   // procmesh has attest.rate_per_uid
+	upstream      *peers.Proc
+	up            upstream.Addrs
+	direct        pki.Files
+	directTLS     *tls.Config // no ALPN: L4
+	directH1      *tls.Config
+	selfExe       string
+	coldExe       string
+	manyExe       string
+	h2loadExe     string
+	h2NA, h3NA    string // why procmesh cannot (yet) speak HTTP/2 or HTTP/3 upstream
+	hasLimits     bool   // procmesh has limits.max_connections*
+	hasCurves     bool   // procmesh has upstream.tls_curves
+	hasAttest     bool   // procmesh has attest.rate_per_uid
+	hasPreconnect bool   // procmesh has routes[].preconnect
 
 	pmCfg        peers.Procmesh
 	coldUIDs     []int

@@ -33,6 +33,7 @@ func (e *env) probeProtocols() {
 	e.hasLimits = check("limits", "http1", e.up.H1, peers.LimitsProbe) == ""
 	e.hasCurves = check("curves", "http1", e.up.H1, peers.CurvesProbe) == ""
 	e.hasAttest = check("attest", "http1", e.up.H1, peers.AttestProbe) == ""
+	e.hasPreconnect = check("preconnect", peers.PreconnectProbe, e.up.H1, "") == ""
 }
 
 func (e *env) procmeshContestant() *contestant {
@@ -65,6 +66,9 @@ func (e *env) procmeshContestant() *contestant {
 		e.pmCfg.MaxConnections = e.idleConns() + 2000
 	}
 	e.pmCfg.AttestUnlimited = e.hasAttest
+	if e.hasPreconnect {
+		e.pmCfg.Preconnect = e.cfg.Preconnect
+	}
 	if e.hasCurves {
 		e.pmCfg.TLSCurves = []string{"X25519"} // fairness: the key exchange every contestant uses
 	}

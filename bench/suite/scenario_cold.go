@@ -19,11 +19,12 @@ const profileColdUIDs = 1000
 func (e *env) coldPlan() *plan {
 	sc := &report.Scenario{ID: "cold", Title: "Cold identity: a new process per request, time to first byte",
 		How: fmt.Sprintf("Each sample is a new process (this binary's `cold-client`) that connects, sends one `GET /1k` and times from before connect() to the first response byte. "+
-			"procmesh: every process runs as a uid it has never seen (`SysProcAttr.Credential`, one registration entry `unix:uid:N` per uid), so each request pays attestation, minting an SVID and a new mTLS handshake upstream with it; "+
+			"procmesh: every process runs as a uid it has never seen (`SysProcAttr.Credential`, one registration entry `unix:uid:N` per uid), so each request pays attestation, minting an SVID and a new mTLS handshake upstream with it "+
+			"(routes[].preconnect: %d; with it, the handshake starts from one the route began before the process came, stopped where the client certificate is due; -preconnect 0 measures without); "+
 			"*known uid*: new processes of one uid whose SVID and upstream connections already exist (attestation only). "+
 			"HAProxy, nginx, Envoy, Caddy: a new process through a proxy whose upstream connection is pooled (they have no per-process identity). "+
 			"direct: the new process makes a full mTLS handshake itself. %d processes per contestant per trial. "+
-			"Proxy CPU per request is the proxy's utime+stime over the samples divided by their number: unlike the latency, it does not depend on how busy the machine is.", e.cfg.ColdSamples)}
+			"Proxy CPU per request is the proxy's utime+stime over the samples divided by their number: unlike the latency, it does not depend on how busy the machine is.", e.pmCfg.Preconnect, e.cfg.ColdSamples)}
 	p50 := newMetric("cold_p50", "time to first byte p50", "µs", "lower", report.HAProxy, report.Direct)
 	p99 := newMetric("cold_p99", "time to first byte p99", "µs", "lower", report.HAProxy, report.Direct)
 	cpu := newMetric("cold_cpu", "proxy CPU per new-process request", "µs/req", "lower", report.HAProxy)

@@ -63,6 +63,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	idle := fs.Int("idle-conns", 0, "idle client connections for the memory figure (default: the preset's)")
 	procs := fs.Int("cached-procs", 0, "distinct processes for procmesh's cache memory figure (default: the preset's)")
 	variants := fs.Bool("variants", false, "also run procmesh with attest.connect_record: off and with attest.foreign_writer: attest (keep-alive Go client, fixed rate, cold identity): what those protections cost, in the same trials")
+	preconnect := fs.Int("preconnect", -1, "routes[].preconnect of procmesh's HTTP/1.1 route: TLS handshakes kept ready for new identities (default: the preset's, 1; 0 = off)")
 	waitQuiet := fs.Duration("wait-quiet", 0, "before starting, wait up to this long for other processes to use less than 0.1 core")
 	var env multiFlag
 	fs.Var(&env, "procmesh-env", "KEY=VALUE added to procmesh's environment, e.g. GOGC=400 (repeatable)")
@@ -103,6 +104,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cfg.ProcmeshYAML = *yamlExtra
 	cfg.WaitQuiet = *waitQuiet
 	cfg.Variants = cfg.Variants || *variants
+	if *preconnect >= 0 {
+		cfg.Preconnect = *preconnect
+	}
 	cfg.Inbound = *inbound
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "procmesh-bench: warning: not root; the cold-identity scenario needs to start processes as other uids and will fail")
