@@ -7,6 +7,15 @@ import "sync"
 // a whole record.
 const DefaultCopyBufferSize = 32 << 10
 
+// bulkSize is the buffer of a bulk transfer (copyHalf): four copy
+// buffers, but not over 1 MiB unless the copy buffer itself is larger.
+func bulkSize(size int) int {
+	if size <= 0 {
+		size = DefaultCopyBufferSize
+	}
+	return max(size, min(4*size, 1<<20))
+}
+
 // bufferPool recycles copy buffers. Without it every forwarded request
 // allocated a fresh 32 KiB buffer in httputil.ReverseProxy: most of the
 // bytes allocated per request, and the GC work that came with them. It

@@ -13,7 +13,7 @@ import (
 // SVID first, and only when that works tells the client 200 and splices the
 // client's plaintext into the TLS connection.
 func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Identity, route *Route, req policy.Request, ev *auditEvent) {
-	up, err := s.upstreamFor(id, route).DialTunnel(r.Context(), s.bufs)
+	up, err := s.upstreamFor(id, route).DialTunnel(r.Context(), s.bulk)
 	if err != nil {
 		ev.err, ev.status = err, http.StatusBadGateway
 		writeError(w, ev.status, fmt.Sprintf("procmesh: route %q: %v\n", route.Name, err))
@@ -60,7 +60,7 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, id *workload.Ide
 		}
 		ev.up += int64(n)
 	}
-	u, d, err := splice(s.bufs, cc, up)
+	u, d, err := splice(s.bufs, s.bulk, cc, up)
 	ev.up += u
 	ev.down += d
 	ev.err = err

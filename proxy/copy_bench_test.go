@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // unixPair returns the two ends of a connected Unix stream socket.
@@ -35,9 +37,9 @@ func BenchmarkSplice(b *testing.B) {
 		b.Run(byteSize(size), func(b *testing.B) {
 			client, proxyIn := unixPair(b, "in")
 			proxyOut, upstream := unixPair(b, "out")
-			bufs := newBufferPool(0)
+			bufs, bulk := newBufferPool(0), newBufferPool(bulkSize(0))
 			spliced := make(chan error, 1)
-			go func() { _, _, err := splice(bufs, proxyIn, proxyOut); spliced <- err }()
+			go func() { _, _, err := splice(bufs, bulk, proxyIn, proxyOut); spliced <- err }()
 			read := make(chan int64, 1)
 			go func() { n, _ := io.Copy(io.Discard, upstream); upstream.CloseWrite(); read <- n }()
 			buf := make([]byte, size)
@@ -65,4 +67,69 @@ func byteSize(n int) string {
 		return strconv.Itoa(n>>10) + "KiB"
 	}
 	return strconv.Itoa(n) + "B"
+}
+
+// readSizes is a connection that records how much each Read asked for.
+type readSizes struct {
+	*net.UnixConn
+	asked []int
+}
+
+func (r *readSizes) Read(p []byte) (int, error) {
+	r.asked = append(r.asked, len(p))
+	return r.UnixConn.Read(p)
+}
+
+// TestCopyHalfBulkBuffer: a stream that keeps filling the copy buffer
+// moves to a bulk buffer (four times the size), and back to the small one
+// when it slows to small writes; every byte arrives in order.
+func TestCopyHalfBulkBuffer(t *testing.T) {
+	client, proxyIn := unixPair(t, "in")
+	proxyOut, upstream := unixPair(t, "out")
+	bufs, bulk := newBufferPool(0), newBufferPool(bulkSize(0))
+	src := &readSizes{UnixConn: proxyIn}
+	copied := make(chan error, 1)
+	go func() { _, err := copyHalf(bufs, bulk, proxyOut, src); copied <- err }()
+	got := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(upstream); got <- b }()
+
+	var sent bytes.Buffer
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i * 7)
+	}
+	write := func(p []byte) {
+		if _, err := client.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		sent.Write(p)
+	}
+	for range 8 { // bulk: the socket buffer stays full
+		write(chunk)
+	}
+	for i := range 20 { // then small writes, each read on its own
+		time.Sleep(2 * time.Millisecond)
+		write([]byte{byte(i)})
+	}
+	client.CloseWrite()
+	if err := <-copied; err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, sent.Bytes()) {
+		t.Fatalf("upstream got %d bytes, not the %d sent", len(b), sent.Len())
+	}
+	small, big := DefaultCopyBufferSize, bulkSize(0)
+	if src.asked[0] != small {
+		t.Fatalf("first read asked for %d bytes, want %d", src.asked[0], small)
+	}
+	sawBulk := false
+	for _, n := range src.asked {
+		sawBulk = sawBulk || n == big
+	}
+	if !sawBulk {
+		t.Fatalf("no read used the bulk buffer (%d bytes): %v", big, src.asked)
+	}
+	if last := src.asked[len(src.asked)-1]; last != small {
+		t.Fatalf("after the small writes reads asked for %d bytes, want %d again", last, small)
+	}
 }

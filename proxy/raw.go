@@ -61,13 +61,13 @@ func (s *Server) serveRaw(c *clientConn, routeName string) {
 		tellAndClose(c.UnixConn, "procmesh: denied by policy: "+dec.Reason+"\n")
 		return
 	}
-	up, err := s.upstreamFor(id, route).DialTunnel(ctx, s.bufs)
+	up, err := s.upstreamFor(id, route).DialTunnel(ctx, s.bulk)
 	if err != nil {
 		ev.err = err
 		return
 	}
 	defer s.track(&liveConn{end: c, id: id, req: req})()
-	u, d, err := splice(s.bufs, c, up)
+	u, d, err := splice(s.bufs, s.bulk, c, up)
 	ev.up, ev.down = u, d
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		ev.err = err

@@ -51,7 +51,9 @@ type Options struct {
 	// Upstream tunes upstream connections; zero values take defaults.
 	Upstream UpstreamOptions
 	// CopyBufferSize is the buffer for copying tunnels, raw sockets and
-	// HTTP bodies. Default DefaultCopyBufferSize (32 KiB).
+	// HTTP bodies. Default DefaultCopyBufferSize (32 KiB). A tunnel or raw
+	// socket that keeps filling it moves to one four times larger (at
+	// most 1 MiB) while it does (copyHalf).
 	CopyBufferSize int
 	// AttestForeignWriters attests a request whose bytes another process
 	// than the connecting one wrote as that process, instead of refusing
@@ -85,6 +87,7 @@ type Server struct {
 	conns    connSet[net.Conn]  // hijacked connections: tunnels, WebSockets, raw sockets
 	live     connSet[*liveConn] // tunnels, raw connections and forwarded requests, re-decided on reload
 	bufs     *bufferPool        // copy buffers
+	bulk     *bufferPool        // copy buffers of bulk transfers, 4x bufs; tunnels' TLS batches
 	// overLimit is what the scanner answers a head over the header limits,
 	// naming their keys.
 	overLimit framing.OverLimit
@@ -125,7 +128,7 @@ func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, erro
 		return nil, errors.New("proxy: New needs a Resolver, an SVID source and a State")
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	s := &Server{opts: opts, resolver: r, bufs: newBufferPool(opts.CopyBufferSize), scanBufs: newBufferPool(scanBufSize),
+	s := &Server{opts: opts, resolver: r, bufs: newBufferPool(opts.CopyBufferSize), bulk: newBufferPool(bulkSize(opts.CopyBufferSize)), scanBufs: newBufferPool(scanBufSize),
 		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.overLimit = framing.OverLimit{
