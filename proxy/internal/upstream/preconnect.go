@@ -145,11 +145,20 @@ func (pc *preconnector) run() {
 	pc.pending--
 	ok = true
 	if pc.closed {
-		cancel()
+		h.abandon()
 		return
 	}
 	pc.ready = append(pc.ready, h)
 	h.expire = time.AfterFunc(pc.ttl, func() { pc.drop(h) })
+}
+
+// abandon ends h: its context (which stops its GetClientCertificate) and
+// its connection, closed here because crypto/tls closes it only when the
+// context ends before the handshake does, and the handshake ends as soon
+// as the callback sees the context end.
+func (h *preconn) abandon() {
+	h.cancel()
+	h.tc.Close()
 }
 
 // drop abandons a preconnection nobody took in time; it is not replaced.
@@ -163,7 +172,7 @@ func (pc *preconnector) drop(h *preconn) {
 	}
 	pc.mu.Unlock()
 	pc.counts.Expired.Add(1)
-	h.cancel()
+	h.abandon()
 }
 
 // take returns the newest ready preconnection, or nil, and starts a
@@ -192,7 +201,7 @@ func (pc *preconnector) close() {
 	pc.mu.Unlock()
 	for _, h := range ready {
 		h.expire.Stop()
-		h.cancel()
+		h.abandon()
 	}
 }
 
@@ -202,7 +211,7 @@ func (p *Pool) finish(ctx context.Context, h *preconn) (*tls.Conn, error) {
 	cert, err := tlsconfig.GetClientCertificate(p.svid)(&tls.CertificateRequestInfo{})
 	if err != nil {
 		p.pre.counts.Failed.Add(1)
-		h.cancel()
+		h.abandon()
 		return nil, fmt.Errorf("TLS handshake with upstream %s: %w", p.route.Upstream, err)
 	}
 	h.cache.give(p.tls.ClientSessionCache)
@@ -212,11 +221,12 @@ func (p *Pool) finish(ctx context.Context, h *preconn) (*tls.Conn, error) {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	h.cancel() // after the handshake, this only releases the context
 	if err != nil {
 		p.pre.counts.Failed.Add(1)
+		h.abandon()
 		return nil, fmt.Errorf("TLS handshake with upstream %s: %w", p.route.Upstream, err)
 	}
+	h.cancel() // after the handshake, this only releases the context
 	p.pre.counts.Used.Add(1)
 	return h.tc, nil
 }
