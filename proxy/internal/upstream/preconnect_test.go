@@ -179,3 +179,34 @@ func TestPreconnectionsEndWithTheRoute(t *testing.T) {
 		t.Fatalf("preconnections %+v", st)
 	}
 }
+
+// TestPreconnectionLostFallsBackToADial: a preconnection whose connection
+// died while it waited (an upstream that gave up on the handshake) costs
+// its taker a new dial, not a failed request.
+func TestPreconnectionLostFallsBackToADial(t *testing.T) {
+	pe := newPoolsEnv(t)
+	route := pe.route(ProtocolHTTP1)
+	route.Preconnect = 1
+	if _, _, err := pe.ps.Get(workload("a"), route).H1().Get(false); err != nil {
+		t.Fatal(err)
+	}
+	readyPreconnections(t, pe.ps, route.Name, 1)
+	pe.ps.mu.Lock()
+	pc := pe.ps.pre[route.Name]
+	pe.ps.mu.Unlock()
+	pc.mu.Lock()
+	pc.ready[0].tc.NetConn().Close()
+	pc.mu.Unlock()
+
+	b := workload("b")
+	up, _, err := pe.ps.Get(b, route).H1().Get(false)
+	if err != nil {
+		t.Fatalf("b's first connection, its preconnection lost: %v", err)
+	}
+	if rep := who(t, up); rep.SPIFFEID != b.ID.String() {
+		t.Fatalf("b arrived as %s", rep.SPIFFEID)
+	}
+	if st := pe.ps.Preconnects()[route.Name]; st.Failed != 1 || st.Used != 0 {
+		t.Fatalf("preconnections %+v, want 1 failed, none used", st)
+	}
+}
