@@ -50,10 +50,8 @@ func ParseFields(s string, maxFields int) (h http.Header, ok bool) {
 			return nil, false
 		}
 		v := line[colon+1:]
-		for j := 0; j < len(v); j++ {
-			if c := v[j]; c < ' ' && c != '\t' || c > '~' {
-				return nil, false
-			}
+		if !plainText(v) {
+			return nil, false
 		}
 		v = strings.Trim(v, " \t")
 		vv := h[key]
@@ -88,6 +86,18 @@ func canonicalName(name string) (string, bool) {
 		return name, true
 	}
 	return textproto.CanonicalMIMEHeaderKey(name), true
+}
+
+// plainText reports text of visible ASCII, spaces and tabs only: the
+// field values and reason phrases the strict form takes (no control
+// bytes, no obs-text).
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // isTokenByte reports the bytes of an RFC 9110 token.
@@ -128,10 +138,8 @@ func ParseResponse(head []byte, br io.Reader, req *http.Request) (res *http.Resp
 	if code < 200 || code > 599 || code == http.StatusNoContent || code == http.StatusNotModified {
 		return nil, false
 	}
-	for i := 3; i < len(status); i++ {
-		if c := status[i]; c < ' ' && c != '\t' || c > '~' {
-			return nil, false
-		}
+	if !plainText(status[3:]) {
+		return nil, false
 	}
 	h, ok := ParseFields(rest, maxResponseFields)
 	if !ok || h["Pragma"] != nil || h["Trailer"] != nil || h["Transfer-Encoding"] != nil {
