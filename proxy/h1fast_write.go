@@ -112,10 +112,16 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, host string, skip func(
 }
 
 func writeLength(bw *bufio.Writer, n int64) {
-	var b [20]byte
 	bw.WriteString("Content-Length: ")
-	bw.Write(strconv.AppendInt(b[:0], n, 10))
+	writeInt(bw, n, 10)
 	bw.WriteString("\r\n")
+}
+
+// writeInt writes n in base into bw's free space: a number formatted in
+// a local array would escape to the heap through bufio.Writer.Write, one
+// allocation per call on the fast path.
+func writeInt(bw *bufio.Writer, n int64, base int) {
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), n, base))
 }
 
 // Framings of a response body to the client.
@@ -131,9 +137,8 @@ const (
 // writeResponseHead writes res's head for the client of r (nil for an
 // interim response).
 func writeResponseHead(bw *bufio.Writer, res *http.Response, r *http.Request, f bodyFraming) {
-	var b [20]byte
 	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(b[:0], int64(res.StatusCode), 10))
+	writeInt(bw, int64(res.StatusCode), 10)
 	bw.WriteByte(' ')
 	bw.WriteString(http.StatusText(res.StatusCode))
 	bw.WriteString("\r\n")
@@ -163,8 +168,7 @@ func writeResponseHead(bw *bufio.Writer, res *http.Response, r *http.Request, f 
 
 // writeChunk writes p as one chunk.
 func writeChunk(bw *bufio.Writer, p []byte) error {
-	var b [16]byte
-	bw.Write(strconv.AppendInt(b[:0], int64(len(p)), 16))
+	writeInt(bw, int64(len(p)), 16)
 	bw.WriteString("\r\n")
 	bw.Write(p)
 	_, err := bw.WriteString("\r\n")
@@ -188,9 +192,8 @@ func writeLastChunk(bw *bufio.Writer, trailer http.Header) {
 // writeFastError writes a plain-text error answer that ends the
 // connection, with the fields writeError sets on the net/http path.
 func writeFastError(bw *bufio.Writer, status int, msg string) {
-	var b [20]byte
 	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(b[:0], int64(status), 10))
+	writeInt(bw, int64(status), 10)
 	bw.WriteByte(' ')
 	bw.WriteString(http.StatusText(status))
 	bw.WriteString("\r\n")
