@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -37,11 +36,11 @@ func parseFastRequest(head []byte, br *bufio.Reader, maxFields int) (r *http.Req
 		return nil, false
 	}
 	host := h["Host"]
-	// Pragma, Trailer and Transfer-Encoding change what ReadRequest
-	// makes of a head (fixPragmaCacheControl, fixTrailer, chunking): it
-	// reads those.
-	if len(host) != 1 || !httpguts.ValidHostHeader(host[0]) ||
-		h["Pragma"] != nil || h["Trailer"] != nil || h["Transfer-Encoding"] != nil {
+	if len(host) != 1 || !httpguts.ValidHostHeader(host[0]) {
+		return nil, false
+	}
+	length, _, ok := framing.LengthFraming(h)
+	if !ok {
 		return nil, false
 	}
 	delete(h, "Host") // ReadRequest moves it to r.Host
@@ -49,24 +48,12 @@ func parseFastRequest(head []byte, br *bufio.Reader, maxFields int) (r *http.Req
 	if err != nil || u.Host != "" {
 		return nil, false
 	}
-	length := int64(0)
-	if cl := h["Content-Length"]; cl != nil {
-		n, err := strconv.ParseUint(cl[0], 10, 63)
-		if len(cl) != 1 || err != nil {
-			return nil, false
-		}
-		length = int64(n)
-	}
-	r = &http.Request{
+	return &http.Request{
 		Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Host: host[0], RequestURI: target, ContentLength: length,
 		Close: httpguts.HeaderValuesContainsToken(h["Connection"], "close"),
-		Body:  http.NoBody,
-	}
-	if length > 0 {
-		r.Body = &framing.LengthBody{R: br, Left: length}
-	}
-	return r, true
+		Body:  framing.FixedBody(br, length),
+	}, true
 }
 
 // validTarget reports an origin-form target (RFC 9112 3.2.1) of visible

@@ -142,27 +142,48 @@ func ParseResponse(head []byte, br io.Reader, req *http.Request) (res *http.Resp
 		return nil, false
 	}
 	h, ok := ParseFields(rest, maxResponseFields)
-	if !ok || h["Pragma"] != nil || h["Trailer"] != nil || h["Transfer-Encoding"] != nil {
+	if !ok {
 		return nil, false
 	}
-	cl := h["Content-Length"]
-	if len(cl) != 1 {
-		return nil, false // none: a body to the end of the connection
-	}
-	n, err := strconv.ParseUint(cl[0], 10, 63)
-	if err != nil {
+	n, present, ok := LengthFraming(h)
+	if !ok || !present { // none: a body to the end of the connection
 		return nil, false
 	}
 	closing := httpguts.HeaderValuesContainsToken(h["Connection"], "close")
 	if closing {
 		delete(h, "Connection") // as ReadResponse does
 	}
-	res = &http.Response{Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Body: http.NoBody, ContentLength: int64(n), Close: closing, Request: req}
-	if n > 0 {
-		res.Body = &LengthBody{R: br, Left: int64(n)}
+	return &http.Response{Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: FixedBody(br, n), ContentLength: n, Close: closing, Request: req}, true
+}
+
+// LengthFraming reads the framing of strict-form fields: the body length
+// (present: a Content-Length was given; without one a request has none),
+// and ok false for what the strict form leaves to net/http because it
+// frames or rewrites the message its own way: Transfer-Encoding (chunked),
+// Trailer (fixTrailer), Pragma (fixPragmaCacheControl), and a
+// Content-Length given more than once or not a decimal number.
+func LengthFraming(h http.Header) (n int64, present, ok bool) {
+	if h["Pragma"] != nil || h["Trailer"] != nil || h["Transfer-Encoding"] != nil {
+		return 0, false, false
 	}
-	return res, true
+	cl := h["Content-Length"]
+	switch len(cl) {
+	case 0:
+		return 0, false, true
+	case 1:
+		v, err := strconv.ParseUint(cl[0], 10, 63)
+		return int64(v), true, err == nil
+	}
+	return 0, true, false
+}
+
+// FixedBody is a body of n bytes that follow in br: http.NoBody for none.
+func FixedBody(br io.Reader, n int64) io.ReadCloser {
+	if n == 0 {
+		return http.NoBody
+	}
+	return &LengthBody{R: br, Left: n}
 }
 
 // maxResponseFields bounds the fields ParseResponse takes (textproto's
