@@ -409,34 +409,30 @@ func rawClient(c net.Conn) (workloadpb.SpiffeWorkloadAPIClient, *grpc.ClientConn
 	return workloadpb.NewSpiffeWorkloadAPIClient(conn), conn, nil
 }
 
-// jwtBundles prints the key IDs of n FetchJWTBundles messages.
-func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
+// printStream opens a stream with open and prints n of its messages,
+// each as render makes it; a failure to open or receive is printed as
+// the result and ends the stream.
+func printStream[M any](c net.Conn, out *json.Encoder, n int,
+	open func(workloadpb.SpiffeWorkloadAPIClient) (grpc.ServerStreamingClient[M], error),
+	render func(*M) (result, error)) error {
 	client, conn, err := rawClient(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	st, err := client.FetchJWTBundles(ctx, &workloadpb.JWTBundlesRequest{})
+	st, err := open(client)
 	if err != nil {
 		return out.Encode(failure(err))
 	}
 	for i := 0; i < n; i++ {
-		resp, err := st.Recv()
+		msg, err := st.Recv()
 		if err != nil {
 			return out.Encode(failure(err))
 		}
-		var r result
-		for td, jwks := range resp.Bundles {
-			b, err := jwtbundle.Parse(spiffeid.RequireTrustDomainFromString(td), jwks)
-			if err != nil {
-				return err
-			}
-			r.ID = td
-			for kid := range b.JWTAuthorities() {
-				r.Serials = append(r.Serials, kid)
-			}
+		r, err := render(msg)
+		if err != nil {
+			return err
 		}
-		sort.Strings(r.Serials)
 		if err := out.Encode(r); err != nil {
 			return err
 		}
@@ -444,30 +440,40 @@ func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error
 	return nil
 }
 
+// jwtBundles prints the key IDs of n FetchJWTBundles messages.
+func jwtBundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
+	return printStream(c, out, n, func(client workloadpb.SpiffeWorkloadAPIClient) (grpc.ServerStreamingClient[workloadpb.JWTBundlesResponse], error) {
+		return client.FetchJWTBundles(ctx, &workloadpb.JWTBundlesRequest{})
+	}, func(resp *workloadpb.JWTBundlesResponse) (result, error) {
+		var r result
+		for td, jwks := range resp.Bundles {
+			b, err := jwtbundle.Parse(spiffeid.RequireTrustDomainFromString(td), jwks)
+			if err != nil {
+				return r, err
+			}
+			r.ID = td
+			for kid := range b.JWTAuthorities() {
+				r.Serials = append(r.Serials, kid)
+			}
+		}
+		sort.Strings(r.Serials)
+		return r, nil
+	})
+}
+
 // x509Bundles prints n FetchX509Bundles messages: in ID the trust domains
 // of each (sorted, space-separated), in Serials the sha256 of every root
 // certificate in it (sorted).
 func x509Bundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) error {
-	client, conn, err := rawClient(c)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	st, err := client.FetchX509Bundles(ctx, &workloadpb.X509BundlesRequest{})
-	if err != nil {
-		return out.Encode(failure(err))
-	}
-	for i := 0; i < n; i++ {
-		resp, err := st.Recv()
-		if err != nil {
-			return out.Encode(failure(err))
-		}
+	return printStream(c, out, n, func(client workloadpb.SpiffeWorkloadAPIClient) (grpc.ServerStreamingClient[workloadpb.X509BundlesResponse], error) {
+		return client.FetchX509Bundles(ctx, &workloadpb.X509BundlesRequest{})
+	}, func(resp *workloadpb.X509BundlesResponse) (result, error) {
 		var r result
 		var tds []string
 		for td, der := range resp.Bundles {
 			certs, err := x509.ParseCertificates(der)
 			if err != nil {
-				return fmt.Errorf("bundle of %s: %w", td, err)
+				return r, fmt.Errorf("bundle of %s: %w", td, err)
 			}
 			tds = append(tds, td)
 			for _, cert := range certs {
@@ -477,11 +483,8 @@ func x509Bundles(ctx context.Context, c net.Conn, out *json.Encoder, n int) erro
 		sort.Strings(tds)
 		sort.Strings(r.Serials)
 		r.ID = strings.Join(tds, " ")
-		if err := out.Encode(r); err != nil {
-			return err
-		}
-	}
-	return nil
+		return r, nil
+	})
 }
 
 // fingerprint is the hex sha256 of a certificate's DER.
