@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -51,6 +52,11 @@ type Conn struct {
 	limitMax int
 
 	idleAt time.Time
+
+	// refill is the route's preconnector, for a connection that was
+	// dialed (a preconnection taken, or a new one): it starts the route's
+	// next preconnection when this one's first exchange ends.
+	refill atomic.Pointer[preconnector]
 }
 
 // Get returns an idle connection, or dials one. With probe, an idle
@@ -82,6 +88,7 @@ func (hp *H1Pool) Get(probe bool) (up *Conn, reused bool, err error) {
 		return nil, false, fmt.Errorf("upstream %s negotiated ALPN %q for an http1 route", hp.p.route.Upstream, proto)
 	}
 	up = &Conn{pool: hp, tc: tc, limit: -1}
+	up.refill.Store(hp.p.pre)
 	if sc, ok := tc.NetConn().(syscall.Conn); ok {
 		up.raw, _ = sc.SyscallConn()
 	}
@@ -127,6 +134,7 @@ const upBufSize = 4 << 10
 
 // Put returns a connection after a complete exchange.
 func (hp *H1Pool) Put(up *Conn) {
+	up.refilled()
 	hp.mu.Lock()
 	if hp.closed || len(hp.idle) >= hp.opts.MaxIdlePerPool {
 		hp.mu.Unlock()
@@ -200,6 +208,7 @@ func (hp *H1Pool) closeNow() {
 
 // Close closes the connection and forgets it.
 func (up *Conn) Close() {
+	up.refilled()
 	up.tc.Close()
 	up.pool.mu.Lock()
 	delete(up.pool.all, up)
@@ -293,3 +302,14 @@ func (r upReader) Read(p []byte) (int, error) {
 }
 
 var errHeadLimit = errors.New("response head limit reached")
+
+// refilled starts the route's next preconnection after the first exchange
+// of a dialed connection (once; Put and Close call it). Not earlier: the
+// new handshake would take the CPU of both ends while this connection's
+// own handshake and first request, which a client waits for, are under
+// way. The next new identity is the one it is for.
+func (up *Conn) refilled() {
+	if pc := up.refill.Swap(nil); pc != nil {
+		pc.fill()
+	}
+}

@@ -31,8 +31,10 @@ import (
 //
 // Waste is bounded: a preconnection not taken within Options.PreconnectTTL is
 // closed and not replaced; one is started again only when the route next
-// has to dial (a cold dial, or a preconnection taken). A route that
-// never sees a new identity never has more than its first one.
+// has to dial (a cold dial, or a preconnection taken), and then after that
+// connection's first exchange (Conn.refilled), so that the replacement's
+// handshake does not take CPU from the one a client is waiting for. A
+// route that never sees a new identity never has more than its first one.
 
 var errAbandoned = errors.New("preconnection abandoned")
 
@@ -175,8 +177,8 @@ func (pc *preconnector) drop(h *preconn) {
 	h.abandon()
 }
 
-// take returns the newest ready preconnection, or nil, and starts a
-// replacement.
+// take returns the newest ready preconnection, or nil. The replacement
+// starts after the taken connection's first exchange (Conn.refilled).
 func (pc *preconnector) take() *preconn {
 	pc.mu.Lock()
 	var h *preconn
@@ -188,7 +190,6 @@ func (pc *preconnector) take() *preconn {
 	if h != nil && !h.expire.Stop() {
 		h = nil // expiring right now
 	}
-	pc.fill()
 	return h
 }
 

@@ -87,6 +87,7 @@ func TestThreat_I5_PreconnectionServesOneIdentity(t *testing.T) {
 	if repA.SPIFFEID != a.ID.String() {
 		t.Fatalf("a arrived as %s", repA.SPIFFEID)
 	}
+	upA.Close()
 	seen := map[uint64]string{repA.Conn: a.ID.String()}
 	used := func() uint64 { return pe.ps.Preconnects()[route.Name].Used }
 
@@ -121,6 +122,58 @@ func TestThreat_I5_PreconnectionServesOneIdentity(t *testing.T) {
 	}
 }
 
+// TestPreconnectionReplacedAfterFirstExchange: the route's next
+// preconnection starts when the connection that took one has served its
+// first exchange, not while its handshake and request are under way,
+// where the new handshake would take CPU from both ends.
+func TestPreconnectionReplacedAfterFirstExchange(t *testing.T) {
+	pe := newPoolsEnv(t)
+	route := pe.route(ProtocolHTTP1)
+	route.Preconnect = 1
+	upA, _, err := pe.ps.Get(workload("a"), route).H1().Get(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := pe.ps.preconnectorOf(route.Name)
+	if n := pc.underWay(); n != 0 {
+		t.Fatalf("%d preconnections under way during the first connection's exchange, want 0", n)
+	}
+	who(t, upA)
+	pe.ps.Get(workload("a"), route).H1().Put(upA)
+	readyPreconnections(t, pe.ps, route.Name, 1)
+
+	p := pe.ps.Get(workload("b"), route)
+	upB, _, err := p.H1().Get(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pe.ps.Preconnects()[route.Name].Used; got != 1 {
+		t.Fatalf("b: %d preconnections used, want 1", got)
+	}
+	if n := pc.underWay(); n != 0 {
+		t.Fatalf("%d preconnections under way while b's taken one serves its first exchange, want 0", n)
+	}
+	if rep := who(t, upB); rep.SPIFFEID != workload("b").ID.String() {
+		t.Fatalf("b arrived as %s", rep.SPIFFEID)
+	}
+	p.H1().Put(upB)
+	readyPreconnections(t, pe.ps, route.Name, 1)
+}
+
+// underWay returns how many preconnections are ready or being made.
+func (pc *preconnector) underWay() int {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return len(pc.ready) + pc.pending
+}
+
+// preconnectorOf returns route's preconnector, nil if it has none.
+func (ps *Pools) preconnectorOf(route string) *preconnector {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.pre[route]
+}
+
 // TestPreconnectionExpires: a preconnection nobody takes is closed after
 // PreconnectTTL and not replaced, so a route without new identities
 // keeps no connection open for them.
@@ -137,6 +190,7 @@ func TestPreconnectionExpires(t *testing.T) {
 	if rep := who(t, up); rep.SPIFFEID != pe.w.ID.String() {
 		t.Fatalf("arrived as %s", rep.SPIFFEID)
 	}
+	ps.Get(pe.w, route).H1().Put(up)
 	readyPreconnections(t, ps, route.Name, 2)
 	readyPreconnections(t, ps, route.Name, 0)
 	time.Sleep(300 * time.Millisecond)
@@ -187,9 +241,11 @@ func TestPreconnectionLostFallsBackToADial(t *testing.T) {
 	pe := newPoolsEnv(t)
 	route := pe.route(ProtocolHTTP1)
 	route.Preconnect = 1
-	if _, _, err := pe.ps.Get(workload("a"), route).H1().Get(false); err != nil {
+	upA, _, err := pe.ps.Get(workload("a"), route).H1().Get(false)
+	if err != nil {
 		t.Fatal(err)
 	}
+	upA.Close()
 	readyPreconnections(t, pe.ps, route.Name, 1)
 	pe.ps.mu.Lock()
 	pc := pe.ps.pre[route.Name]
