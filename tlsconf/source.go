@@ -37,6 +37,8 @@ type Issuer interface {
 var (
 	_ Source = (*Store)(nil)
 	_ Issuer = (*CA)(nil)
+
+	_ localIssuer = (*CA)(nil)
 )
 
 // SVIDSourceFor adapts src to an x509svid.Source for one workload. Every

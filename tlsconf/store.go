@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -48,6 +49,7 @@ type entry struct {
 	notAfter time.Time
 	renewAt  time.Time
 	inflight chan struct{} // closed when the running issuance ends
+	claim    *atomic.Bool  // the running issuance's: set by whoever runs it
 	err      error         // last issuer error, nil after a success
 	failures int           // consecutive failures
 	retryAt  time.Time     // no issuance before this after a failure
@@ -97,9 +99,14 @@ func (s *Store) SVID(ctx context.Context, w Workload) (*x509svid.SVID, error) {
 		}
 		s.startIssue(e)
 	}
-	ch := e.inflight
+	ch, claim := e.inflight, e.claim
 	s.waiting++
 	s.mu.Unlock()
+	if _, ok := s.issuer.(localIssuer); ok && claim.CompareAndSwap(false, true) {
+		// The goroutine started for the issuance has not run yet: run
+		// it here rather than wait for it to be scheduled.
+		s.issue(e, ch)
+	}
 	var err error
 	select {
 	case <-ch:
@@ -169,21 +176,44 @@ func noValidSVID(e *entry) error {
 // startIssue runs one issuance for e in an owned goroutine. s.mu is held and
 // s is not closed, so wg.Add never races Close's wg.Wait.
 func (s *Store) startIssue(e *entry) {
-	ch := make(chan struct{})
-	e.inflight = ch
+	ch, claim := make(chan struct{}), new(atomic.Bool)
+	e.inflight, e.claim = ch, claim
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		svid, err := s.issuer.Mint(e.id)
-		s.finishIssue(e, ch, svid, err)
+		if claim.CompareAndSwap(false, true) {
+			s.issue(e, ch)
+			return
+		}
+		// A caller of SVID runs it (localIssuer); Close still waits for
+		// it through this goroutine.
+		<-ch
 	}()
+}
+
+// issue runs the issuance whose end closes ch.
+func (s *Store) issue(e *entry, ch chan struct{}) {
+	svid, err := s.issuer.Mint(e.id)
+	s.finishIssue(e, ch, svid, err)
+}
+
+// localIssuer is an Issuer that mints on this machine's CPU in bounded
+// time, without I/O (the builtin CA: about 60 µs). A caller of SVID that
+// finds the issuance it needs not yet begun runs it itself: otherwise it
+// would wait, besides the mint, for the goroutine started for it to be
+// scheduled, which on a busy node or an idle one (a sleeping thread to
+// wake) can take longer than the mint. A remote issuer is never run on a
+// caller's goroutine: its caller's context must be able to end the wait.
+type localIssuer interface {
+	Issuer
+	mintsLocally()
 }
 
 func (s *Store) finishIssue(e *entry, ch chan struct{}, svid *x509svid.SVID, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer close(ch)
-	e.inflight = nil
+	e.inflight, e.claim = nil, nil
 	now := s.opts.Now()
 	if err == nil {
 		err = checkIssued(e.id, svid, now)
