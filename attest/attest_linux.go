@@ -136,12 +136,9 @@ func (a *Attestor) read(pid int32, pidfd int, fp Fingerprint) (*Process, *openEx
 // meanwhile.
 func (a *Attestor) readExe(pid int32, fp Fingerprint, proc *Process) (*openExe, error) {
 	link := a.procPath(pid, "exe")
-	f, err := os.Open(link)
+	f, err := openProc(pid, link)
 	if err != nil {
-		if isGoneErrno(err) {
-			return nil, gone(pid, "open "+link, err)
-		}
-		return nil, fmt.Errorf("attest: open %s: %w", link, err)
+		return nil, err
 	}
 	exe := &openExe{f: f}
 	if err := unix.Fstat(int(f.Fd()), &exe.st); err != nil {

@@ -18,7 +18,19 @@ func (a *Attestor) Fingerprint(p *Peer) (Fingerprint, error) {
 	if p == nil || p.PID <= 0 {
 		return Fingerprint{}, errors.New("attest: fingerprint: no peer PID")
 	}
-	fp, err := a.fingerprint(p.PID, a.peerPIDFD(p), p.readTicks)
+	pidfd := a.peerPIDFD(p)
+	var ino uint64
+	if pidfd >= 0 {
+		if !p.pidfsRead {
+			var err error
+			if p.pidfsIno, err = pidfsInode(pidfd); err != nil {
+				return Fingerprint{}, err
+			}
+			p.pidfsRead = true
+		}
+		ino = p.pidfsIno
+	}
+	fp, err := a.fingerprint(p.PID, pidfd, ino, p.readTicks)
 	if err != nil {
 		return Fingerprint{}, err
 	}
@@ -46,7 +58,14 @@ func (a *Attestor) Alive(fp Fingerprint) bool {
 		defer unix.Close(fd)
 		pidfd = fd
 	}
-	now, err := a.fingerprint(fp.PID, pidfd, 0)
+	var ino uint64
+	if pidfd >= 0 {
+		var err error
+		if ino, err = pidfsInode(pidfd); err != nil {
+			return false
+		}
+	}
+	now, err := a.fingerprint(fp.PID, pidfd, ino, 0)
 	return err == nil && now == fp
 }
 
@@ -61,18 +80,11 @@ func (a *Attestor) peerPIDFD(p *Peer) int {
 // fingerprint reads the identity of the process behind pid. With a pidfd it
 // checks, after the /proc reads, that the process still lives (while it
 // does, its PID cannot be reused); without one it reads the start time
-// before and after and requires it unchanged. A non-zero notAfter (clock
-// ticks after boot) refuses a process that started later: a new owner of a
-// reused PID.
-func (a *Attestor) fingerprint(pid int32, pidfd int, notAfter uint64) (Fingerprint, error) {
-	fp := Fingerprint{PID: pid}
-	if pidfd >= 0 {
-		ino, err := pidfsInode(pidfd)
-		if err != nil {
-			return Fingerprint{}, err
-		}
-		fp.PIDFDIno = ino
-	}
+// before and after and requires it unchanged. pidfsIno is pidfd's
+// (pidfsInode). A non-zero notAfter (clock ticks after boot) refuses a
+// process that started later: a new owner of a reused PID.
+func (a *Attestor) fingerprint(pid int32, pidfd int, pidfsIno, notAfter uint64) (Fingerprint, error) {
+	fp := Fingerprint{PID: pid, PIDFDIno: pidfsIno}
 	st, err := a.readStat(pid)
 	if err != nil {
 		return Fingerprint{}, err

@@ -66,18 +66,14 @@ func (a *Attestor) WithSHA256(p *Process) (*Process, error) {
 	if p.ExeHash != HashSkipped {
 		return p, nil
 	}
-	link := a.procPath(p.PID, "exe")
-	f, err := os.Open(link)
+	f, err := openProc(p.PID, a.procPath(p.PID, "exe"))
 	if err != nil {
-		if isGoneErrno(err) {
-			return nil, gone(p.PID, "open "+link, err)
-		}
-		return nil, fmt.Errorf("attest: open %s: %w", link, err)
+		return nil, err
 	}
 	defer f.Close()
 	exe := &openExe{f: f}
 	if err := unix.Fstat(int(f.Fd()), &exe.st); err != nil {
-		return nil, fmt.Errorf("attest: fstat %s: %w", link, err)
+		return nil, fmt.Errorf("attest: fstat %s: %w", f.Name(), err)
 	}
 	if hashKeyOf(&exe.st) != p.exeKey {
 		return nil, gone(p.PID, "executable changed since it was attested", nil)

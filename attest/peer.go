@@ -13,4 +13,9 @@ type Peer struct {
 	// later than this, so a process behind PID that started after it is a
 	// new owner of a reused PID.
 	readTicks uint64
+
+	// pidfsIno is the pidfs inode of PIDFD, read once (pidfsRead): the
+	// descriptor names one process for its whole life.
+	pidfsIno  uint64
+	pidfsRead bool
 }

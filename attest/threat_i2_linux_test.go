@@ -147,7 +147,7 @@ func (tc pidReuseCase) run(t *testing.T) bool {
 // in start time (and pidfs inode) only, so the refusal came from those.
 func checkOnlyStartTimeDiffers(t *testing.T, a *Attestor, fp Fingerprint, reused *child) {
 	t.Helper()
-	now, err := a.fingerprint(reused.pid(), -1, 0)
+	now, err := a.fingerprint(reused.pid(), -1, 0, 0)
 	if err != nil {
 		t.Fatalf("fingerprint of the new owner: %v", err)
 	}
