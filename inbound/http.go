@@ -194,6 +194,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Host = pr.In.Host
 		},
 		Transport:     tr,
+		BufferPool:    l.srv.bufs, // else 32 KiB allocated per request
 		FlushInterval: -1,
 		ErrorLog:      log.New(debugWriter{l}, "", 0),
 		ModifyResponse: func(resp *http.Response) error {

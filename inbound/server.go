@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httputil"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,8 @@ type Options struct {
 	// listening socket; every connection to the service is attested
 	// anyway. Default 1s.
 	ServiceCheckTTL time.Duration
-	// CopyBufferSize is the buffer of each tcp copy direction; default 32 KiB.
+	// CopyBufferSize is the buffer of each tcp copy direction and of each
+	// HTTP body copy, taken from a pool; default 32 KiB.
 	CopyBufferSize int
 	// DisablePIDFD ignores SO_PEERPIDFD.
 	DisablePIDFD bool
@@ -82,6 +84,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[string]*listener
 	closed    bool
+
+	bufs httputil.BufferPool // copy buffers: HTTP bodies, tcp streams
 
 	conns atomic.Int64 // all inbound client connections
 	idMu  sync.Mutex
@@ -109,7 +113,8 @@ func New(opts Options) (*Server, error) {
 	if opts.ServiceCheckTTL <= 0 {
 		opts.ServiceCheckTTL = time.Second
 	}
-	return &Server{opts: opts, log: opts.Logger, listeners: map[string]*listener{}, perID: map[spiffeid.ID]int{}}, nil
+	return &Server{opts: opts, log: opts.Logger, listeners: map[string]*listener{}, perID: map[spiffeid.ID]int{},
+		bufs: proxy.NewCopyBufferPool(opts.CopyBufferSize)}, nil
 }
 
 // Apply makes the running listeners those of ls: new names are opened,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http/httputil"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,22 +95,18 @@ func (l *listener) pipe(client *tls.Conn, svc net.Conn) (up, down int64, err err
 		defer iw.stop()
 		touch = iw.touch
 	}
-	size := l.srv.opts.CopyBufferSize
-	if size <= 0 {
-		size = 32 << 10
-	}
 	var wg sync.WaitGroup
 	var upErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		up, upErr = copyTouch(svc, client, size, touch)
+		up, upErr = copyTouch(svc, client, l.srv.bufs, touch)
 		if cw, ok := svc.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
 	}()
 	var downErr error
-	down, downErr = copyTouch(client, svc, size, touch)
+	down, downErr = copyTouch(client, svc, l.srv.bufs, touch)
 	client.CloseWrite()
 	wg.Wait()
 	if v := idleErr.Load(); v != nil {
@@ -118,8 +115,9 @@ func (l *listener) pipe(client *tls.Conn, svc net.Conn) (up, down int64, err err
 	return up, down, errors.Join(ignoreClosed(upErr), ignoreClosed(downErr))
 }
 
-func copyTouch(dst io.Writer, src io.Reader, size int, touch func()) (int64, error) {
-	buf := make([]byte, size)
+func copyTouch(dst io.Writer, src io.Reader, bufs httputil.BufferPool, touch func()) (int64, error) {
+	buf := bufs.Get()
+	defer bufs.Put(buf)
 	var n int64
 	for {
 		m, rerr := src.Read(buf)

@@ -1,6 +1,9 @@
 package proxy
 
-import "sync"
+import (
+	"net/http/httputil"
+	"sync"
+)
 
 // DefaultCopyBufferSize is the copy buffer used for tunnels, raw sockets
 // and HTTP bodies: larger than a TLS record (16 KiB), so one read can fill
@@ -33,6 +36,11 @@ func newBufferPool(size int) *bufferPool {
 	bp.p.New = func() any { b := make([]byte, size); return &b }
 	return bp
 }
+
+// NewCopyBufferPool returns a pool of copy buffers of size bytes
+// (DefaultCopyBufferSize when size <= 0), for an httputil.ReverseProxy or
+// copy loop outside this package: the inbound listeners'.
+func NewCopyBufferPool(size int) httputil.BufferPool { return newBufferPool(size) }
 
 // Get returns a buffer of the pool's size.
 func (bp *bufferPool) Get() []byte { return *bp.p.Get().(*[]byte) }
