@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -53,7 +54,15 @@ func fileSHA(t *testing.T, p string) string {
 // once a process runs the victim binary, i.e. after the exec.
 func attack(t *testing.T, e *env, mode, attacker, victim string) []clientResult {
 	t.Helper()
+	return attackFrom(t, e, mode, attacker, victim, 0)
+}
+
+// attackFrom is attack with the attacker started with cloneflags
+// (namespaces of its own).
+func attackFrom(t *testing.T, e *env, mode, attacker, victim string, cloneflags uintptr) []clientResult {
+	t.Helper()
 	cmd := e.command(attacker, -1, mode, "PM_URL=http://echo.test/whoami", "PM_NEXT="+victim)
+	inNamespaces(cmd, cloneflags)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -190,6 +199,48 @@ func TestThreat_I11_ExecThenConnectWorks(t *testing.T) {
 	if got := decodeReply(t, rs[0]).SPIFFEID; got != idB.String() {
 		t.Fatalf("exec then connect arrived as %s, want %s", got, idB)
 	}
+}
+
+// inNamespaces starts cmd in new namespaces of the kinds cloneflags names.
+func inNamespaces(cmd *exec.Cmd, cloneflags uintptr) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Cloneflags |= cloneflags
+}
+
+// A client in a network namespace of its own (a container, a Kubernetes
+// pod) reaches procmesh's socket by its path, and the server end of its
+// connection is created in the client's namespace: the connect-time
+// record is found there, so the registered program gets its identity and
+// the exec race from such a namespace is refused as from procmesh's own.
+func TestThreat_I11_ClientInOwnNetns(t *testing.T) {
+	t.Run("registered program", func(t *testing.T) {
+		e, victim, _ := raceEnv(t, true, false)
+		cmd := e.command(victim, -1, "origin", "PM_URL=http://echo.test/own-netns")
+		inNamespaces(cmd, syscall.CLONE_NEWNET)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, e.audit.String())
+		}
+		rs := parseResults(t, string(out))
+		if len(rs) != 1 || rs[0].Status != 200 {
+			t.Fatalf("the registered program in its own network namespace got %+v, want 200\n%s", rs, e.audit.String())
+		}
+		if got := decodeReply(t, rs[0]).SPIFFEID; got != idB.String() {
+			t.Fatalf("arrived as %s, want %s", got, idB)
+		}
+	})
+	t.Run("exec race", func(t *testing.T) {
+		e, victim, attacker := raceEnv(t, true, true)
+		rs := attackFrom(t, e, "write-exec", attacker, victim, syscall.CLONE_NEWNET)
+		if tookIdentity(e) {
+			t.Fatalf("the upstream saw %s, the registered program's identity", idB)
+		}
+		if len(rs) != 1 || rs[0].Status != 403 || !strings.Contains(rs[0].Body, "ran another program when it called connect()") {
+			t.Fatalf("got %+v, want one 403 naming the program that connected\n%s", rs, e.audit.String())
+		}
+	})
 }
 
 // A task traced when it called connect() and released before procmesh

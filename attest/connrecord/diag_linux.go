@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,10 +19,13 @@ const (
 	unixDiagMsg   = 16  // sizeof(struct unix_diag_msg)
 )
 
-// diagConns is a small pool of NETLINK_SOCK_DIAG sockets: one request and
-// its answer at a time on each, several connections attested at once.
+// diagConns is a small pool of NETLINK_SOCK_DIAG sockets of one network
+// namespace: one request and its answer at a time on each, several
+// connections attested at once.
 type diagConns struct {
-	free chan *diagConn
+	free   chan *diagConn
+	open   func() (int, error) // a new socket in the pool's namespace
+	closed atomic.Bool
 }
 
 type diagConn struct {
@@ -30,7 +34,22 @@ type diagConn struct {
 	buf [512]byte
 }
 
-func newDiagConns(n int) *diagConns { return &diagConns{free: make(chan *diagConn, n)} }
+// newDiagConns returns a pool of n sockets opened with open, or in this
+// thread's network namespace when open is nil.
+func newDiagConns(n int, open func() (int, error)) *diagConns {
+	if open == nil {
+		open = openDiag
+	}
+	return &diagConns{free: make(chan *diagConn, n), open: open}
+}
+
+func openDiag() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return -1, fmt.Errorf("connrecord: socket NETLINK_SOCK_DIAG: %w", err)
+	}
+	return fd, nil
+}
 
 // peerInode asks the kernel for the inode of the socket at the other end
 // of the Unix socket whose inode is ino.
@@ -39,9 +58,9 @@ func (d *diagConns) peerInode(ino uint64) (uint64, error) {
 	select {
 	case c = <-d.free:
 	default:
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+		fd, err := d.open()
 		if err != nil {
-			return 0, fmt.Errorf("connrecord: socket NETLINK_SOCK_DIAG: %w", err)
+			return 0, err
 		}
 		c = &diagConn{fd: fd}
 	}
@@ -53,13 +72,22 @@ func (d *diagConns) peerInode(ino uint64) (uint64, error) {
 	}
 	select {
 	case d.free <- c:
+		if d.closed.Load() {
+			d.drain() // closed meanwhile: its drain may have missed c
+		}
 	default:
 		unix.Close(c.fd)
 	}
 	return peer, nil
 }
 
+// close closes the pool's sockets, and those in use when they come back.
 func (d *diagConns) close() {
+	d.closed.Store(true)
+	d.drain()
+}
+
+func (d *diagConns) drain() {
 	for {
 		select {
 		case c := <-d.free:

@@ -23,8 +23,12 @@ import (
 type Recorder struct {
 	objs recorderObjects
 	link link.Link
-	diag *diagConns
-	root string
+	diag *diagConns // procmesh's own network namespace
+	// foreign are the pools of the other network namespaces connections
+	// come from, and self is procmesh's (netns_linux.go).
+	foreign netnsDiags
+	self    netnsKey
+	root    string
 
 	// mu keeps Close from freeing the map while a Lookup uses its file
 	// descriptor (a connection resolved during shutdown); closed refuses
@@ -52,7 +56,11 @@ func Open(opts Options) (*Recorder, error) {
 		return nil, fmt.Errorf("connrecord: %w", err)
 	}
 	spec.Maps[recorderMapRecords].MaxEntries = opts.MaxRecords
-	r := &Recorder{diag: newDiagConns(4), root: root}
+	self, err := selfNetns()
+	if err != nil {
+		return nil, err
+	}
+	r := &Recorder{diag: newDiagConns(4, nil), self: self, root: root}
 	if err := spec.LoadAndAssign(&r.objs, nil); err != nil {
 		return nil, fmt.Errorf("connrecord: load the cgroup/connect_unix program (needs Linux 6.7+, CAP_BPF, kernel BTF): %w", err)
 	}
@@ -75,16 +83,23 @@ func (r *Recorder) CgroupRoot() string { return r.root }
 // Lookup returns the record of the connection c accepted, and removes it
 // from the map: each connection is attested once.
 func (r *Recorder) Lookup(c *net.UnixConn) (Record, error) {
-	ino, err := socketInode(c)
+	ino, nsfd, ns, err := socketInode(c)
 	if err != nil {
 		return Record{}, err
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
+		unix.Close(nsfd)
 		return Record{}, ErrClosed
 	}
-	peer, err := r.diag.peerInode(ino)
+	diag := r.diag
+	if ns == r.self {
+		unix.Close(nsfd)
+	} else if diag, err = r.foreign.get(ns, nsfd); err != nil {
+		return Record{}, err
+	}
+	peer, err := diag.peerInode(ino)
 	if err != nil {
 		return Record{}, err
 	}
@@ -119,6 +134,7 @@ func (r *Recorder) Close() error {
 		r.link = nil
 	}
 	r.diag.close()
+	r.foreign.close()
 	return errors.Join(err, r.objs.Close())
 }
 
@@ -128,20 +144,30 @@ func userDev(kdev uint64) uint64 {
 	return unix.Mkdev(uint32(kdev>>20), uint32(kdev&0xfffff))
 }
 
-func socketInode(c *net.UnixConn) (uint64, error) {
+// socketInode returns the inode of c's socket, and a descriptor and key
+// of the network namespace it belongs to (the caller closes the
+// descriptor): the connecting process's namespace.
+func socketInode(c *net.UnixConn) (ino uint64, nsfd int, ns netnsKey, err error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0, fmt.Errorf("connrecord: %w", err)
+		return 0, -1, netnsKey{}, fmt.Errorf("connrecord: %w", err)
 	}
 	var st unix.Stat_t
 	var serr error
-	if err := raw.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
-		return 0, fmt.Errorf("connrecord: %w", err)
+	nsfd = -1
+	if err := raw.Control(func(fd uintptr) {
+		if serr = unix.Fstat(int(fd), &st); serr != nil {
+			serr = fmt.Errorf("connrecord: fstat socket: %w", serr)
+			return
+		}
+		nsfd, ns, serr = socketNetns(int(fd))
+	}); err != nil {
+		return 0, -1, netnsKey{}, fmt.Errorf("connrecord: %w", err)
 	}
 	if serr != nil {
-		return 0, fmt.Errorf("connrecord: fstat socket: %w", serr)
+		return 0, -1, netnsKey{}, serr
 	}
-	return st.Ino, nil
+	return st.Ino, nsfd, ns, nil
 }
 
 // selfTest connects to a socket of its own and checks the record names

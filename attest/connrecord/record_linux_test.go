@@ -70,9 +70,18 @@ func TestCgroupV2Root(t *testing.T) {
 }
 
 // The record names the program that ran at connect(), not the one the
-// process runs when procmesh looks (THREATS I11).
+// process runs when procmesh looks (THREATS I11), for a client in
+// procmesh's network namespace and for one in a namespace of its own (a
+// container, a pod): the connection's server end is then created in the
+// client's namespace, where sock_diag must be asked.
 func TestRecordSurvivesExec(t *testing.T) {
 	r := openOrFail(t)
+	t.Run("same netns", func(t *testing.T) { recordSurvivesExec(t, r, 0) })
+	t.Run("own netns", func(t *testing.T) { recordSurvivesExec(t, r, syscall.CLONE_NEWNET) })
+	t.Run("own netns again", func(t *testing.T) { recordSurvivesExec(t, r, syscall.CLONE_NEWNET) })
+}
+
+func recordSurvivesExec(t *testing.T, r *Recorder, cloneflags uintptr) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "s")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -90,6 +99,7 @@ func TestRecordSurvivesExec(t *testing.T) {
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), envSock+"="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
