@@ -67,6 +67,20 @@ func readyPreconnections(t *testing.T, ps *Pools, route string, n int) {
 	}
 }
 
+// preconnectEnv is an env with an http1 route keeping one preconnection,
+// and the route's first connection, a cold dial of workload a.
+func preconnectEnv(t *testing.T) (*poolsEnv, *Route, *Conn) {
+	t.Helper()
+	pe := newPoolsEnv(t)
+	route := pe.route(ProtocolHTTP1)
+	route.Preconnect = 1
+	up, _, err := pe.ps.Get(workload("a"), route).H1().Get(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pe, route, up
+}
+
 // TestThreat_I5_PreconnectionServesOneIdentity: a preconnection is a
 // handshake begun before procmesh knew who would use it. Whoever takes
 // it, the upstream sees that identity's certificate and nobody else's,
@@ -127,13 +141,7 @@ func TestThreat_I5_PreconnectionServesOneIdentity(t *testing.T) {
 // first exchange, not while its handshake and request are under way,
 // where the new handshake would take CPU from both ends.
 func TestPreconnectionReplacedAfterFirstExchange(t *testing.T) {
-	pe := newPoolsEnv(t)
-	route := pe.route(ProtocolHTTP1)
-	route.Preconnect = 1
-	upA, _, err := pe.ps.Get(workload("a"), route).H1().Get(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pe, route, upA := preconnectEnv(t)
 	pc := pe.ps.preconnectorOf(route.Name)
 	if n := pc.underWay(); n != 0 {
 		t.Fatalf("%d preconnections under way during the first connection's exchange, want 0", n)
@@ -210,18 +218,10 @@ func TestPreconnectionExpires(t *testing.T) {
 // TestPreconnectionsEndWithTheRoute: retiring the route's pools closes
 // its preconnections.
 func TestPreconnectionsEndWithTheRoute(t *testing.T) {
-	pe := newPoolsEnv(t)
-	route := pe.route(ProtocolHTTP1)
-	route.Preconnect = 1
-	up, _, err := pe.ps.Get(pe.w, route).H1().Get(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pe, route, up := preconnectEnv(t)
 	up.Close()
 	readyPreconnections(t, pe.ps, route.Name, 1)
-	pe.ps.mu.Lock()
-	pc := pe.ps.pre[route.Name]
-	pe.ps.mu.Unlock()
+	pc := pe.ps.preconnectorOf(route.Name)
 	pe.ps.Retain(func(spiffeid.ID, *Route) bool { return false })
 	pc.mu.Lock()
 	closed, ready := pc.closed, len(pc.ready)
@@ -238,18 +238,10 @@ func TestPreconnectionsEndWithTheRoute(t *testing.T) {
 // died while it waited (an upstream that gave up on the handshake) costs
 // its taker a new dial, not a failed request.
 func TestPreconnectionLostFallsBackToADial(t *testing.T) {
-	pe := newPoolsEnv(t)
-	route := pe.route(ProtocolHTTP1)
-	route.Preconnect = 1
-	upA, _, err := pe.ps.Get(workload("a"), route).H1().Get(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pe, route, upA := preconnectEnv(t)
 	upA.Close()
 	readyPreconnections(t, pe.ps, route.Name, 1)
-	pe.ps.mu.Lock()
-	pc := pe.ps.pre[route.Name]
-	pe.ps.mu.Unlock()
+	pc := pe.ps.preconnectorOf(route.Name)
 	pc.mu.Lock()
 	pc.ready[0].tc.NetConn().Close()
 	pc.mu.Unlock()
