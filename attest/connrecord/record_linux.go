@@ -83,7 +83,7 @@ func (r *Recorder) CgroupRoot() string { return r.root }
 // Lookup returns the record of the connection c accepted, and removes it
 // from the map: each connection is attested once.
 func (r *Recorder) Lookup(c *net.UnixConn) (Record, error) {
-	ino, nsfd, ns, err := socketInode(c)
+	ino, nsfd, ns, nsErr, err := socketInode(c)
 	if err != nil {
 		return Record{}, err
 	}
@@ -94,13 +94,20 @@ func (r *Recorder) Lookup(c *net.UnixConn) (Record, error) {
 		return Record{}, ErrClosed
 	}
 	diag := r.diag
-	if ns == r.self {
+	switch {
+	case nsfd < 0: // namespace unknown: procmesh's own is asked
+	case ns == r.self:
 		unix.Close(nsfd)
-	} else if diag, err = r.foreign.get(ns, nsfd); err != nil {
-		return Record{}, err
+	default:
+		if diag, err = r.foreign.get(ns, nsfd); err != nil {
+			return Record{}, err
+		}
 	}
 	peer, err := diag.peerInode(ino)
 	if err != nil {
+		if nsErr != nil {
+			err = fmt.Errorf("%w (asked in procmesh's network namespace: %v)", err, nsErr)
+		}
 		return Record{}, err
 	}
 	var v recorderRecord
@@ -146,11 +153,13 @@ func userDev(kdev uint64) uint64 {
 
 // socketInode returns the inode of c's socket, and a descriptor and key
 // of the network namespace it belongs to (the caller closes the
-// descriptor): the connecting process's namespace.
-func socketInode(c *net.UnixConn) (ino uint64, nsfd int, ns netnsKey, err error) {
+// descriptor): the connecting process's namespace. nsfd is -1 when the
+// kernel does not say (SIOCGSKNS refused): the lookup then asks in
+// procmesh's own namespace, which serves every client that shares it.
+func socketInode(c *net.UnixConn) (ino uint64, nsfd int, ns netnsKey, nsErr, err error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0, -1, netnsKey{}, fmt.Errorf("connrecord: %w", err)
+		return 0, -1, netnsKey{}, nil, fmt.Errorf("connrecord: %w", err)
 	}
 	var st unix.Stat_t
 	var serr error
@@ -160,14 +169,18 @@ func socketInode(c *net.UnixConn) (ino uint64, nsfd int, ns netnsKey, err error)
 			serr = fmt.Errorf("connrecord: fstat socket: %w", serr)
 			return
 		}
-		nsfd, ns, serr = socketNetns(int(fd))
+		if nfd, key, err := socketNetns(int(fd)); err == nil {
+			nsfd, ns = nfd, key
+		} else {
+			nsErr = err
+		}
 	}); err != nil {
-		return 0, -1, netnsKey{}, fmt.Errorf("connrecord: %w", err)
+		return 0, -1, netnsKey{}, nil, fmt.Errorf("connrecord: %w", err)
 	}
 	if serr != nil {
-		return 0, -1, netnsKey{}, serr
+		return 0, -1, netnsKey{}, nil, serr
 	}
-	return st.Ino, nsfd, ns, nil
+	return st.Ino, nsfd, ns, nsErr, nil
 }
 
 // selfTest connects to a socket of its own and checks the record names
