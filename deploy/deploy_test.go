@@ -15,9 +15,9 @@ import (
 var neededCaps = []string{"BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "CHOWN"}
 
 // neededFamilies are the socket families procmesh opens: Unix sockets,
-// TCP and UDP (upstreams, inbound, admin), and netlink (sock_diag, the
-// connect-time record's lookup of each accepted connection's peer).
-var neededFamilies = []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
+// TCP and UDP (upstreams, inbound, admin). The connect-time record is read
+// through getsockname(2), so no netlink.
+var neededFamilies = []string{"AF_UNIX", "AF_INET", "AF_INET6"}
 
 // unitValues returns the values of key in the unit file.
 func unitValues(t *testing.T, unit, key string) []string {

@@ -4,9 +4,10 @@
 // The connect-time record (THREATS I11): a cgroup/connect_unix program
 // that runs in the connecting task at connect(2) on an AF_UNIX socket and
 // stores who that task was, keyed by the inode of the connecting socket.
-// procmesh finds the record of a connection it accepted through the peer
-// inode sock_diag reports (UNIX_DIAG_PEER), and so learns which program
-// ran at connect() instead of reading /proc afterwards.
+// A cgroup/getsockname_unix program hands procmesh the record of a
+// connection it accepted, as the answer to its getsockname(2), and so
+// procmesh learns which program ran at connect() instead of reading /proc
+// afterwards.
 //
 // It records every Unix-socket connect on the node: the hook runs before
 // the kernel resolves the path, and a socket has many names (hard links,
@@ -63,6 +64,12 @@ struct sock {
 
 struct unix_sock {
 	struct sock sk;
+	struct sock *peer;
+} __attribute__((preserve_access_index));
+
+/* The kernel's context of a sock_addr program, for the kfunc below. */
+struct bpf_sock_addr_kern {
+	struct sock *sk;
 } __attribute__((preserve_access_index));
 
 /* One connect: kept in step with Record in record_linux.go. */
@@ -113,6 +120,67 @@ int record_connect(struct bpf_sock_addr *ctx)
 	r.cgroup = bpf_get_current_cgroup_id();
 	r.time_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&records, &ino, &r, BPF_ANY);
+	return 1;
+}
+
+/* The answer to procmesh's getsockname(2) on a connection it accepted,
+ * in place of the listener's path the connection carries: kept in step
+ * with recordAnswer in record_linux.go. Only the kernel writes this
+ * address (a client cannot name procmesh's socket), so its shape is
+ * enough to know it. */
+struct answer {
+	__u8 zero;  /* 0: the form of an abstract name; procmesh's sockets are paths */
+	__u8 found; /* always 1 */
+	__u8 pad[6];
+	__u64 ino;  /* the record's key: the connecting socket's inode */
+	struct record r;
+};
+
+/* Keeps struct answer in the BTF, for bpf2go's Go type. */
+const struct answer *unused_answer __attribute__((unused));
+
+/* Set at load: the process whose calls are answered, by its tgid in the
+ * initial PID namespace. */
+volatile const __u32 procmesh_tgid = 0;
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+extern int bpf_sock_addr_set_sun_path(struct bpf_sock_addr_kern *sa_kern,
+				      const __u8 *sun_path, __u32 sun_path__sz) __ksym;
+
+/* getsockname(2) by procmesh on a connected Unix socket whose peer has a
+ * record (a connection procmesh accepted: the peer called connect()).
+ * The record is found by the peer socket's inode: no walk of the
+ * namespace's sockets (as sock_diag's lookup by inode did), and whatever
+ * network namespace the client is in. It is left in the map: procmesh
+ * deletes it once read (Go's accept also asks getsockname, for the
+ * connection's local address, which then carries the answer too). Other
+ * processes' calls, and sockets without such a peer, are left alone. */
+SEC("cgroup/getsockname_unix")
+int answer_getsockname(struct bpf_sock_addr *ctx)
+{
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) != procmesh_tgid)
+		return 1;
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 1;
+	struct unix_sock *us = bpf_skc_to_unix_sock(sk);
+	if (!us)
+		return 1;
+	struct sock *peer = BPF_CORE_READ(us, peer);
+	if (!peer)
+		return 1;
+	struct socket *sock = BPF_CORE_READ(peer, sk_socket);
+	if (!sock)
+		return 1;
+	__u64 ino = BPF_CORE_READ((struct socket_alloc *)sock, vfs_inode.i_ino);
+	struct record *r = bpf_map_lookup_elem(&records, &ino);
+	if (!r)
+		return 1;
+	struct answer a = {};
+	a.found = 1;
+	a.ino = ino;
+	a.r = *r;
+	bpf_sock_addr_set_sun_path(bpf_cast_to_kern_ctx(ctx), (const __u8 *)&a, sizeof(a));
 	return 1;
 }
 

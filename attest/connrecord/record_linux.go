@@ -4,6 +4,7 @@ package connrecord
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -21,14 +23,10 @@ import (
 // Recorder holds the attached program and its map of records. It is safe
 // for concurrent use; Close detaches the program.
 type Recorder struct {
-	objs recorderObjects
-	link link.Link
-	diag *diagConns // procmesh's own network namespace
-	// foreign are the pools of the other network namespaces connections
-	// come from, and self is procmesh's (netns_linux.go).
-	foreign netnsDiags
-	self    netnsKey
-	root    string
+	objs   recorderObjects
+	link   link.Link // cgroup/connect_unix: makes the records
+	answer link.Link // cgroup/getsockname_unix: hands them to Lookup
+	root   string
 
 	// mu keeps Close from freeing the map while a Lookup uses its file
 	// descriptor (a connection resolved during shutdown); closed refuses
@@ -56,19 +54,28 @@ func Open(opts Options) (*Recorder, error) {
 		return nil, fmt.Errorf("connrecord: %w", err)
 	}
 	spec.Maps[recorderMapRecords].MaxEntries = opts.MaxRecords
-	self, err := selfNetns()
-	if err != nil {
-		return nil, err
+	// The answers go to this process's getpeername calls only; its tgid
+	// is the kernel's (procmesh runs in the initial PID namespace, which
+	// selfTest checks).
+	if err := spec.Variables[recorderVarProcmeshTgid].Set(uint32(os.Getpid())); err != nil {
+		return nil, fmt.Errorf("connrecord: %w", err)
 	}
-	r := &Recorder{diag: newDiagConns(4, nil), self: self, root: root}
+	r := &Recorder{root: root}
 	if err := spec.LoadAndAssign(&r.objs, nil); err != nil {
-		return nil, fmt.Errorf("connrecord: load the cgroup/connect_unix program (needs Linux 6.7+, CAP_BPF, kernel BTF): %w", err)
+		return nil, fmt.Errorf("connrecord: load the cgroup/connect_unix and getsockname_unix programs (needs Linux 6.7+, CAP_BPF, kernel BTF): %w", err)
 	}
 	r.link, err = link.AttachCgroup(link.CgroupOptions{
 		Path: root, Attach: ebpf.AttachCgroupUnixConnect, Program: r.objs.RecordConnect})
 	if err != nil {
 		r.objs.Close()
 		return nil, fmt.Errorf("connrecord: attach cgroup/connect_unix at %s: %w", root, err)
+	}
+	r.answer, err = link.AttachCgroup(link.CgroupOptions{
+		Path: root, Attach: ebpf.AttachCgroupUnixGetsockname, Program: r.objs.AnswerGetsockname})
+	if err != nil {
+		r.link.Close()
+		r.objs.Close()
+		return nil, fmt.Errorf("connrecord: attach cgroup/getsockname_unix at %s: %w", root, err)
 	}
 	if err := r.selfTest(); err != nil {
 		r.Close()
@@ -81,42 +88,41 @@ func Open(opts Options) (*Recorder, error) {
 func (r *Recorder) CgroupRoot() string { return r.root }
 
 // Lookup returns the record of the connection c accepted, and removes it
-// from the map: each connection is attested once.
+// from the map: each connection is attested once. It asks getsockname(2),
+// which the attached program answers, for procmesh's own connected
+// sockets, with the record of the peer, the socket that called connect()
+// (record.c): no walk of the namespace's sockets, whatever network
+// namespace the client is in.
 func (r *Recorder) Lookup(c *net.UnixConn) (Record, error) {
-	ino, nsfd, ns, nsErr, err := socketInode(c)
+	raw, err := c.SyscallConn()
 	if err != nil {
-		return Record{}, err
+		return Record{}, fmt.Errorf("connrecord: %w", err)
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		unix.Close(nsfd)
 		return Record{}, ErrClosed
 	}
-	diag := r.diag
-	switch {
-	case nsfd < 0: // namespace unknown: procmesh's own is asked
-	case ns == r.self:
-		unix.Close(nsfd)
-	default:
-		if diag, err = r.foreign.get(ns, nsfd); err != nil {
-			return Record{}, err
-		}
+	var a recorderAnswer
+	var found bool
+	var aerr error
+	if err := raw.Control(func(fd uintptr) { a, found, aerr = localAnswer(int(fd)) }); err != nil {
+		return Record{}, fmt.Errorf("connrecord: %w", err)
 	}
-	peer, err := diag.peerInode(ino)
-	if err != nil {
-		if nsErr != nil {
-			err = fmt.Errorf("%w (asked in procmesh's network namespace: %v)", err, nsErr)
-		}
-		return Record{}, err
+	if aerr != nil {
+		return Record{}, aerr
 	}
-	var v recorderRecord
-	if err := r.objs.Records.LookupAndDelete(peer, &v); err != nil {
+	if !found {
+		return Record{}, ErrNoRecord
+	}
+	// Consumed: a second Lookup of the connection finds nothing.
+	if err := r.objs.Records.Delete(a.Ino); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return Record{}, ErrNoRecord
 		}
-		return Record{}, fmt.Errorf("connrecord: look up the record of socket %d: %w", peer, err)
+		return Record{}, fmt.Errorf("connrecord: delete the record of socket %d: %w", a.Ino, err)
 	}
+	v := a.R
 	return Record{
 		PID:      int32(v.Tgid),
 		ExeDev:   userDev(v.ExeDev),
@@ -125,6 +131,27 @@ func (r *Recorder) Lookup(c *net.UnixConn) (Record, error) {
 		CgroupID: v.Cgroup,
 		At:       time.Duration(v.TimeNs),
 	}, nil
+}
+
+// localAnswer reads getsockname on fd: the program's answer when it wrote
+// one (found), else the socket's own address (the listener's path: no
+// record of the peer).
+func localAnswer(fd int) (a recorderAnswer, found bool, err error) {
+	var sa unix.RawSockaddrUnix
+	l := uint32(unsafe.Sizeof(sa))
+	_, _, errno := unix.Syscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&l)))
+	if errno != 0 {
+		return a, false, fmt.Errorf("connrecord: getsockname: %w", errno)
+	}
+	n, off := int(unsafe.Sizeof(a)), int(unsafe.Offsetof(sa.Path))
+	if sa.Family != unix.AF_UNIX || int(l) != off+n || sa.Path[0] != 0 {
+		return a, false, nil
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&sa.Path[0])), n)
+	if _, err := binary.Decode(b, binary.NativeEndian, &a); err != nil || a.Found != 1 {
+		return a, false, nil
+	}
+	return a, true, nil
 }
 
 // Close detaches the program and frees the map. It is idempotent.
@@ -140,8 +167,10 @@ func (r *Recorder) Close() error {
 		err = r.link.Close()
 		r.link = nil
 	}
-	r.diag.close()
-	r.foreign.close()
+	if r.answer != nil {
+		err = errors.Join(err, r.answer.Close())
+		r.answer = nil
+	}
 	return errors.Join(err, r.objs.Close())
 }
 
@@ -151,40 +180,8 @@ func userDev(kdev uint64) uint64 {
 	return unix.Mkdev(uint32(kdev>>20), uint32(kdev&0xfffff))
 }
 
-// socketInode returns the inode of c's socket, and a descriptor and key
-// of the network namespace it belongs to (the caller closes the
-// descriptor): the connecting process's namespace. nsfd is -1 when the
-// kernel does not say (SIOCGSKNS refused): the lookup then asks in
-// procmesh's own namespace, which serves every client that shares it.
-func socketInode(c *net.UnixConn) (ino uint64, nsfd int, ns netnsKey, nsErr, err error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, -1, netnsKey{}, nil, fmt.Errorf("connrecord: %w", err)
-	}
-	var st unix.Stat_t
-	var serr error
-	nsfd = -1
-	if err := raw.Control(func(fd uintptr) {
-		if serr = unix.Fstat(int(fd), &st); serr != nil {
-			serr = fmt.Errorf("connrecord: fstat socket: %w", serr)
-			return
-		}
-		if nfd, key, err := socketNetns(int(fd)); err == nil {
-			nsfd, ns = nfd, key
-		} else {
-			nsErr = err
-		}
-	}); err != nil {
-		return 0, -1, netnsKey{}, nil, fmt.Errorf("connrecord: %w", err)
-	}
-	if serr != nil {
-		return 0, -1, netnsKey{}, nil, serr
-	}
-	return st.Ino, nsfd, ns, nsErr, nil
-}
-
 // selfTest connects to a socket of its own and checks the record names
-// this process and its executable: the program runs, sock_diag answers,
+// this process and its executable: the programs run (the record is made and handed back),
 // and the device encodings agree.
 func (r *Recorder) selfTest() error {
 	dir, err := os.MkdirTemp("", "procmesh-connrecord-")

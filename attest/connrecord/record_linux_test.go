@@ -3,6 +3,7 @@
 package connrecord
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -73,7 +74,7 @@ func TestCgroupV2Root(t *testing.T) {
 // process runs when procmesh looks (THREATS I11), for a client in
 // procmesh's network namespace and for one in a namespace of its own (a
 // container, a pod): the connection's server end is then created in the
-// client's namespace, where sock_diag must be asked.
+// client's namespace, where sock_diag could not see it.
 func TestRecordSurvivesExec(t *testing.T) {
 	r := openOrFail(t)
 	t.Run("same netns", func(t *testing.T) { recordSurvivesExec(t, r, 0) })
@@ -214,5 +215,46 @@ func TestCloseDuringLookups(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("lookups during Close: %v", err)
+	}
+}
+
+// A client cannot hand procmesh a record of its choosing: it may bind
+// its socket to any name, one shaped like the program's answer included,
+// but procmesh reads the answer from its own socket's address, which
+// only the kernel (the listener's path) or the program writes.
+func TestLookupIgnoresClientBoundName(t *testing.T) {
+	r := openOrFail(t)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "s"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	forged := recorderAnswer{Found: 1, Ino: 1, R: recorderRecord{Tgid: 1, ExeDev: 1, ExeIno: 1}}
+	b, err := binary.Append(nil, binary.NativeEndian, &forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: "@" + string(b[1:])}); err != nil {
+		t.Fatalf("bind the forged name: %v", err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: l.Addr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := l.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rec, err := r.Lookup(a)
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	if rec.PID != int32(os.Getpid()) {
+		t.Fatalf("record names pid %d (the forged name said 1), want this process %d", rec.PID, os.Getpid())
 	}
 }

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type recorderAnswer struct {
+	_     structs.HostLayout
+	Zero  uint8
+	Found uint8
+	Pad   [6]uint8
+	Ino   uint64
+	R     recorderRecord
+}
+
 type recorderRecord struct {
 	_      structs.HostLayout
 	Tgid   uint32
@@ -27,8 +36,11 @@ type recorderRecord struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	recorderMapRecords        = "records"
-	recorderProgRecordConnect = "record_connect"
+	recorderMapRecords            = "records"
+	recorderProgAnswerGetsockname = "answer_getsockname"
+	recorderProgRecordConnect     = "record_connect"
+	recorderVarProcmeshTgid       = "procmesh_tgid"
+	recorderVarUnusedAnswer       = "unused_answer"
 )
 
 // loadRecorder returns the embedded CollectionSpec for recorder.
@@ -73,7 +85,8 @@ type recorderSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type recorderProgramSpecs struct {
-	RecordConnect *ebpf.ProgramSpec `ebpf:"record_connect"`
+	AnswerGetsockname *ebpf.ProgramSpec `ebpf:"answer_getsockname"`
+	RecordConnect     *ebpf.ProgramSpec `ebpf:"record_connect"`
 }
 
 // recorderMapSpecs contains maps before they are loaded into the kernel.
@@ -87,6 +100,8 @@ type recorderMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type recorderVariableSpecs struct {
+	ProcmeshTgid *ebpf.VariableSpec `ebpf:"procmesh_tgid"`
+	UnusedAnswer *ebpf.VariableSpec `ebpf:"unused_answer"`
 }
 
 // recorderObjects contains all objects after they have been loaded into the kernel.
@@ -122,17 +137,21 @@ func (m *recorderMaps) Close() error {
 //
 // It can be passed to loadRecorderObjects or ebpf.CollectionSpec.LoadAndAssign.
 type recorderVariables struct {
+	ProcmeshTgid *ebpf.Variable `ebpf:"procmesh_tgid"`
+	UnusedAnswer *ebpf.Variable `ebpf:"unused_answer"`
 }
 
 // recorderPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadRecorderObjects or ebpf.CollectionSpec.LoadAndAssign.
 type recorderPrograms struct {
-	RecordConnect *ebpf.Program `ebpf:"record_connect"`
+	AnswerGetsockname *ebpf.Program `ebpf:"answer_getsockname"`
+	RecordConnect     *ebpf.Program `ebpf:"record_connect"`
 }
 
 func (p *recorderPrograms) Close() error {
 	return _RecorderClose(
+		p.AnswerGetsockname,
 		p.RecordConnect,
 	)
 }
