@@ -89,19 +89,32 @@ struct {
 	__type(value, struct record);
 } records SEC(".maps");
 
-SEC("cgroup/connect_unix")
-int record_connect(struct bpf_sock_addr *ctx)
+/* ctx_unix_sock is the Unix socket a sock_addr program runs for, or 0. */
+static __always_inline struct unix_sock *ctx_unix_sock(struct bpf_sock_addr *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	if (!sk)
-		return 1;
-	struct unix_sock *us = bpf_skc_to_unix_sock(sk);
+		return 0;
+	return bpf_skc_to_unix_sock(sk);
+}
+
+/* sock_ino is the inode of sk's socket, the records' key; 0 for a socket
+ * without one (orphaned: its file was closed). */
+static __always_inline __u64 sock_ino(struct sock *sk)
+{
+	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+	if (!sock)
+		return 0;
+	return BPF_CORE_READ((struct socket_alloc *)sock, vfs_inode.i_ino);
+}
+
+SEC("cgroup/connect_unix")
+int record_connect(struct bpf_sock_addr *ctx)
+{
+	struct unix_sock *us = ctx_unix_sock(ctx);
 	if (!us)
 		return 1;
-	struct socket *sock = BPF_CORE_READ(us, sk.sk_socket);
-	if (!sock)
-		return 1;
-	__u64 ino = BPF_CORE_READ((struct socket_alloc *)sock, vfs_inode.i_ino);
+	__u64 ino = sock_ino(&us->sk);
 	if (!ino)
 		return 1;
 
@@ -160,19 +173,15 @@ int answer_getsockname(struct bpf_sock_addr *ctx)
 {
 	if ((__u32)(bpf_get_current_pid_tgid() >> 32) != procmesh_tgid)
 		return 1;
-	struct bpf_sock *sk = ctx->sk;
-	if (!sk)
-		return 1;
-	struct unix_sock *us = bpf_skc_to_unix_sock(sk);
+	struct unix_sock *us = ctx_unix_sock(ctx);
 	if (!us)
 		return 1;
 	struct sock *peer = BPF_CORE_READ(us, peer);
 	if (!peer)
 		return 1;
-	struct socket *sock = BPF_CORE_READ(peer, sk_socket);
-	if (!sock)
+	__u64 ino = sock_ino(peer);
+	if (!ino)
 		return 1;
-	__u64 ino = BPF_CORE_READ((struct socket_alloc *)sock, vfs_inode.i_ino);
 	struct record *r = bpf_map_lookup_elem(&records, &ino);
 	if (!r)
 		return 1;
