@@ -148,9 +148,18 @@ func localAnswer(fd int) (a recorderAnswer, found bool, err error) {
 		return a, false, nil
 	}
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&sa.Path[0])), n)
-	if _, err := binary.Decode(b, binary.NativeEndian, &a); err != nil || a.Found != 1 {
+	if b[1] != 1 { // found
 		return a, false, nil
 	}
+	// recorderAnswer's layout (record.c's struct answer), read field by
+	// field: the address is not aligned for a cast.
+	e := binary.NativeEndian
+	a.Found = 1
+	a.Ino = e.Uint64(b[8:])
+	r := b[16:]
+	a.R.Tgid, a.R.Ptrace = e.Uint32(r[0:]), e.Uint32(r[4:])
+	a.R.ExeDev, a.R.ExeIno = e.Uint64(r[8:]), e.Uint64(r[16:])
+	a.R.Cgroup, a.R.TimeNs = e.Uint64(r[24:]), e.Uint64(r[32:])
 	return a, true, nil
 }
 

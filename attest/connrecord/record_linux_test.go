@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -256,5 +257,23 @@ func TestLookupIgnoresClientBoundName(t *testing.T) {
 	}
 	if rec.PID != int32(os.Getpid()) {
 		t.Fatalf("record names pid %d (the forged name said 1), want this process %d", rec.PID, os.Getpid())
+	}
+}
+
+// localAnswer's field offsets are those of the struct bpf2go generated
+// from record.c.
+func TestAnswerLayout(t *testing.T) {
+	var a recorderAnswer
+	for name, got := range map[string]uintptr{
+		"Found": unsafe.Offsetof(a.Found), "Ino": unsafe.Offsetof(a.Ino), "R": unsafe.Offsetof(a.R),
+		"R.Ptrace": unsafe.Offsetof(a.R.Ptrace), "R.ExeDev": unsafe.Offsetof(a.R.ExeDev),
+		"R.ExeIno": unsafe.Offsetof(a.R.ExeIno), "R.Cgroup": unsafe.Offsetof(a.R.Cgroup),
+		"R.TimeNs": unsafe.Offsetof(a.R.TimeNs), "size": unsafe.Sizeof(a),
+	} {
+		want := map[string]uintptr{"Found": 1, "Ino": 8, "R": 16, "R.Ptrace": 4, "R.ExeDev": 8,
+			"R.ExeIno": 16, "R.Cgroup": 24, "R.TimeNs": 32, "size": 56}[name]
+		if got != want {
+			t.Errorf("%s at %d, localAnswer reads it at %d", name, got, want)
+		}
 	}
 }
