@@ -309,6 +309,11 @@ var errHeadLimit = errors.New("response head limit reached")
 // own handshake and first request, which a client waits for, are under
 // way. The next new identity is the one it is for.
 func (up *Conn) refilled() {
+	// Put runs once per request: a plain load first, the locked swap only
+	// on the one call that finds a preconnector.
+	if up.refill.Load() == nil {
+		return
+	}
 	if pc := up.refill.Swap(nil); pc != nil {
 		pc.fill()
 	}
