@@ -295,9 +295,9 @@ func (p *Pool) H1() *H1Pool { return p.h1 }
 // sharing the pool's TLS session cache: a preconnection of the route when
 // one is ready (preconnect.go), else a new one; the H1Pool starts the
 // route's next preconnection after the connection's first exchange. A
-// preconnection that
-// fails to finish (the upstream gave up waiting for the certificate) is
-// replaced by a new connection, so the request does not fail for it.
+// preconnection that fails to finish (the upstream gave up waiting for
+// the certificate) is replaced by a new connection, so the request does
+// not fail for it.
 func (p *Pool) DialTLS(ctx context.Context) (*tls.Conn, error) {
 	if p.pre != nil {
 		if h := p.pre.take(); h != nil {
