@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/procmesh/procmesh/internal/rawio"
 	"github.com/procmesh/procmesh/policy"
 )
 
@@ -95,7 +96,7 @@ func (s *Server) newTransport(l *listener) *http.Transport {
 			if err != nil {
 				return nil, err
 			}
-			return c, nil
+			return rawio.Wrap(c), nil
 		},
 		MaxIdleConns:           o.MaxIdlePerService,
 		MaxIdleConnsPerHost:    o.MaxIdlePerService,

@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/procmesh/procmesh/internal/rawio"
 	"github.com/procmesh/procmesh/policy"
 	"github.com/procmesh/procmesh/proxy"
 	"github.com/procmesh/procmesh/tlsconf"
@@ -290,7 +291,7 @@ func (l *listener) handshake(c net.Conn) (*tls.Conn, *peer, error) {
 	case "http1":
 		tc.NextProtos = []string{"http/1.1"}
 	}
-	tlsConn := tls.Server(c, tc)
+	tlsConn := tls.Server(rawio.Wrap(c), tc)
 	ctx := context.Background()
 	if d := s.opts.Limits.ReadHeaderTimeout; d > 0 {
 		var cancel context.CancelFunc

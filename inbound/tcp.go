@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/procmesh/procmesh/internal/rawio"
 	"github.com/procmesh/procmesh/policy"
 )
 
@@ -60,7 +61,7 @@ func (l *listener) serveTCP(tc *tls.Conn, p *peer, start time.Time) {
 			return
 		}
 	}
-	c := &tcpConn{tls: tc, svc: sc, peer: p}
+	c := &tcpConn{tls: tc, svc: rawio.Wrap(sc), peer: p}
 	l.mu.Lock()
 	l.tcp[c] = struct{}{}
 	l.mu.Unlock()

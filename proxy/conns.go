@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/procmesh/procmesh/internal/credread"
+	"github.com/procmesh/procmesh/internal/rawio"
 	"github.com/procmesh/procmesh/proxy/internal/defaults"
 	"github.com/procmesh/procmesh/proxy/internal/framing"
 )
@@ -42,6 +43,7 @@ type clientConn struct {
 	*net.UnixConn
 	raw syscall.RawConn
 	rd  *rawRead
+	wr  *rawio.Conn // writes with raw system calls (package rawio)
 	srv *Server
 	// ident is the connection's attestation, started at accept; it
 	// follows the connection when the fast path hands it to net/http.
@@ -110,7 +112,7 @@ func (s *Server) newClientConn(uconn *net.UnixConn, scanHTTP bool) *clientConn {
 	var uid uint32
 	var credOK bool
 	if raw, err := uconn.SyscallConn(); err == nil {
-		c.raw, c.rd = raw, newRawRead(s.scanBufs)
+		c.raw, c.rd, c.wr = raw, newRawRead(s.scanBufs), rawio.New(uconn, raw)
 		c.peerPID, uid, credOK = peerCred(raw)
 	}
 	c.writer.Store(c.peerPID)
@@ -420,7 +422,13 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 }
 
 func (c *clientConn) Write(p []byte) (int, error) {
-	n, err := c.UnixConn.Write(p)
+	var n int
+	var err error
+	if c.wr != nil {
+		n, err = c.wr.Write(p)
+	} else {
+		n, err = c.UnixConn.Write(p)
+	}
 	c.count(&c.bytesDown, n)
 	return n, err
 }

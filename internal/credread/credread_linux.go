@@ -37,6 +37,10 @@ func SetPassCred(fd int) error {
 // in the reader's PID namespace (0: none attached, or a writer outside
 // that namespace). err is a raw errno (EAGAIN included) for the caller's
 // poller; n is 0 at end of stream.
+//
+// The call is raw (no runtime syscall entry), as in package rawio: fd is
+// non-blocking, so recvmsg returns at once, and the entry would wake the
+// runtime's monitor thread at each request that follows an idle wait.
 func (r *Reader) Read(fd int, p []byte) (n int, pid int32, err error) {
 	if len(p) == 0 {
 		return 0, 0, nil
@@ -49,7 +53,7 @@ func (r *Reader) Read(fd int, p []byte) (n int, pid int32, err error) {
 	r.hdr.SetControllen(oobSize)
 	r.hdr.Flags = 0
 	for {
-		m, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdr)), unix.MSG_CMSG_CLOEXEC)
+		m, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdr)), unix.MSG_CMSG_CLOEXEC)
 		if e == unix.EINTR {
 			continue
 		}

@@ -225,7 +225,7 @@ func (up *Conn) alive() bool {
 	open := false
 	err := up.raw.Read(func(fd uintptr) bool {
 		var b [1]byte
-		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		open = errno == syscall.EAGAIN
 		return true

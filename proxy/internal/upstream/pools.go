@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/procmesh/procmesh/internal/rawio"
 	"github.com/procmesh/procmesh/proxy/internal/defaults"
 	"github.com/procmesh/procmesh/tlsconf"
 )
@@ -322,9 +323,9 @@ func (p *Pool) dialTLSWith(ctx context.Context, conf *tls.Config, wrap func(net.
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", p.route.Upstream, err)
 	}
-	under := raw
+	under := rawio.Wrap(raw)
 	if wrap != nil {
-		under = wrap(raw)
+		under = wrap(under)
 	}
 	c := tls.Client(under, conf)
 	if err := c.HandshakeContext(ctx); err != nil {

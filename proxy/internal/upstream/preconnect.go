@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/procmesh/procmesh/internal/rawio"
 )
 
 // Preconnection: a TLS 1.3 client sends its certificate in its second
@@ -131,7 +133,7 @@ func (pc *preconnector) run() {
 	if err != nil {
 		return
 	}
-	h.tc = tls.Client(raw, conf)
+	h.tc = tls.Client(rawio.Wrap(raw), conf)
 	go func() { h.done <- h.tc.HandshakeContext(ctx) }()
 	select {
 	case <-reached:

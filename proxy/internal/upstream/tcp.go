@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/procmesh/procmesh/internal/rawio"
 )
 
 // newTCPTransport returns the HTTP transport of a pool over TCP+TLS: the
@@ -74,7 +76,11 @@ func (ps *Pools) newTCPTransport(p *Pool, conf *tls.Config, h2only bool) *http.T
 		tr.TLSHandshakeTimeout = o.DialTimeout
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			p.dials.Add(1)
-			return p.dialer.DialContext(ctx, "tcp", upstream)
+			c, err := p.dialer.DialContext(ctx, "tcp", upstream)
+			if err != nil {
+				return nil, err
+			}
+			return rawio.Wrap(c), nil
 		}
 	}
 	tr.Protocols = protos
