@@ -48,6 +48,25 @@ func (e *env) memoryPlan() *plan {
 		perProc.SetNA(report.Procmesh, "the C helper could not be compiled (is cc installed?)")
 	}
 	var steps []step
+	// The procmesh variants (-variants) run procmesh's binary too: left
+	// running, they would share its pages, and procmesh's PSS would be
+	// lower than on a node, where one procmesh runs. No scenario after
+	// this one uses them.
+	var variants []*contestant
+	for _, c := range e.contenders {
+		if !c.in("memory") && c.proc != nil {
+			variants = append(variants, c)
+		}
+	}
+	if len(variants) > 0 {
+		sc.Notes = append(sc.Notes, fmt.Sprintf("The %d procmesh variants were stopped first: they map the same binary, and would share its pages with procmesh.", len(variants)))
+		steps = append(steps, step{label: "memory, stopping the procmesh variants", run: func() string {
+			for _, c := range variants {
+				c.stop()
+			}
+			return fmt.Sprintf("%d stopped", len(variants))
+		}})
+	}
 	for t := range e.cfg.MemTrials {
 		for _, c := range e.rotate("memory", t) {
 			if c.isDirect() {
