@@ -55,6 +55,16 @@ func (cs *connSet[T]) stopAdding() {
 // stopping reports that stopAdding ran.
 func (cs *connSet[T]) stopping() bool { return cs.stopped.Load() }
 
+// appendTo appends every member to dst.
+func (cs *connSet[T]) appendTo(dst []T) []T {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for v := range cs.m {
+		dst = append(dst, v)
+	}
+	return dst
+}
+
 // each calls f for every member, outside the lock: f may end a member,
 // which removes it.
 func (cs *connSet[T]) each(f func(T)) {

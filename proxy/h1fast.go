@@ -52,6 +52,11 @@ type fastConn struct {
 	head  []byte                   // copy of the head being served, for a handoff
 	watch clientWatch              // for a client hanging up while the upstream thinks
 	live  atomic.Pointer[liveConn] // the exchange in progress, for a reload
+	// For the clock (fastClock): the end of the wait for the next request
+	// (unix nanos; 0: none; waitExpired: the clock ended it), and the
+	// stream timer of the exchange in progress.
+	waitDL  atomic.Int64
+	exTimer atomic.Pointer[streamTimer]
 	// waitUntil ends the wait for the next request (zero: no end); moved
 	// says the wait already moved to a fresh goroutine (fastLinger).
 	waitUntil time.Time
@@ -71,6 +76,7 @@ func (s *Server) serveFast(cc *clientConn) {
 		cc.Close()
 		return
 	}
+	s.clock.ensure()
 	// A new connection has ReadHeaderTimeout to send its first request, as
 	// under net/http; then IdleTimeout between requests.
 	fc.waitUntil = deadlineAfter(s.opts.ReadHeaderTimeout)
@@ -87,9 +93,6 @@ func (fc *fastConn) run() {
 		return
 	}
 	fc.releaseReader()
-	if fc.watch.timer != nil {
-		fc.watch.timer.Stop()
-	}
 	s.fast.remove(fc)
 	if outcome == fastHandoff {
 		s.stats.handoffs.Add(1)
@@ -138,8 +141,10 @@ func (fc *fastConn) serve() fastOutcome {
 			if l := time.Now().Add(fastLinger); !fc.moved && (dl.IsZero() || l.Before(dl)) {
 				dl, lingering = l, true
 			}
-			cc.SetReadDeadline(dl)
-			if err := cc.awaitReady(); err != nil {
+			fc.startWait(dl) // the clock ends the wait (fastClock)
+			err := cc.awaitReady()
+			fc.endWait()
+			if err != nil {
 				var ne net.Error
 				if lingering && errors.As(err, &ne) && ne.Timeout() && !s.fast.stopping() {
 					fc.moved = true
@@ -153,7 +158,6 @@ func (fc *fastConn) serve() fastOutcome {
 		if !fc.state.CompareAndSwap(fastIdle, fastActive) {
 			return fastDone // closed by Shutdown
 		}
-		cc.SetReadDeadline(time.Time{})
 		switch fc.serveOne() {
 		case fastHandoff:
 			fc.handBack()

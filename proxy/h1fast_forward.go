@@ -70,6 +70,8 @@ func (fc *fastConn) relay(r *http.Request, d *decision) (keep bool) {
 	// costs no lock or map update.
 	fc.live.Store(l)
 	defer fc.live.Store(nil)
+	fc.exTimer.Store(timer) // its idle timeout: the clock's (fastClock)
+	defer fc.exTimer.Store(nil)
 
 	body := &fx.body
 	body.reset(r.Body, timer, s.opts.MaxRequestBodyBytes)

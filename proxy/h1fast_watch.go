@@ -15,22 +15,27 @@ import (
 // client that gave up must not hold its upstream connection until the
 // upstream answers or the stream idle timeout passes.
 //
-// Most answers come in microseconds, so the watch starts only after
-// clientWatchDelay: it is a goroutine blocked in a MSG_PEEK on the client
-// socket through the runtime's poller, which sees an orderly close (a
-// zero-length peek) or a reset. Bytes from the client (a pipelined next
-// request) end the watch without a verdict.
+// Most answers come in microseconds, so the watch starts only once the
+// exchange has lasted clientWatchDelay, as the Server's clock (fastClock)
+// finds: it is a goroutine blocked in a MSG_PEEK on the client socket
+// through the runtime's poller, which sees an orderly close (a zero-length
+// peek) or a reset. Bytes from the client (a pipelined next request) end
+// the watch without a verdict.
 type clientWatch struct {
-	cc    *clientConn
-	timer *time.Timer // made once per connection
-	gone  atomic.Bool // the client hung up during the last watch
+	cc   *clientConn
+	gone atomic.Bool // the client hung up during the last watch
 
-	mu      sync.Mutex
-	dl      *fastDeadlines // of the exchange being watched; abort ends it
-	running sync.WaitGroup
-	armed   bool
+	mu       sync.Mutex
+	dl       *fastDeadlines // of the exchange being watched; abort ends it
+	running  sync.WaitGroup
+	armed    bool      // an exchange is in progress
+	since    time.Time // when it started
+	started  bool      // the watch of this exchange started
+	watching bool      // and has not ended
 }
 
+// clientWatchDelay is how long an exchange lasts before it is watched; the
+// clock adds up to fastTick.
 const clientWatchDelay = 10 * time.Millisecond
 
 // errClientGone ends an exchange whose client hung up.
@@ -41,21 +46,28 @@ func (w *clientWatch) start(dl *fastDeadlines) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.gone.Store(false)
-	w.dl, w.armed = dl, true
-	if w.timer == nil {
-		w.timer = time.AfterFunc(clientWatchDelay, w.watch)
-	} else {
-		w.timer.Reset(clientWatchDelay)
+	w.dl, w.armed, w.since, w.started = dl, true, time.Now(), false
+}
+
+// tick starts the watch once the exchange has lasted clientWatchDelay.
+func (w *clientWatch) tick(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.armed || w.started || now.Sub(w.since) < clientWatchDelay || w.cc.raw == nil {
+		return
 	}
+	w.started, w.watching = true, true
+	w.running.Add(1)
+	go w.watch()
 }
 
 // stop ends the watch; when it returns, the watch touches nothing.
 func (w *clientWatch) stop() {
 	w.mu.Lock()
 	w.armed = false
-	stopped := w.timer.Stop()
+	watching := w.watching
 	w.mu.Unlock()
-	if stopped {
+	if !watching {
 		return
 	}
 	// The watch may be blocked on the socket: wake it, wait for it, and
@@ -68,14 +80,12 @@ func (w *clientWatch) stop() {
 }
 
 func (w *clientWatch) watch() {
-	w.mu.Lock()
-	if !w.armed || w.cc.raw == nil {
+	defer func() {
+		w.mu.Lock()
+		w.watching = false
 		w.mu.Unlock()
-		return
-	}
-	w.running.Add(1)
-	w.mu.Unlock()
-	defer w.running.Done()
+		w.running.Done()
+	}()
 	hungUp := false
 	err := w.cc.raw.Read(func(fd uintptr) bool {
 		var b [1]byte

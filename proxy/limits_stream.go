@@ -29,6 +29,10 @@ type streamTimer struct {
 	cancel func(error)
 	rc     deadliner
 
+	// clocked: the idle timeout is checked by the fast path's clock
+	// (tickIdle), not by idleT.
+	clocked bool
+
 	mu          sync.Mutex
 	stopped     bool
 	gen         uint64 // arms so far: a callback of an earlier arm does nothing
@@ -54,9 +58,10 @@ func newStreamTimer(ctx context.Context, rc deadliner, l Limits) (context.Contex
 
 // newReusableTimer returns a stopped timer for the requests of one
 // connection, one at a time (arm, then stop); cancel is told why a request
-// was ended.
+// was ended. Its idle timeout is left to the fast path's clock, which
+// calls tickIdle while the timer serves a connection (fastConn.exTimer).
 func newReusableTimer(rc deadliner, l Limits, cancel func(error)) *streamTimer {
-	return &streamTimer{idle: l.StreamIdleTimeout, cancel: cancel, rc: rc, stopped: true}
+	return &streamTimer{idle: l.StreamIdleTimeout, cancel: cancel, rc: rc, stopped: true, clocked: true}
 }
 
 // arm starts the timers of a request (StreamIdleTimeout, RequestTimeout)
@@ -69,7 +74,7 @@ func (t *streamTimer) arm(l Limits) uint64 {
 	t.cause.Store(nil)
 	t.started.Store(false)
 	t.touch()
-	if defaults.On(t.idle) {
+	if defaults.On(t.idle) && !t.clocked {
 		if t.idleT == nil {
 			t.idleT = time.AfterFunc(t.idle, t.checkIdle)
 		} else {
@@ -130,6 +135,21 @@ func (t *streamTimer) checkIdle() {
 			t.idleT.Reset(t.idle - idle)
 		}
 		t.mu.Unlock()
+		return
+	}
+	t.fire(streamIdleError(http.StatusGatewayTimeout, "on the request", t.idle), g)
+}
+
+// tickIdle ends the armed request if no byte moved for the idle timeout
+// (a clocked timer: fastClock calls it).
+func (t *streamTimer) tickIdle(now time.Time) {
+	if !defaults.On(t.idle) {
+		return
+	}
+	t.mu.Lock()
+	g, stopped := t.gen, t.stopped
+	t.mu.Unlock()
+	if stopped || now.Sub(time.Unix(0, t.last.Load())) < t.idle {
 		return
 	}
 	t.fire(streamIdleError(http.StatusGatewayTimeout, "on the request", t.idle), g)

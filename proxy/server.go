@@ -109,6 +109,7 @@ type Server struct {
 	exchanges   sync.Pool // *fastExchange
 	handoff     *handoffListener
 	handoffOnce sync.Once
+	clock       fastClock // the fast path's deadlines
 	stats       stats
 
 	// base is the root of the contexts of attestations and upstream work
@@ -131,6 +132,7 @@ func New(r Resolver, ids tlsconf.Source, st *State, opts Options) (*Server, erro
 	s := &Server{opts: opts, resolver: r, bufs: newBufferPool(opts.CopyBufferSize), bulk: newBufferPool(bulkSize(opts.CopyBufferSize)), scanBufs: newBufferPool(scanBufSize),
 		handoff: newHandoffListener(), readers: newReaderPool(fastReaderSize), writers: newWriterPool(fastWriterSize)}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.clock.s = s
 	s.overLimit = framing.OverLimit{
 		HeadBytes: headerBytesError(0, opts.MaxRequestHeaderBytes).Error(),
 		Fields:    headerCountError(opts.MaxRequestHeaders).Error(),
@@ -308,6 +310,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.listeners.each(func(l net.Listener) { l.Close() })
 	s.conns.stopAdding()
 	fastErr := s.shutdownFast(ctx)
+	s.clock.stop()
 	s.handoff.Close()
 	httpErr := s.http.Shutdown(ctx)
 	connErr := s.conns.wait(ctx, func(c net.Conn) { c.Close() })
