@@ -313,17 +313,28 @@ func (p *Pool) DialTLS(ctx context.Context) (*tls.Conn, error) {
 	return p.dialTLSWith(ctx, p.tls, nil)
 }
 
+// dialTCP counts a dial (dials) and connects to addr. The connection
+// reads and writes with raw system calls (package rawio), as every
+// upstream TCP connection does.
+func dialTCP(ctx context.Context, d *net.Dialer, dials *atomic.Uint64, addr string) (net.Conn, error) {
+	dials.Add(1)
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(c), nil
+}
+
 // dialTLSWith dials TCP, wraps the connection with wrap when given (the
 // layer crypto/tls writes to), and completes a TLS handshake with conf.
 func (p *Pool) dialTLSWith(ctx context.Context, conf *tls.Config, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
 	defer cancel()
-	p.dials.Add(1)
-	raw, err := p.dialer.DialContext(ctx, "tcp", p.route.Upstream)
+	raw, err := dialTCP(ctx, p.dialer, p.dials, p.route.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", p.route.Upstream, err)
 	}
-	under := rawio.Wrap(raw)
+	under := raw
 	if wrap != nil {
 		under = wrap(under)
 	}

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-
-	"github.com/procmesh/procmesh/internal/rawio"
 )
 
 // Preconnection: a TLS 1.3 client sends its certificate in its second
@@ -128,12 +126,11 @@ func (pc *preconnector) run() {
 	}()
 	dctx, dcancel := context.WithTimeout(ctx, pc.dialer.Timeout)
 	defer dcancel()
-	pc.dials.Add(1)
-	raw, err := pc.dialer.DialContext(dctx, "tcp", pc.route.Upstream)
+	raw, err := dialTCP(dctx, pc.dialer, pc.dials, pc.route.Upstream)
 	if err != nil {
 		return
 	}
-	h.tc = tls.Client(rawio.Wrap(raw), conf)
+	h.tc = tls.Client(raw, conf)
 	go func() { h.done <- h.tc.HandshakeContext(ctx) }()
 	select {
 	case <-reached:

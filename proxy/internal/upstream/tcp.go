@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-
-	"github.com/procmesh/procmesh/internal/rawio"
 )
 
 // newTCPTransport returns the HTTP transport of a pool over TCP+TLS: the
@@ -75,12 +73,7 @@ func (ps *Pools) newTCPTransport(p *Pool, conf *tls.Config, h2only bool) *http.T
 		tr.TLSClientConfig = conf.Clone()
 		tr.TLSHandshakeTimeout = o.DialTimeout
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			p.dials.Add(1)
-			c, err := p.dialer.DialContext(ctx, "tcp", upstream)
-			if err != nil {
-				return nil, err
-			}
-			return rawio.Wrap(c), nil
+			return dialTCP(ctx, p.dialer, p.dials, upstream)
 		}
 	}
 	tr.Protocols = protos
