@@ -137,6 +137,11 @@ func (t *streamTimer) checkIdle() {
 		t.mu.Unlock()
 		return
 	}
+	t.fireIdle(g)
+}
+
+// fireIdle ends arm g's request for the stream idle timeout.
+func (t *streamTimer) fireIdle(g uint64) {
 	t.fire(streamIdleError(http.StatusGatewayTimeout, "on the request", t.idle), g)
 }
 
@@ -152,7 +157,7 @@ func (t *streamTimer) tickIdle(now time.Time) {
 	if stopped || now.Sub(time.Unix(0, t.last.Load())) < t.idle {
 		return
 	}
-	t.fire(streamIdleError(http.StatusGatewayTimeout, "on the request", t.idle), g)
+	t.fireIdle(g)
 }
 
 // fire ends arm g's request because of lim, once, unless it already ended.
