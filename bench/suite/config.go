@@ -100,7 +100,7 @@ func Full() Config {
 		KAWarmup: 500 * time.Millisecond, KADuration: 2500 * time.Millisecond, KAConns: 64,
 		Rate: 1000, RateConns: 8, RateWarmup: 500 * time.Millisecond, RateDuration: 4 * time.Second,
 		H2Warmup: 500 * time.Millisecond, H2Duration: 1500 * time.Millisecond,
-		ColdSamples: 200, MemTrials: 1, IdleConns: 10000, CachedProcs: 10000,
+		ColdSamples: 200, MemTrials: 3, IdleConns: 10000, CachedProcs: 10000,
 		Profile: true, ProfileDuration: 5 * time.Second,
 		GID: 4242, Preconnect: 1,
 	}

@@ -7,15 +7,15 @@ import (
 // Costs the estimate assumes beyond a step's own warm-up and duration,
 // measured on the 2-core machines this project runs on.
 const (
-	stepOverhead    = 100 * time.Millisecond // start, stop, CPU and RSS samples
-	spawnCost       = 8 * time.Millisecond   // one cold-identity process
-	restartCost     = time.Second            // stop, start, settle, one request
-	perIdleConn     = time.Millisecond       // open, one request (HAProxy's accept is the slowest)
-	perCachedProc   = 900 * time.Microsecond // fork, request, report
-	setupCost       = 6 * time.Second        // CA, upstream, configs, starting the proxies
-	profileBuild    = 15 * time.Second       // go build -overlay on a warm cache
-	contestantsFull = 6                      // procmesh, HAProxy, nginx, Envoy, Caddy, direct
-	variants        = 2                      // procmesh-norecord, procmesh-fwattest (-variants)
+	stepOverhead    = 100 * time.Millisecond  // start, stop, CPU and RSS samples
+	spawnCost       = 5 * time.Millisecond    // one cold-identity process (4.5 ms in 2026-12-05-s9-1)
+	restartCost     = time.Second             // stop, start, settle, one request
+	perIdleConn     = 500 * time.Microsecond  // open, one request: 0.3 ms (nginx) to 0.75 ms (HAProxy), measured 2026-12-05
+	perCachedProc   = 1100 * time.Microsecond // fork, request, report
+	setupCost       = 6 * time.Second         // CA, upstream, configs, starting the proxies
+	profileBuild    = 15 * time.Second        // go build -overlay on a warm cache
+	contestantsFull = 6                       // procmesh, HAProxy, nginx, Envoy, Caddy, direct
+	variants        = 2                       // procmesh-norecord, procmesh-fwattest (-variants)
 )
 
 // Estimate is how long a run of c takes with every contestant installed,
@@ -48,8 +48,8 @@ func (c Config) Estimate() time.Duration {
 	}
 	if c.wants("memory") {
 		proxies := n - 1
-		perProxy := 2*restartCost + step(c.RateWarmup, c.RateDuration) + time.Duration(c.IdleConns)*perIdleConn + 1500*time.Millisecond
-		d += time.Duration(c.MemTrials) * (proxies*perProxy + restartCost + time.Duration(c.CachedProcs)*perCachedProc + 2*time.Second)
+		perProxy := 2*restartCost + step(c.RateWarmup, c.RateDuration) + time.Duration(c.IdleConns)*perIdleConn
+		d += time.Duration(c.MemTrials)*(proxies*perProxy+2*time.Second) + restartCost + time.Duration(c.CachedProcs)*perCachedProc // cached processes: first trial only
 	}
 	if c.wants("inbound") {
 		d += inboundStartCost + trials*(inboundContestants*2+e2eContestants)*step(c.KAWarmup, c.KADuration) // keep-alive, new connection per request; end to end

@@ -20,7 +20,7 @@ func (e *env) memoryPlan() *plan {
 			"*At %.0f req/s*: the highest VmRSS sampled every 100 ms during %s of the fixed-rate load. "+
 			"*Per idle connection*: the proxy restarted, then %d client connections opened on the Unix socket, one request each, then left open; (RSS with them − RSS before) / count. "+
 			"*PSS*: the same, counting each shared page once (divided among the processes that map it; nginx's RSS counts its master's and workers' shared pages once per process). "+
-			"*Per cached process* (procmesh only): restarted, then distinct live processes (a small C program forks them; each connects, makes one request, closes and sleeps) — (RSS after − RSS before) / count. "+
+			"*Per cached process* (procmesh only, first trial only: it varies by less than 0.1 KiB between runs and takes the longest): restarted, then distinct live processes (a small C program forks them; each connects, makes one request, closes and sleeps) — (RSS after − RSS before) / count. "+
 			"*Anonymous RSS*: RssAnon of the same samples (the highest during the load): heap, stacks and other pages the proxy wrote privately. "+
 			"The rest of RSS is file-backed, mostly the proxy's binary: on each page fault the kernel also maps the neighbouring pages already in the page cache (fault-around), so that part follows how much of the binary is cached (earlier runs, other processes) more than what the proxy does.",
 			e.cfg.Rate, e.cfg.RateDuration, e.idleConns())}
@@ -159,9 +159,9 @@ func (e *env) memoryPlan() *plan {
 					return fmt.Sprintf("%.1f KiB/conn (%d conns, RSS %.1f → %.1f MB)", per, len(conns), mb(before.RSS), mb(after.RSS))
 				},
 			})
-			if c.name == report.Procmesh && e.manyExe != "" {
+			if c.name == report.Procmesh && e.manyExe != "" && t == 0 {
 				steps = append(steps, step{
-					label: fmt.Sprintf("memory, procmesh restarted, caching up to %d processes, trial %d/%d", e.cfg.CachedProcs, t+1, e.cfg.MemTrials),
+					label: fmt.Sprintf("memory, procmesh restarted, caching up to %d processes", e.cfg.CachedProcs),
 					run: func() string {
 						r, err := e.cachedProcesses(c)
 						if err != nil {

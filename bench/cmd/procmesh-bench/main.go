@@ -48,7 +48,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("procmesh-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "the quick preset (make bench-quick): shorter runs, 2 trials, 1,000 idle connections and processes")
+	quick := fs.Bool("quick", false, "the quick preset (make bench-quick): shorter runs, 2 trials (memory: 1), 500 idle connections and processes")
 	trials := fs.Int("trials", 0, "alternating trials per figure (default: the preset's)")
 	only := fs.String("only", "", "comma-separated scenarios to run: l4,keepalive,rate,h2h3,cold,memory,profile,inbound (inbound runs only when named here or with -inbound)")
 	inbound := fs.Bool("inbound", false, "add the inbound scenario (remote mTLS client → procmesh inbound, HAProxy, nginx, Caddy → Unix-socket app) to the scenarios run")
@@ -76,7 +76,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		cfg = suite.Quick()
 	}
 	if *trials > 0 {
-		cfg.Trials = *trials
+		cfg.Trials, cfg.MemTrials = *trials, *trials
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
