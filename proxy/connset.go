@@ -68,13 +68,7 @@ func (cs *connSet[T]) appendTo(dst []T) []T {
 // each calls f for every member, outside the lock: f may end a member,
 // which removes it.
 func (cs *connSet[T]) each(f func(T)) {
-	cs.mu.Lock()
-	vs := make([]T, 0, len(cs.m))
-	for v := range cs.m {
-		vs = append(vs, v)
-	}
-	cs.mu.Unlock()
-	for _, v := range vs {
+	for _, v := range cs.appendTo(nil) {
 		f(v)
 	}
 }
