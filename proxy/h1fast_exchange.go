@@ -97,8 +97,7 @@ func (x *exchange) roundTrip(up *upstream.Conn) (*http.Response, error) {
 	if err := bw.Flush(); err != nil {
 		return nil, err
 	}
-	x.timer.touch()
-	x.fc.watch.start(x.dl)
+	x.fc.watch.start(x.dl, x.timer.touch())
 	defer x.fc.watch.stop()
 	for interim := 0; ; interim++ {
 		res, err := up.ReadResponse(x.r)

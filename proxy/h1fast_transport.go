@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/procmesh/procmesh/proxy/internal/upstream"
 	"golang.org/x/net/http/httpguts"
@@ -26,7 +27,7 @@ func (x *exchange) runTransport(p *upstream.Pool) error {
 		body = x.body
 	}
 	out := outboundRequest(ctx, x.r, p.Host(), body, x.fc.srv.reqFilter.skip)
-	x.fc.watch.start(x.dl)
+	x.fc.watch.start(x.dl, time.Now())
 	res, err := p.Transport().RoundTrip(out)
 	x.fc.watch.stop()
 	if err != nil {

@@ -41,12 +41,14 @@ const clientWatchDelay = 10 * time.Millisecond
 // errClientGone ends an exchange whose client hung up.
 var errClientGone = errors.New("the client closed its connection before the response")
 
-// start arms the watch for the exchange whose deadlines are dl.
-func (w *clientWatch) start(dl *fastDeadlines) {
+// start arms the watch for the exchange whose deadlines are dl, waiting
+// for the upstream since since (the caller's clock reading: the fast path
+// reads the clock once per request here, for the stream timer too).
+func (w *clientWatch) start(dl *fastDeadlines, since time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.gone.Store(false)
-	w.dl, w.armed, w.since, w.started = dl, true, time.Now(), false
+	w.dl, w.armed, w.since, w.started = dl, true, since, false
 }
 
 // tick starts the watch once the exchange has lasted clientWatchDelay.

@@ -119,7 +119,12 @@ func (a *armCloser) Close() error {
 }
 
 // touch records that bytes moved.
-func (t *streamTimer) touch() { t.last.Store(time.Now().UnixNano()) }
+// touch marks the stream active now, and returns now.
+func (t *streamTimer) touch() time.Time {
+	now := time.Now()
+	t.last.Store(now.UnixNano())
+	return now
+}
 
 func (t *streamTimer) checkIdle() {
 	t.mu.Lock()
